@@ -1,0 +1,78 @@
+"""reactor: distributed background jobs over ZeroMQ, msgpack and asyncio.
+
+``import reactor as JR`` gives JobReactor's facade (``JR.start_distributor``, ``JR.enqueue``,
+``JR.start_node``, ``JR.config``, ...); ``Distributor`` and ``Node`` are the same machinery as
+asyncio objects.
+"""
+
+from __future__ import annotations
+
+from reactor.config import Config
+from reactor.distributor import Distributor
+from reactor.errors import (
+    BackPressureError,
+    CancelJob,
+    ConfigError,
+    JobCancelledError,
+    JobFailed,
+    JobTimeoutError,
+    MessageTooLargeError,
+    NoSuchJob,
+    ProtocolError,
+    ReactorError,
+    RemoteError,
+    StorageUnavailableError,
+)
+from reactor.handle import JobHandle
+from reactor.node import Node
+from reactor.registry import JobRegistry, job, job_callback, job_errback
+from reactor.runtime import Runtime
+
+__all__ = [
+    # errors
+    "BackPressureError",
+    "CancelJob",
+    "ConfigError",
+    # objects
+    "Config",
+    "Distributor",
+    "JobCancelledError",
+    "JobFailed",
+    "JobHandle",
+    "JobRegistry",
+    "JobTimeoutError",
+    "MessageTooLargeError",
+    "NoSuchJob",
+    "Node",
+    "ProtocolError",
+    "ReactorError",
+    "RemoteError",
+    "StorageUnavailableError",
+    # facade
+    "config",
+    "enqueue",
+    # job definitions
+    "job",
+    "job_callback",
+    "job_errback",
+    "ready",
+    "run",
+    "run_forever",
+    "snapshot",
+    "start_distributor",
+    "start_node",
+    "stop",
+]
+
+#: The facade's settings (the one documented global, with the runtime below).
+config = Config()
+_runtime = Runtime(config)
+
+run = _runtime.run
+run_forever = _runtime.run_forever
+ready = _runtime.ready
+stop = _runtime.stop
+start_distributor = _runtime.start_distributor
+start_node = _runtime.start_node
+enqueue = _runtime.enqueue
+snapshot = _runtime.snapshot

@@ -1,0 +1,172 @@
+"""``reactor node``: run a worker node until SIGTERM or Ctrl-C, then stop gracefully."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+from typing import Any
+
+from reactor.config import DEFAULTS, Config
+from reactor.errors import ConfigError, ReactorError
+from reactor.node import Node
+from reactor.runtime import new_event_loop
+
+log = logging.getLogger("reactor.cli")
+
+
+def add_parser(sub: Any) -> None:
+    """Register the ``node`` subcommand."""
+    p = sub.add_parser(
+        "node",
+        help="run a worker node",
+        description="Run a node that takes jobs from one or more distributors.",
+    )
+    p.add_argument("--name", required=True, help="the node's name (jobs pin to it with node=)")
+    p.add_argument(
+        "--distributor",
+        action="append",
+        required=True,
+        metavar="HOST:PORT",
+        help="a distributor to connect to (repeat for several)",
+    )
+    p.add_argument(
+        "--storage",
+        default="memory",
+        help="memory (default), redis (uses redis_url) or a redis://... URL",
+    )
+    p.add_argument(
+        "--jobs",
+        default=None,
+        metavar="DIR",
+        help="job directory (default: config job_directory, 'reactor_jobs')",
+    )
+    p.add_argument("--capacity", type=int, default=None, help="jobs taken at once")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"set a config key (repeatable): {', '.join(sorted(DEFAULTS))}",
+    )
+    add_curve_arguments(p)
+    p.set_defaults(func=run)
+
+
+def add_curve_arguments(p: argparse.ArgumentParser) -> None:
+    """The CURVE options a node takes (see ``reactor keys``)."""
+    p.add_argument("--curve-secret", metavar="FILE", help="this node's CURVE secret key file")
+    p.add_argument(
+        "--curve-server-key", metavar="FILE", help="the distributor's CURVE public key file"
+    )
+
+
+def apply_settings(config: Config, settings: list[str]) -> None:
+    """Apply ``KEY=VALUE`` strings to ``config``, typed after each key's default.
+
+    Raises:
+        ConfigError: a malformed pair, an unknown key or a bad value.
+    """
+    for item in settings:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set takes KEY=VALUE, not {item!r}")
+        if key not in DEFAULTS:
+            raise ConfigError(
+                f"unknown config key {key!r}; valid keys: {', '.join(sorted(DEFAULTS))}"
+            )
+        default = DEFAULTS[key]
+        value: Any
+        try:
+            if isinstance(default, bool):
+                if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(text)
+                value = text.lower() in ("true", "1", "yes")
+            elif isinstance(default, int):
+                value = int(text)
+            elif isinstance(default, float):
+                value = float(text)
+            else:
+                value = text
+        except ValueError:
+            raise ConfigError(
+                f"--set {key}: {text!r} is not a valid {type(default).__name__}"
+            ) from None
+        config[key] = value
+
+
+def storage_spec(text: str) -> str:
+    """The CLI's storage names mapped to the API's."""
+    return {"memory": "memory_storage", "redis": "redis_storage"}.get(text, text)
+
+
+def curve_client(ns: argparse.Namespace) -> Any:
+    """Build the node's CURVE settings from the CLI options, or None."""
+    if not (ns.curve_secret or ns.curve_server_key):
+        return None
+    from reactor.security import CurveClient
+
+    if not (ns.curve_secret and ns.curve_server_key):
+        raise ConfigError("CURVE needs both --curve-secret and --curve-server-key")
+    return CurveClient.from_files(ns.curve_secret, ns.curve_server_key)
+
+
+def run(ns: argparse.Namespace) -> int:
+    """Run the node until a signal; 0 on a graceful stop."""
+    config = Config()
+    try:
+        apply_settings(config, ns.set)
+        node = Node(
+            ns.name,
+            distributors=ns.distributor,
+            storage=storage_spec(ns.storage),
+            job_directory=ns.jobs,
+            capacity=ns.capacity,
+            config=config,
+            curve=curve_client(ns),
+        )
+    except (ReactorError, ValueError) as exc:
+        print(f"reactor node: {exc}")
+        return 2
+    loop = new_event_loop()
+    try:
+        return loop.run_until_complete(_serve(node))
+    except ReactorError as exc:
+        print(f"reactor node: {exc}")
+        return 2
+    finally:
+        loop.close()
+
+
+async def _serve(node: Node) -> int:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = 0
+
+    def on_signal(sig: int) -> None:
+        nonlocal signals
+        signals += 1
+        if signals == 1:
+            log.info(
+                "node %s: %s received; finishing running jobs (signal again to exit now)",
+                node.name,
+                signal.Signals(sig).name,
+            )
+            stop.set()
+        else:
+            log.warning("node %s: second signal; exiting now", node.name)
+            os._exit(1)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        await node.start()
+        await stop.wait()
+        await node.stop()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+    log.info("node %s stopped", node.name)
+    return 0

@@ -1,0 +1,101 @@
+"""The exceptions reactor raises, and the two control signals job code uses.
+
+Tree::
+
+    ReactorError
+    ├── ConfigError (also KeyError / ValueError)       bad or unknown configuration
+    ├── ProtocolError (also ValueError)                a malformed or unexpected message
+    ├── MessageTooLargeError (also ValueError)         a job or message over the size limit
+    ├── BackPressureError                              the distributor's waiting buffer is full
+    ├── StorageUnavailableError (also ConnectionError) the job storage cannot be reached
+    ├── JobFailed                                      a job ended in error (``handle.result()``)
+    ├── JobCancelledError                              a job was cancelled by ``handle.cancel()``
+    ├── JobTimeoutError (also TimeoutError)            ``handle.result(timeout)`` ran out
+    ├── NoSuchJob                                      a node does not know the job's name
+    └── RemoteError                                    a node's exception, seen by the distributor
+
+    CancelJob (BaseException)                          raised by job code to end a job on purpose
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ReactorError(Exception):
+    """Base of every error reactor raises itself."""
+
+
+class ConfigError(ReactorError, KeyError):
+    """An unknown configuration key or an invalid value; the message names the valid choices."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ProtocolError(ReactorError, ValueError):
+    """A message that could not be decoded or failed the envelope schema."""
+
+
+class MessageTooLargeError(ReactorError, ValueError):
+    """A job's arguments or a message exceed the configured size limit."""
+
+
+class BackPressureError(ReactorError):
+    """The distributor already holds as many waiting jobs as it is allowed to."""
+
+
+class StorageUnavailableError(ReactorError, ConnectionError):
+    """The node's job storage cannot be reached; the node stops acknowledging jobs until it can."""
+
+
+class NoSuchJob(ReactorError):
+    """A node was asked to run a job name that no file in its job directory defines."""
+
+
+class RemoteError(ReactorError):
+    """An exception raised by job code on a node, carried back to the distributor.
+
+    ``str()`` reads like the original (``"NameError: name 'x' is not defined"``); the original
+    type's name, message and formatted traceback stay available as attributes.
+    """
+
+    def __init__(self, type_name: str, message: str, traceback: str = "") -> None:
+        super().__init__(type_name, message, traceback)
+        self.type_name = type_name
+        self.message = message
+        self.traceback = traceback
+
+    def __str__(self) -> str:
+        return f"{self.type_name}: {self.message}" if self.message else self.type_name
+
+    def __repr__(self) -> str:
+        return f"RemoteError({self.type_name!r}, {self.message!r})"
+
+
+class JobFailed(ReactorError):
+    """Raised by ``handle.result()`` when the job ended in error after its last attempt."""
+
+    def __init__(self, job_id: str, error: RemoteError, args: dict[str, Any]) -> None:
+        super().__init__(f"job {job_id} failed: {error}")
+        self.job_id = job_id
+        self.error = error
+        self.args_dict = args
+        self.type_name = error.type_name
+        self.message = error.message
+        self.traceback = error.traceback
+
+
+class JobCancelledError(ReactorError):
+    """Raised by ``handle.result()`` for a job stopped by ``handle.cancel()``."""
+
+
+class JobTimeoutError(ReactorError, TimeoutError):
+    """``handle.result(timeout)`` waited longer than its timeout; the job itself goes on."""
+
+
+class CancelJob(BaseException):
+    """Raise inside a job, callback or errback to end the job (and stop a periodic one).
+
+    A ``BaseException`` so that a plain ``except Exception`` in job code does not swallow it.
+    """

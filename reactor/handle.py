@@ -1,0 +1,126 @@
+"""The handle ``enqueue`` returns: the job's id, its result (sync or awaited), and cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Callable, Generator
+from typing import Any, Protocol
+
+from reactor.errors import JobTimeoutError
+
+Feedback = Callable[[dict[str, Any]], Any]
+
+_UNSET: Any = object()
+
+
+class _Canceller(Protocol):
+    def cancel(self, job_id: str) -> None: ...
+
+
+class JobHandle:
+    """Tracks one enqueued job from the application's side.
+
+    Safe to use from any thread. The result is kept on the handle; a ``concurrent.futures.Future``
+    is made only when someone actually waits, so enqueueing stays cheap.
+    """
+
+    __slots__ = (
+        "_cancel_requested",
+        "_distributor",
+        "_error",
+        "_lock",
+        "_value",
+        "_waiter",
+        "id",
+        "name",
+        "on_error",
+        "on_success",
+    )
+
+    def __init__(
+        self,
+        job_id: str,
+        name: str,
+        distributor: _Canceller,
+        lock: threading.Lock,
+        on_success: Feedback | None = None,
+        on_error: Feedback | None = None,
+    ) -> None:
+        self.id = job_id
+        self.name = name
+        self.on_success = on_success
+        self.on_error = on_error
+        self._distributor = distributor
+        self._lock = lock
+        self._value: Any = _UNSET
+        self._error: BaseException | None = None
+        self._waiter: concurrent.futures.Future[dict[str, Any]] | None = None
+        self._cancel_requested = False
+
+    def done(self) -> bool:
+        """Whether the job has finished (successfully, with an error, or cancelled)."""
+        return self._value is not _UNSET or self._error is not None
+
+    def cancel(self) -> None:
+        """Stop the job wherever it is: waiting in the distributor, or held by a node.
+
+        A job already running finishes its run; a periodic or retrying job runs no more.
+        ``result()`` then raises :class:`~reactor.errors.JobCancelledError`.
+        """
+        if not self.done():
+            self._cancel_requested = True
+            self._distributor.cancel(self.id)
+
+    def _cancel_pending(self) -> bool:
+        """Whether a cancel was asked for and the job has not finished yet."""
+        return self._cancel_requested and not self.done()
+
+    def result(self, timeout: float | None = None) -> dict[str, Any]:
+        """Wait for the job's final args.
+
+        Raises:
+            JobFailed: the job failed after its last attempt.
+            JobCancelledError: the job was cancelled with :meth:`cancel`.
+            JobTimeoutError: ``timeout`` seconds passed first (the job goes on).
+        """
+        try:
+            return self._future().result(timeout)
+        except concurrent.futures.TimeoutError:
+            raise JobTimeoutError(
+                f"job {self.id} ({self.name!r}) did not finish within {timeout}s"
+            ) from None
+
+    def __await__(self) -> Generator[Any, None, dict[str, Any]]:
+        return asyncio.wrap_future(self._future()).__await__()
+
+    def _future(self) -> concurrent.futures.Future[dict[str, Any]]:
+        with self._lock:
+            if self._waiter is None:
+                self._waiter = concurrent.futures.Future()
+                if self._error is not None:
+                    self._waiter.set_exception(self._error)
+                elif self._value is not _UNSET:
+                    self._waiter.set_result(self._value)
+            return self._waiter
+
+    def _resolve(self, value: dict[str, Any] | None, error: BaseException | None = None) -> None:
+        """Settle the handle (distributor loop only)."""
+        with self._lock:
+            if self.done():
+                return
+            if error is not None:
+                self._error = error
+            else:
+                self._value = value
+            waiter = self._waiter
+        if waiter is not None:
+            if error is not None:
+                waiter.set_exception(error)
+            else:
+                waiter.set_result(value)  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        state = "done" if self.done() else "pending"
+        return f"<JobHandle {self.id} {self.name!r} {state}>"

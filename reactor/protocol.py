@@ -1,0 +1,387 @@
+"""The wire protocol: message types, their envelope schema, and a bounded msgpack codec.
+
+A frame is a msgpack array of messages; each message is an array whose first item is its kind.
+Several messages share one frame when there is a backlog. Job arguments travel as msgpack ``bin``
+inside the envelope, encoded once by the application and decoded (with their own limits) only
+where the job runs, so the envelope can be checked cheaply with small limits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import msgpack
+
+from reactor.errors import MessageTooLargeError, ProtocolError
+
+PROTOCOL_VERSION = 1
+DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024
+MAX_FRAME_MESSAGES = 65_536
+MAX_NAME_LEN = 256
+MAX_ID_LEN = 128
+MAX_TEXT_LEN = 64 * 1024
+
+# Message kinds. Node → distributor: HELLO, STORED, REJECTED, RELEASE, FEEDBACK, HEARTBEAT.
+# Distributor → node: WELCOME, JOB, CANCEL, FEEDBACK_ACK, HEARTBEAT, RESET.
+HELLO = 1
+WELCOME = 2
+JOB = 3
+STORED = 4
+REJECTED = 5
+RELEASE = 6
+CANCEL = 7
+FEEDBACK = 8
+FEEDBACK_ACK = 9
+HEARTBEAT = 10
+RESET = 11
+
+# Feedback outcomes.
+SUCCESS = 0
+FAILURE = 1
+CANCELLED = 2
+
+
+class Hello(NamedTuple):
+    """A node introduces itself (sent on connect and whenever the distributor asks)."""
+
+    version: int
+    node: str
+    session: str
+    capacity: int
+    jobs: list[str]
+    accepting: bool
+    durable: bool
+
+
+class Welcome(NamedTuple):
+    """The distributor accepts a node's hello."""
+
+    version: int
+    distributor: str
+    session: str
+    heartbeat_interval: float
+
+
+class Job(NamedTuple):
+    """A job for a node to store and run. ``run_at`` is an absolute epoch time (0: at once)."""
+
+    id: str
+    name: str
+    args: bytes
+    run_at: float
+    period: float | None
+    defer: bool
+    make_after: float
+    enqueued_at: float
+
+
+class Stored(NamedTuple):
+    """The node has durably stored these jobs; the distributor may forget their payloads."""
+
+    ids: list[str]
+
+
+class Rejected(NamedTuple):
+    """The node will not take these jobs (storage down, shutting down); route them elsewhere."""
+
+    ids: list[str]
+    reason: str
+
+
+class Release(NamedTuple):
+    """These jobs no longer occupy a run slot on the node (parked on a retry timer)."""
+
+    ids: list[str]
+
+
+class Cancel(NamedTuple):
+    """Stop these jobs wherever they stand."""
+
+    ids: list[str]
+
+
+class Feedback(NamedTuple):
+    """A run's outcome. ``final`` is False for the runs of a periodic job that goes on."""
+
+    id: str
+    seq: int
+    outcome: int
+    final: bool
+    args: bytes
+    error: tuple[str, str, str] | None
+
+
+class FeedbackAck(NamedTuple):
+    """The distributor has handled these (job id, seq) feedbacks."""
+
+    items: list[tuple[str, int]]
+
+
+class Heartbeat(NamedTuple):
+    """I am alive. From a node, also whether it takes new jobs."""
+
+    session: str
+    accepting: bool
+
+
+class Reset(NamedTuple):
+    """The distributor does not know this node's session: send a hello."""
+
+    reason: str
+
+
+Message = (
+    Hello
+    | Welcome
+    | Job
+    | Stored
+    | Rejected
+    | Release
+    | Cancel
+    | Feedback
+    | FeedbackAck
+    | Heartbeat
+    | Reset
+)
+
+
+def _is_str(limit: int) -> Callable[[Any], bool]:
+    return lambda v: type(v) is str and len(v) <= limit
+
+
+def _is_num(v: Any) -> bool:
+    return type(v) is float or type(v) is int
+
+
+def _is_opt_num(v: Any) -> bool:
+    return v is None or type(v) is float or type(v) is int
+
+
+def _is_bool(v: Any) -> bool:
+    return type(v) is bool
+
+
+def _is_count(v: Any) -> bool:
+    return type(v) is int and 0 <= v < 2**31
+
+
+def _is_ids(v: Any) -> bool:
+    return type(v) is list and all(type(i) is str and len(i) <= MAX_ID_LEN for i in v)
+
+
+def _is_names(v: Any) -> bool:
+    return type(v) is list and all(type(i) is str and len(i) <= MAX_NAME_LEN for i in v)
+
+
+def _is_error(v: Any) -> bool:
+    return v is None or (
+        type(v) is list
+        and len(v) == 3
+        and all(type(s) is str and len(s) <= MAX_TEXT_LEN for s in v)
+    )
+
+
+def _is_acks(v: Any) -> bool:
+    return type(v) is list and all(
+        type(i) is list
+        and len(i) == 2
+        and type(i[0]) is str
+        and len(i[0]) <= MAX_ID_LEN
+        and _is_count(i[1])
+        for i in v
+    )
+
+
+_ID = _is_str(MAX_ID_LEN)
+_NAME = _is_str(MAX_NAME_LEN)
+_TEXT = _is_str(MAX_TEXT_LEN)
+
+
+def _is_args(v: Any) -> bool:
+    return type(v) is bytes
+
+
+_SCHEMA: dict[int, tuple[type[Any], tuple[Callable[[Any], bool], ...], tuple[str, ...]]] = {}
+
+
+def _register(kind: int, cls: type[Any], *checks: Callable[[Any], bool]) -> None:
+    _SCHEMA[kind] = (cls, checks, cls._fields)
+
+
+_register(HELLO, Hello, _is_count, _NAME, _ID, _is_count, _is_names, _is_bool, _is_bool)
+_register(WELCOME, Welcome, _is_count, _TEXT, _ID, _is_num)
+_register(JOB, Job, _ID, _NAME, _is_args, _is_num, _is_opt_num, _is_bool, _is_num, _is_num)
+_register(STORED, Stored, _is_ids)
+_register(REJECTED, Rejected, _is_ids, _TEXT)
+_register(RELEASE, Release, _is_ids)
+_register(CANCEL, Cancel, _is_ids)
+_register(FEEDBACK, Feedback, _ID, _is_count, _is_count, _is_bool, _is_args, _is_error)
+_register(FEEDBACK_ACK, FeedbackAck, _is_acks)
+_register(HEARTBEAT, Heartbeat, _ID, _is_bool)
+_register(RESET, Reset, _TEXT)
+
+_KIND_OF: dict[type[Any], int] = {cls: kind for kind, (cls, _, _) in _SCHEMA.items()}
+
+
+def _reject_ext(code: int, data: bytes) -> Any:
+    raise ProtocolError(f"msgpack extension type {code} is not allowed")
+
+
+def envelope_limits(max_message_size: int) -> dict[str, Any]:
+    """The msgpack unpacker limits for a frame of at most ``max_message_size`` bytes."""
+    return {
+        "raw": False,
+        "use_list": True,
+        "strict_map_key": True,
+        "max_str_len": MAX_TEXT_LEN,
+        "max_bin_len": max_message_size,
+        "max_array_len": MAX_FRAME_MESSAGES,
+        "max_map_len": 0,
+        "max_ext_len": 0,
+        "ext_hook": _reject_ext,
+    }
+
+
+class Codec:
+    """Encodes frames and decodes them under a size limit, checking every message's envelope."""
+
+    def __init__(self, max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> None:
+        self.max_message_size = max_message_size
+        self._limits = envelope_limits(max_message_size)
+        self._packer = msgpack.Packer(use_bin_type=True, autoreset=True)
+
+    def encode(self, messages: list[Message] | list[list[Any]]) -> bytes:
+        """One frame holding ``messages`` (NamedTuples or ready wire lists)."""
+        wire = [m if type(m) is list else [_KIND_OF[type(m)], *m] for m in messages]
+        return self._packer.pack(wire)  # type: ignore[no-any-return]
+
+    def decode(self, frame: bytes) -> tuple[list[Message], list[ProtocolError]]:
+        """The valid messages of a frame, and an error for each invalid one.
+
+        Raises:
+            ProtocolError: the frame as a whole is oversized or not a msgpack array of messages.
+        """
+        if len(frame) > self.max_message_size:
+            raise ProtocolError(
+                f"frame of {len(frame)} bytes exceeds the {self.max_message_size}-byte limit"
+            )
+        try:
+            raw = msgpack.unpackb(frame, **self._limits)
+        except ProtocolError:
+            raise
+        except Exception as exc:
+            raise ProtocolError(f"undecodable frame: {type(exc).__name__}: {exc}") from None
+        if type(raw) is not list:
+            raise ProtocolError(f"a frame must be an array of messages, not {type(raw).__name__}")
+        messages: list[Message] = []
+        errors: list[ProtocolError] = []
+        for item in raw:
+            try:
+                messages.append(decode_message(item))
+            except ProtocolError as exc:
+                errors.append(exc)
+        return messages, errors
+
+
+def decode_message(item: Any) -> Message:
+    """Check one decoded message against its schema and build its typed form."""
+    if type(item) is not list or not item or type(item[0]) is not int:
+        raise ProtocolError("a message must be an array starting with its integer kind")
+    spec = _SCHEMA.get(item[0])
+    if spec is None:
+        raise ProtocolError(f"unknown message kind {item[0]}")
+    cls, checks, fields = spec
+    values = item[1:]
+    if len(values) != len(checks):
+        raise ProtocolError(
+            f"{cls.__name__} takes {len(checks)} fields ({', '.join(fields)}), got {len(values)}"
+        )
+    for check, value, field in zip(checks, values, fields, strict=True):
+        if not check(value):
+            raise ProtocolError(
+                f"{cls.__name__}.{field} has an invalid value of type {type(value).__name__}"
+            )
+    if cls is FeedbackAck:
+        return FeedbackAck([(i[0], i[1]) for i in values[0]])
+    if cls is Feedback and values[5] is not None:
+        values[5] = tuple(values[5])
+    return cls(*values)  # type: ignore[no-any-return]
+
+
+def job_wire(job: Job) -> list[Any]:
+    """The wire list of a job message, built once at enqueue and reused for re-sends."""
+    return [JOB, *job]
+
+
+# ---------------------------------------------------------------------------------------------
+# Job arguments: a msgpack map carried as bin.
+
+_ARGS_LIMITS: dict[str, Any] = {
+    "raw": False,
+    "strict_map_key": False,
+    "max_ext_len": 0,
+    "ext_hook": _reject_ext,
+}
+
+
+def pack_args(args: Any, *, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> bytes:
+    """Encode a job's argument dict, failing in the caller with the offending key named.
+
+    Raises:
+        TypeError: ``args`` is not a dict, or a value cannot be carried by msgpack.
+        MessageTooLargeError: the encoded arguments exceed ``max_size`` bytes.
+    """
+    if type(args) is not dict:
+        raise TypeError(f"job args must be a dict, not {type(args).__name__}")
+    try:
+        data: bytes = msgpack.packb(args, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise TypeError(_explain_unpackable(args, exc)) from None
+    if len(data) > max_size:
+        raise MessageTooLargeError(
+            f"job args encode to {len(data)} bytes, over the {max_size}-byte message limit; "
+            "pass a reference (a key or a path) instead of the data, or raise max_message_size"
+        )
+    return data
+
+
+def _explain_unpackable(args: dict[Any, Any], exc: Exception) -> str:
+    for key, value in args.items():
+        try:
+            msgpack.packb({key: value}, use_bin_type=True)
+        except (TypeError, ValueError, OverflowError):
+            return (
+                f"job args[{key!r}] is a {type(value).__name__}, which msgpack cannot carry: use "
+                "str, int, float, bool, None, bytes, list or dict values"
+            )
+    return f"job args cannot be encoded with msgpack: {exc}"
+
+
+def unpack_args(data: bytes) -> dict[str, Any]:
+    """Decode a job's arguments.
+
+    Raises:
+        ProtocolError: the data is not a msgpack map.
+    """
+    try:
+        args = msgpack.unpackb(data, **_ARGS_LIMITS)
+    except Exception as exc:
+        raise ProtocolError(f"undecodable job args: {type(exc).__name__}: {exc}") from None
+    if type(args) is not dict:
+        raise ProtocolError(f"job args must decode to a map, not {type(args).__name__}")
+    return args
+
+
+def _lenient(obj: Any) -> Any:
+    """Stand-in for a value job code put in args that msgpack cannot carry."""
+    if isinstance(obj, BaseException):
+        return f"{type(obj).__name__}: {obj}"
+    if isinstance(obj, set | frozenset | tuple):
+        return list(obj)
+    return repr(obj)
+
+
+def pack_result_args(args: dict[str, Any]) -> bytes:
+    """Encode a job's final args for feedback; values msgpack cannot carry become their repr."""
+    return msgpack.packb(args, use_bin_type=True, default=_lenient)  # type: ignore[no-any-return]

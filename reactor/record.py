@@ -1,0 +1,117 @@
+"""The node's record of one job: what it is, where it stands, and what storage persists."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+NEW: Final = "new"
+IN_PROGRESS: Final = "in progress"
+QUEUED: Final = "queued"
+COMPLETE: Final = "complete"
+ERROR: Final = "error"
+FAILED: Final = "failed"
+CANCELLED: Final = "cancelled"
+
+STATUSES: Final = (NEW, IN_PROGRESS, QUEUED, COMPLETE, ERROR, FAILED, CANCELLED)
+#: Statuses a restarted node resumes (DESIGN §3).
+UNFINISHED: Final = frozenset({NEW, IN_PROGRESS, QUEUED, ERROR})
+
+#: The persisted fields, in a stable order (storage backends and the monitor use it).
+FIELDS: Final = (
+    "id",
+    "name",
+    "args",
+    "status",
+    "attempt",
+    "run_at",
+    "period",
+    "make_after",
+    "defer",
+    "distributor",
+    "node",
+    "enqueued_at",
+    "failed_at",
+    "last_error",
+    "seq",
+)
+
+
+class JobRecord:
+    """One job as a node holds it.
+
+    ``args`` is the msgpack encoding of the job's argument dict: each attempt decodes a fresh
+    copy, so a failed attempt cannot leak changes into the next one, and storage writes it as is.
+    ``run_at`` is an absolute epoch time: the due time while the job waits, the start time while
+    it runs. ``seq`` counts the feedback messages sent for this job, so the distributor can drop
+    duplicates.
+    """
+
+    __slots__ = (
+        "args",
+        "attempt",
+        "cancel_requested",
+        "defer",
+        "distributor",
+        "enqueued_at",
+        "failed_at",
+        "id",
+        "last_error",
+        "make_after",
+        "name",
+        "node",
+        "period",
+        "run_at",
+        "seq",
+        "status",
+        "timer",
+    )
+
+    def __init__(
+        self,
+        id: str,
+        name: str,
+        args: bytes,
+        *,
+        status: str = NEW,
+        attempt: int = 0,
+        run_at: float = 0.0,
+        period: float | None = None,
+        make_after: float = 0.0,
+        defer: bool = False,
+        distributor: str = "",
+        node: str = "",
+        enqueued_at: float = 0.0,
+        failed_at: float | None = None,
+        last_error: str | None = None,
+        seq: int = 0,
+    ) -> None:
+        self.id = id
+        self.name = name
+        self.args = args
+        self.status = status
+        self.attempt = attempt
+        self.run_at = run_at
+        self.period = period
+        self.make_after = make_after
+        self.defer = defer
+        self.distributor = distributor
+        self.node = node
+        self.enqueued_at = enqueued_at
+        self.failed_at = failed_at
+        self.last_error = last_error
+        self.seq = seq
+        self.cancel_requested = False
+        self.timer: object | None = None  # the scheduler's token while the job waits on a timer
+
+    def to_dict(self) -> dict[str, Any]:
+        """The persisted fields as a plain dict (``args`` still encoded)."""
+        return {f: getattr(self, f) for f in FIELDS}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobRecord:
+        """Rebuild a record from :meth:`to_dict` output."""
+        fields = {f: data[f] for f in FIELDS if f in data and f not in ("id", "name", "args")}
+        return cls(data["id"], data["name"], data["args"], **fields)
+
+    def __repr__(self) -> str:
+        return f"<JobRecord {self.id} {self.name!r} {self.status} attempt={self.attempt}>"

@@ -1,0 +1,31 @@
+"""Job storage backends, chosen by name or URL and imported lazily."""
+
+from __future__ import annotations
+
+from reactor.errors import ConfigError
+from reactor.storage.base import Storage
+
+__all__ = ["Storage", "resolve_storage"]
+
+_NAMES = ("memory_storage", "redis_storage", "memory", "redis://...", "rediss://...", "unix://...")
+
+
+def resolve_storage(spec: str | Storage, *, redis_url: str) -> Storage:
+    """Build the backend ``spec`` names.
+
+    Args:
+        spec: ``"memory_storage"`` (or ``"memory"``), ``"redis_storage"`` (uses ``redis_url``),
+            a ``redis://``, ``rediss://`` or ``unix://`` URL, or a ready Storage instance.
+        redis_url: the URL ``"redis_storage"`` stands for.
+    """
+    if isinstance(spec, Storage):
+        return spec
+    if spec in ("memory_storage", "memory"):
+        from reactor.storage.memory import MemoryStorage
+
+        return MemoryStorage()
+    if spec == "redis_storage" or spec.startswith(("redis://", "rediss://", "unix://")):
+        from reactor.storage.redis import RedisStorage
+
+        return RedisStorage(redis_url if spec == "redis_storage" else spec)
+    raise ConfigError(f"unknown storage {spec!r}; use one of: {', '.join(_NAMES)}")

@@ -1,0 +1,70 @@
+"""The small async interface every job storage backend implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+from reactor.record import JobRecord
+
+
+class Storage(ABC):
+    """Where a node keeps its jobs.
+
+    Only :meth:`add` is awaited on the hot path: a node acknowledges a job to its distributor
+    after ``add`` returns, so a durable backend must have persisted the job by then. Later state
+    changes go through :meth:`update` and :meth:`remove`, which a backend may batch and write
+    behind (in call order per job); :meth:`flush` waits until they are written.
+    """
+
+    #: True when the jobs survive a restart of the node process.
+    durable: bool = False
+
+    async def start(self, node_name: str) -> None:
+        """Connect and prepare to hold ``node_name``'s jobs."""
+
+    async def close(self) -> None:
+        """Write what is pending (best effort) and release connections."""
+
+    @abstractmethod
+    async def add(self, jobs: Sequence[JobRecord]) -> None:
+        """Persist newly received jobs.
+
+        Raises:
+            StorageUnavailableError: the backend cannot be reached; nothing was acknowledged.
+        """
+
+    def add_nowait(self, jobs: Sequence[JobRecord]) -> bool:
+        """Store ``jobs`` synchronously if this backend can; False means: await :meth:`add`."""
+        return False
+
+    def exists_nowait(self, jobs: Sequence[JobRecord]) -> list[bool] | None:
+        """:meth:`exists` answered synchronously, or None when the backend must be awaited."""
+        return None
+
+    @abstractmethod
+    def update(self, job: JobRecord) -> None:
+        """Record the job's current state (status, attempt, run_at, args, ...)."""
+
+    @abstractmethod
+    def remove(self, job: JobRecord) -> None:
+        """Forget a finished job."""
+
+    async def flush(self) -> None:
+        """Wait until every update and removal so far has been written."""
+
+    @abstractmethod
+    async def exists(self, jobs: Sequence[JobRecord]) -> list[bool]:
+        """Whether each job's record is still stored (a deleted record cancels the job)."""
+
+    @abstractmethod
+    async def unfinished(self) -> list[JobRecord]:
+        """The node's stored jobs that are not finished, for resuming after a restart."""
+
+    @property
+    def available(self) -> bool:
+        """False while the backend is known to be unreachable."""
+        return True
+
+    async def wait_available(self) -> None:
+        """Return once the backend can be reached again (at once for backends that cannot fail)."""
