@@ -85,7 +85,7 @@ def apply_settings(config: Config, settings: list[str]) -> None:
                     raise ValueError(text)
                 value = text.lower() in ("true", "1", "yes")
             elif isinstance(default, int):
-                value = int(text)
+                value = int(text) if text.lstrip("-").isdigit() else float(text)
             elif isinstance(default, float):
                 value = float(text)
             else:

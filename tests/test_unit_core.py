@@ -1,0 +1,140 @@
+"""Timers, routing, config and the loader on their own."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from reactor import Config, ConfigError
+from reactor.loader import load_jobs
+from reactor.routing import NodeState, PendingJob, Router
+from reactor.timers import TimerQueue
+
+
+async def test_timer_queue_fires_in_due_order_and_honours_cancel() -> None:
+    loop = asyncio.get_running_loop()
+    fired: list[tuple[str, float]] = []
+    done = asyncio.Event()
+
+    def fire(items: list[str]) -> None:
+        now = time.time()
+        fired.extend((i, now) for i in items)
+        if len(fired) >= 3:
+            done.set()
+
+    timers: TimerQueue[str] = TimerQueue(loop, fire)
+    start = time.time()
+    timers.add(start + 0.15, "c")
+    timers.add(start + 0.05, "a")
+    token = timers.add(start + 0.08, "cancelled")
+    timers.add(start + 0.10, "b")
+    assert timers.cancel(token) and not timers.cancel(token)
+    assert len(timers) == 3
+    await asyncio.wait_for(done.wait(), 2)
+    assert [i for i, _ in fired] == ["a", "b", "c"]
+    assert fired[0][1] - start >= 0.05 - 0.002
+    assert len(timers) == 0
+    timers.close()
+
+
+def _node(name: str, load: int = 0, capacity: int = 10) -> NodeState:
+    n = NodeState(name, name.encode())
+    n.alive, n.load, n.capacity, n.job_names = True, load, capacity, frozenset({"j"})
+    return n
+
+
+def _job(node: str | None = None, not_node: str | None = None) -> PendingJob:
+    return PendingJob(
+        "id", "j", [], None, node=node, not_node=not_node, deferred=False, periodic=False
+    )
+
+
+def test_router_prefers_least_loaded_and_round_robins_ties() -> None:
+    router = Router(strict=lambda: False)
+    router.nodes = {"a": _node("a"), "b": _node("b")}
+    picks = []
+    for _ in range(4):
+        node = router.pick(_job())
+        assert node is not None
+        picks.append(node.name)
+    assert sorted(picks) == ["a", "a", "b", "b"]
+    router.nodes["a"].load = 5
+    assert [router.pick(_job()).name for _ in range(3)] == ["b", "b", "b"]  # type: ignore[union-attr]
+
+
+def test_router_never_violates_not_node_and_honours_strict() -> None:
+    strict = {"on": False}
+    router = Router(strict=lambda: strict["on"])
+    router.nodes = {"a": _node("a"), "b": _node("b", load=10)}  # b is full
+    assert router.pick(_job(not_node="a")) is None
+    assert router.pick(_job(node="b")).name == "a"  # type: ignore[union-attr]
+    strict["on"] = True
+    assert router.pick(_job(node="b")) is None
+    assert router.pick(_job(node="missing")) is None
+
+
+def test_router_parks_and_drains_by_group() -> None:
+    router = Router(strict=lambda: True)
+    router.nodes = {"a": _node("a", capacity=2)}
+    blocked = _job(node="absent")
+    free1, free2 = _job(), _job()
+    for j in (blocked, free1, free2):
+        router.park(j)
+    placed = []
+    for job, node in router.drain():
+        node.load += 1
+        placed.append(job)
+    assert placed == [free1, free2] and router.waiting == 1
+    assert router.unpark(blocked) and router.waiting == 0
+
+
+def test_config_rejects_unknown_keys_and_bad_values() -> None:
+    config = Config()
+    assert config["max_attempt"] == 10 and config["retry_multiplier"] == 5
+    with pytest.raises(KeyError, match="valid keys: .*max_attempt"):
+        config["max_attempts"] = 3
+    with pytest.raises(ConfigError, match="whole number"):
+        config["max_attempt"] = 0
+    with pytest.raises(ConfigError, match="True or False"):
+        config["remove_done_jobs"] = "yes"
+    with pytest.raises(KeyError):
+        _ = config["nope"]
+    config["retry_multiplier"] = 0.5
+    assert config.copy()["retry_multiplier"] == 0.5
+
+
+def test_loader_builds_a_fresh_registry_recursively(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "a.py").write_text(
+        "from reactor import job\n@job('one')\ndef one(args): args['one'] = 1\n"
+    )
+    (tmp_path / "sub" / "b.py").write_text(
+        "from reactor import job_callback\n"
+        "@job_callback('one', 'cb')\ndef cb(args): args['cb'] = 1\n"
+    )
+    first = load_jobs(tmp_path)
+    second = load_jobs(tmp_path)
+    assert first.names() == ["one"] and first is not second
+    entry = first.get("one")
+    assert entry is not None and len(entry.callbacks) == 1
+    args: dict[str, Any] = {}
+    for step in entry.steps:
+        step(args)
+    assert args == {"one": 1, "cb": 1}
+
+
+def test_loader_errors_name_the_problem(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_jobs(tmp_path / "missing")
+    (tmp_path / "bad.py").write_text("raise RuntimeError('broken file')\n")
+    with pytest.raises(ConfigError, match="bad.py failed to load: RuntimeError: broken file"):
+        load_jobs(tmp_path)
+    (tmp_path / "bad.py").write_text(
+        "from reactor import job_errback\n@job_errback('ghost')\ndef e(args): pass\n"
+    )
+    with pytest.raises(ConfigError, match="before any @job"):
+        load_jobs(tmp_path)

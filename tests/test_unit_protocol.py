@@ -1,0 +1,95 @@
+"""The wire codec and args encoding on their own."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+
+from reactor import protocol as P
+from reactor.errors import MessageTooLargeError, ProtocolError
+
+
+def test_round_trip_of_every_message_kind() -> None:
+    codec = P.Codec()
+    messages: list[P.Message] = [
+        P.Hello(1, "n", "s", 10, ["a", "b"], True, False),
+        P.Welcome(1, "127.0.0.1:5000", "sess", 1.0),
+        P.Job("id1", "job", b"\x80", 0.0, None, False, 0.0, 1.5),
+        P.Job("id2", "job", b"\x81\xa1a\x01", 12.25, 0.5, True, 2.0, 1.5),
+        P.Stored(["a", "b"]),
+        P.Rejected(["a"], "stopping"),
+        P.Release(["a"]),
+        P.Cancel(["a"]),
+        P.Feedback("id", 3, P.FAILURE, True, b"\x80", ("NameError", "x", "tb")),
+        P.Feedback("id", 1, P.SUCCESS, False, b"\x80", None),
+        P.FeedbackAck([("a", 1), ("b", 2)]),
+        P.Heartbeat("s", False),
+        P.Reset("why"),
+    ]
+    decoded, errors = codec.decode(codec.encode(messages))
+    assert errors == []
+    assert decoded == messages
+    assert [type(m) for m in decoded] == [type(m) for m in messages]
+
+
+def test_bad_messages_are_rejected_one_by_one() -> None:
+    codec = P.Codec()
+    frame = msgpack.packb(
+        [
+            [P.STORED, ["ok"]],
+            [999],
+            "not a list",
+            [P.STORED, "not a list of ids"],
+            [P.JOB, "id", "name"],
+            [P.HEARTBEAT, "s", True],
+        ]
+    )
+    decoded, errors = codec.decode(frame)
+    assert decoded == [P.Stored(["ok"]), P.Heartbeat("s", True)]
+    assert len(errors) == 4
+    assert any("unknown message kind 999" in str(e) for e in errors)
+    assert any("Job takes 8 fields" in str(e) for e in errors)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b"",
+        b"\xc1",
+        msgpack.packb({"a": 1}),
+        msgpack.packb(5),
+        msgpack.ExtType(1, b"x") and msgpack.packb([msgpack.ExtType(1, b"xx")]),
+        b"\xdd\xff\xff\xff\xff",  # an array header announcing 4 billion items
+    ],
+)
+def test_undecodable_frames_raise_protocol_error(frame: bytes) -> None:
+    with pytest.raises(ProtocolError):
+        P.Codec().decode(frame)
+
+
+def test_oversized_frame_is_refused_before_decoding() -> None:
+    codec = P.Codec(max_message_size=1000)
+    with pytest.raises(ProtocolError, match="exceeds the 1000-byte limit"):
+        codec.decode(b"\x91" + msgpack.packb("x" * 2000))
+
+
+def test_pack_args_names_the_offending_key_and_checks_size() -> None:
+    assert P.unpack_args(P.pack_args({"a": 1.5, "b": [1, "x"], "c": None})) == {
+        "a": 1.5,
+        "b": [1, "x"],
+        "c": None,
+    }
+    with pytest.raises(TypeError, match=r"args\['bad'\]"):
+        P.pack_args({"good": 1, "bad": object()})
+    with pytest.raises(TypeError, match="must be a dict"):
+        P.pack_args([1, 2])
+    with pytest.raises(MessageTooLargeError, match="over the 100-byte"):
+        P.pack_args({"x": "y" * 200}, max_size=100)
+
+
+def test_result_args_carry_what_msgpack_cannot_as_text() -> None:
+    packed = P.pack_result_args({"err": ValueError("v"), "s": {1}, "o": object})
+    args = P.unpack_args(packed)
+    assert args["err"] == "ValueError: v"
+    assert args["s"] == [1]
+    assert args["o"].startswith("<class")
