@@ -16,6 +16,8 @@ _UNSET: Any = object()
 
 
 class _Canceller(Protocol):
+    _loop: asyncio.AbstractEventLoop | None
+
     def cancel(self, job_id: str) -> None: ...
 
 
@@ -27,6 +29,7 @@ class JobHandle:
     """
 
     __slots__ = (
+        "_aio",
         "_cancel_requested",
         "_distributor",
         "_error",
@@ -58,6 +61,7 @@ class JobHandle:
         self._error: BaseException | None = None
         self._waiter: concurrent.futures.Future[dict[str, Any]] | None = None
         self._cancel_requested = False
+        self._aio: asyncio.Future[dict[str, Any]] | None = None  # when awaited on the loop
 
     def done(self) -> bool:
         """Whether the job has finished (successfully, with an error, or cancelled)."""
@@ -93,7 +97,17 @@ class JobHandle:
             ) from None
 
     def __await__(self) -> Generator[Any, None, dict[str, Any]]:
-        return asyncio.wrap_future(self._future()).__await__()
+        loop = asyncio.get_running_loop()
+        if loop is not self._distributor._loop:
+            return asyncio.wrap_future(self._future()).__await__()
+        # On the distributor's own loop: a plain asyncio future, settled without a thread hop.
+        if self._aio is None:
+            self._aio = loop.create_future()
+            if self._error is not None:
+                self._aio.set_exception(self._error)
+            elif self._value is not _UNSET:
+                self._aio.set_result(self._value)
+        return self._aio.__await__()
 
     def _future(self) -> concurrent.futures.Future[dict[str, Any]]:
         with self._lock:
@@ -115,6 +129,12 @@ class JobHandle:
             else:
                 self._value = value
             waiter = self._waiter
+        aio = self._aio
+        if aio is not None and not aio.done():
+            if error is not None:
+                aio.set_exception(error)
+            else:
+                aio.set_result(value)  # type: ignore[arg-type]
         if waiter is not None:
             if error is not None:
                 waiter.set_exception(error)
