@@ -68,3 +68,30 @@ async def test_sigterm_hands_unstarted_jobs_back_to_run_elsewhere(
     assert done[0]["pid"] == slow.pid
     assert done[1]["pid"] in (slow.pid, fresh.pid)
     assert await asyncio.to_thread(slow.wait, 10) == 0
+
+
+async def test_node_reconnects_to_a_restarted_distributor(
+    start_node: NodeFactory,
+    config,  # type: ignore[no-untyped-def]
+) -> None:
+    from reactor.testing import free_port
+
+    port = free_port()
+    async with Distributor("127.0.0.1", port, config=config) as first:
+        node = start_node("w1", [first.address])
+        await wait_for_node(first, "w1", proc=node)
+        assert (await asyncio.wait_for(first.enqueue("record", {}), 10))["result"] == "ok"
+    async with Distributor("127.0.0.1", port, config=config) as second:
+        await wait_for_node(second, "w1", proc=node)
+        assert (await asyncio.wait_for(second.enqueue("record", {}), 10))["result"] == "ok"
+
+
+async def test_a_blocked_distributor_loop_does_not_declare_nodes_gone(
+    distributor: Distributor, start_node: NodeFactory
+) -> None:
+    node = start_node("w1", [distributor.address])
+    await wait_for_node(distributor, "w1", proc=node)
+    time.sleep(3.0)  # the application blocks the distributor's loop past heartbeat_timeout (2 s)
+    await asyncio.sleep(0.5)  # a few heartbeat ticks after the stall
+    assert distributor._router.nodes["w1"].alive
+    assert (await asyncio.wait_for(distributor.enqueue("record", {}), 10))["result"] == "ok"
