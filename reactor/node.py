@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import secrets
 import time
 import traceback
@@ -32,6 +33,8 @@ from reactor.storage import Storage, resolve_storage
 from reactor.timers import TimerQueue
 
 log = logging.getLogger("reactor.node")
+
+_NAME_RE = re.compile(rf"[A-Za-z0-9_.:@-]{{1,{P.MAX_NAME_LEN}}}")
 
 #: Seconds of ``def`` jobs run back to back before the loop serves I/O again.
 RUN_SLICE = 0.005
@@ -63,8 +66,10 @@ class Node:
         config: Config | None = None,
         curve: Any = None,
     ) -> None:
-        if not isinstance(name, str) or not name or len(name) > P.MAX_NAME_LEN:
-            raise ValueError(f"a node name must be a non-empty string, not {name!r}")
+        if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+            raise ValueError(
+                f"invalid node name {name!r}: use 1-{P.MAX_NAME_LEN} letters, digits and _ - . : @"
+            )
         self.name = name
         self.config = (config if config is not None else Config()).copy()
         self.capacity = int(capacity if capacity is not None else self.config["node_capacity"])

@@ -31,7 +31,8 @@ class MemoryStorage(Storage):
         return [job.id in self._jobs for job in jobs]
 
     def update(self, job: JobRecord) -> None:
-        self._jobs[job.id] = job
+        if job.id in self._jobs:  # a deleted record stays deleted: that is how a job is cancelled
+            self._jobs[job.id] = job
 
     def remove(self, job: JobRecord) -> None:
         self._jobs.pop(job.id, None)

@@ -1,0 +1,98 @@
+"""Redis fixtures: one throwaway redis-server per session, a clean database per test."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from reactor.record import JobRecord
+from reactor.testing_redis import RedisServer, redis_server_available
+
+_DATABASES = 256
+_next_db = itertools.count(1)
+
+
+def require_redis_server() -> None:
+    """Skip when redis-server is missing, but fail under ``CI=true``: CI must run these."""
+    if redis_server_available():
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail("redis-server is not on PATH, and CI=true requires the Redis tests to run")
+    pytest.skip("redis-server is not on PATH")
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A redis-server on a free loopback port for the whole session (never killed by tests)."""
+    require_redis_server()
+    with RedisServer(databases=_DATABASES) as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> Iterator[str]:
+    """A URL to a database of its own for this test, empty at the start and flushed after."""
+    db = next(_next_db) % (_DATABASES - 1) + 1
+    with redis_server.client(db) as client:
+        client.flushdb()
+        yield redis_server.url_for(db)
+        client.flushdb()
+
+
+ServerFactory = Callable[..., RedisServer]
+
+
+@pytest.fixture
+def make_redis_server() -> Iterator[ServerFactory]:
+    """Start dedicated servers a test may kill or restart; all are stopped at teardown."""
+    require_redis_server()
+    started: list[RedisServer] = []
+
+    def factory(*, password: str | None = None, start: bool = True) -> RedisServer:
+        server = RedisServer(password=password)
+        started.append(server)
+        return server.start() if start else server
+
+    yield factory
+    for server in started:
+        server.close()
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, message: str = "") -> None:
+    """Block until ``predicate()`` holds; AssertionError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(message or f"condition not met within {timeout}s")
+        time.sleep(0.01)
+
+
+def make_job(job_id: str, **fields: object) -> JobRecord:
+    """A record with realistic defaults; ``fields`` override them."""
+    values: dict[str, object] = {
+        "id": job_id,
+        "name": "test_job",
+        "args": b"\x81\xa4arg1\x01",  # msgpack {"arg1": 1}
+        "distributor": "127.0.0.1:5000",
+        "node": "worker_1",
+        "enqueued_at": 1_700_000_000.25,
+        "run_at": 1_700_000_020.125,
+    }
+    values.update(fields)
+    return JobRecord.from_dict(values)
+
+
+async def async_wait_until(
+    predicate: Callable[[], bool], timeout: float = 10.0, message: str = ""
+) -> None:
+    """:func:`wait_until` that yields to the event loop between checks."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(message or f"condition not met within {timeout}s")
+        await asyncio.sleep(0.01)

@@ -1,0 +1,172 @@
+"""One suite for every storage backend: what the node may rely on, whichever it is given."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from reactor.record import (
+    CANCELLED,
+    COMPLETE,
+    ERROR,
+    FAILED,
+    IN_PROGRESS,
+    NEW,
+    QUEUED,
+    STATUSES,
+    JobRecord,
+)
+from reactor.storage.base import Storage
+from reactor.storage.memory import MemoryStorage
+from reactor.storage.redis import RedisStorage
+from tests.redis.conftest import make_job
+
+Opener = Callable[..., Awaitable[Storage]]
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+async def open_storage(request: pytest.FixtureRequest) -> AsyncIterator[Opener]:
+    """Open started storages of one backend; a second open for the same node is a restart."""
+    opened: list[Storage] = []
+    url = request.getfixturevalue("redis_url") if request.param == "redis" else ""
+
+    async def opener(node: str = "worker_1") -> Storage:
+        storage: Storage = MemoryStorage() if not url else RedisStorage(url, retry_base=0.05)
+        await storage.start(node)
+        opened.append(storage)
+        return storage
+
+    yield opener
+    for storage in opened:
+        await storage.close()
+
+
+def same(a: JobRecord, b: JobRecord) -> None:
+    assert a.to_dict() == b.to_dict()
+    for field, value in a.to_dict().items():
+        assert type(getattr(b, field)) is type(value), field
+
+
+async def test_added_jobs_exist_and_unknown_ones_do_not(open_storage: Opener) -> None:
+    storage = await open_storage()
+    jobs = [make_job(f"job-{i}") for i in range(3)]
+    await storage.add(jobs)
+    assert await storage.exists([*jobs, make_job("never-added")]) == [True, True, True, False]
+    assert await storage.exists([]) == []
+
+
+async def test_remove_forgets_a_job(open_storage: Opener) -> None:
+    storage = await open_storage()
+    keep, drop = make_job("keep"), make_job("drop")
+    await storage.add([keep, drop])
+    storage.remove(drop)
+    await storage.flush()
+    assert await storage.exists([keep, drop]) == [True, False]
+
+
+async def test_remove_after_update_wins(open_storage: Opener) -> None:
+    storage = await open_storage()
+    job = make_job("j")
+    await storage.add([job])
+    job.status = IN_PROGRESS
+    storage.update(job)
+    job.status = COMPLETE
+    storage.remove(job)
+    await storage.flush()
+    assert await storage.exists([job]) == [False]
+
+
+async def test_concurrent_adds_all_land(open_storage: Opener) -> None:
+    storage = await open_storage()
+    jobs = [make_job(f"c-{i}") for i in range(300)]
+    await asyncio.gather(*(storage.add([job]) for job in jobs))
+    assert await storage.exists(jobs) == [True] * len(jobs)
+
+
+async def test_unfinished_is_exactly_new_in_progress_queued_and_error(open_storage: Opener) -> None:
+    storage = await open_storage()
+    jobs = {status: make_job(f"job-{status}", status=status) for status in STATUSES}
+    await storage.add(list(jobs.values()))
+    await storage.flush()
+    if not storage.durable:
+        # Memory storage forgets everything when the node stops: nothing to resume.
+        assert isinstance(storage, MemoryStorage)
+        assert await storage.unfinished() == []
+        return
+    restarted = await open_storage()
+    resumed = {job.status: job for job in await restarted.unfinished()}
+    assert set(resumed) == {NEW, IN_PROGRESS, QUEUED, ERROR}
+    assert not set(resumed) & {COMPLETE, FAILED, CANCELLED}
+    for status, job in resumed.items():
+        same(jobs[status], job)
+
+
+async def test_updates_survive_a_restart_with_every_type_kept(open_storage: Opener) -> None:
+    storage = await open_storage()
+    job = make_job("typed", period=0.5, make_after=2.75, defer=True)
+    await storage.add([job])
+    job.status, job.attempt, job.seq = ERROR, 3, 7
+    job.run_at = 1_700_000_123.456789
+    job.failed_at = 1_700_000_100.000001
+    job.last_error = "ZeroDivisionError: division by zero ✗"
+    job.args = bytes(range(256))  # not valid UTF-8: must come back byte for byte
+    storage.update(job)
+    await storage.flush()
+    if not storage.durable:
+        assert await storage.unfinished() == []
+        assert await storage.exists([job]) == [True]
+        return
+    (back,) = await (await open_storage()).unfinished()
+    same(job, back)
+    assert back.run_at == 1_700_000_123.456789 and back.period == 0.5
+    assert back.args == bytes(range(256))
+
+
+async def test_none_stays_none(open_storage: Opener) -> None:
+    storage = await open_storage()
+    job = make_job("nones", period=None, failed_at=1.5, last_error="boom")
+    await storage.add([job])
+    job.failed_at, job.last_error = None, None  # a later update clears them
+    storage.update(job)
+    await storage.flush()
+    if not storage.durable:
+        assert await storage.unfinished() == []
+        return
+    (back,) = await (await open_storage()).unfinished()
+    assert back.period is None and back.failed_at is None and back.last_error is None
+    same(job, back)
+
+
+async def test_update_snapshots_the_record_at_call_time(open_storage: Opener) -> None:
+    storage = await open_storage()
+    job = make_job("snap")
+    await storage.add([job])
+    job.status = QUEUED
+    storage.update(job)
+    job.status = "mutated after update"  # not written: update() took a snapshot
+    await storage.flush()
+    if not storage.durable:
+        assert await storage.exists([job]) == [True]
+        return
+    (back,) = await (await open_storage()).unfinished()
+    assert back.status == QUEUED
+
+
+async def test_jobs_of_other_nodes_are_not_resumed(open_storage: Opener) -> None:
+    mine, theirs = await open_storage("node"), await open_storage("node_2")
+    await mine.add([make_job("a")])
+    await theirs.add([make_job("b")])
+    assert await mine.exists([make_job("b")]) == [False]
+    if mine.durable:
+        assert [j.id for j in await (await open_storage("node")).unfinished()] == ["a"]
+        assert [j.id for j in await (await open_storage("node_2")).unfinished()] == ["b"]
+    else:
+        assert await mine.unfinished() == []
+
+
+async def test_flush_with_nothing_pending_returns(open_storage: Opener) -> None:
+    storage = await open_storage()
+    await asyncio.wait_for(storage.flush(), 5)
+    assert storage.available
