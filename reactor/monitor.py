@@ -19,7 +19,7 @@ from reactor.config import DEFAULTS
 from reactor.errors import ProtocolError, StorageUnavailableError
 from reactor.protocol import unpack_args
 from reactor.record import STATUSES, UNFINISHED
-from reactor.storage.redis import (
+from reactor.storage.redis_layout import (
     decode_record,
     index_key,
     job_key,

@@ -1,0 +1,158 @@
+"""The Redis key layout and record encoding shared by RedisStorage and RedisMonitor.
+
+See ``reactor.storage.redis`` for the layout itself; this module holds the key names, the
+field encoding, and the two Lua scripts that write batches of jobs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import msgpack
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from reactor.record import FIELDS, JobRecord
+
+log = logging.getLogger("reactor.storage")
+
+_STR_FIELDS: Final = frozenset({"id", "name", "status", "distributor", "node", "last_error"})
+_INT_FIELDS: Final = frozenset({"attempt", "seq"})
+_FLOAT_FIELDS: Final = frozenset({"run_at", "make_after", "enqueued_at", "period", "failed_at"})
+_BOOL_FIELDS: Final = frozenset({"defer"})
+if _STR_FIELDS | _INT_FIELDS | _FLOAT_FIELDS | _BOOL_FIELDS | {"args"} != set(FIELDS):
+    raise ImportError("reactor.storage.redis does not know how to encode every JobRecord field")
+
+# Scripts take one msgpack blob of rows (one per KEYS entry), so a batch of a thousand jobs is
+# one command with few arguments. All KEYS of one call are one node's (one Cluster slot).
+#: Write new jobs: each row is the job's flat field/value list.
+_ADD_LUA: Final = """
+local rows = cmsgpack.unpack(ARGV[1])
+for i, key in ipairs(KEYS) do
+  redis.call('DEL', key)
+  redis.call('HSET', key, unpack(rows[i]))
+end
+return #KEYS
+"""
+#: Update jobs whose hash still exists, so a record deleted by the monitor (a cancellation)
+#: is never brought back. Each row is {field/value list, fields to delete}.
+_UPDATE_LUA: Final = """
+local rows = cmsgpack.unpack(ARGV[1])
+local n = 0
+for i, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1 then
+    redis.call('HSET', key, unpack(rows[i][1]))
+    if #rows[i][2] > 0 then redis.call('HDEL', key, unpack(rows[i][2])) end
+    n = n + 1
+  end
+end
+return n
+"""
+_SCRIPTS: Final = {
+    hashlib.sha1(body.encode(), usedforsecurity=False).hexdigest(): body
+    for body in (_ADD_LUA, _UPDATE_LUA)
+}
+_ADD_SHA, _UPDATE_SHA = _SCRIPTS
+_CHUNK: Final = 1000
+_ADD, _UPDATE, _REMOVE = 0, 1, 2
+_DOWN_ERRORS: Final = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+def job_key(prefix: str, node: str, job_id: str) -> str:
+    """The hash holding one job."""
+    return f"{prefix}:{{{node}}}:job:{job_id}"
+
+
+def index_key(prefix: str, node: str) -> str:
+    """The set of one node's job ids."""
+    return f"{prefix}:{{{node}}}:jobs"
+
+
+def job_node_key(prefix: str) -> str:
+    """The hash mapping every job id to its node."""
+    return f"{prefix}:job-node"
+
+
+def nodes_key(prefix: str) -> str:
+    """The set of nodes that have stored jobs."""
+    return f"{prefix}:nodes"
+
+
+def safe_url(url: str) -> str:
+    """``url`` without its password, for log lines and messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username or ''}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=netloc).geturl()
+
+
+def encode_record(job: JobRecord) -> tuple[list[bytes | str], list[str]]:
+    """Snapshot a record as flat HSET field/value pairs, and its None fields (stored as absent)."""
+    pairs: list[bytes | str] = []
+    nulls: list[str] = []
+    for name in FIELDS:
+        value = getattr(job, name)
+        if value is None:
+            nulls.append(name)
+            continue
+        if name in _FLOAT_FIELDS:
+            text: bytes | str = repr(float(value))
+        elif name in _INT_FIELDS:
+            text = str(int(value))
+        elif name in _BOOL_FIELDS:
+            text = "1" if value else "0"
+        elif name == "args":
+            text = bytes(value)
+        else:
+            text = str(value)
+        pairs += (name, text)
+    return pairs, nulls
+
+
+def _decode_bool(value: bytes) -> bool:
+    return value == b"1"
+
+
+def _decode_str(value: bytes) -> str:
+    return value.decode()
+
+
+def _keep(value: bytes) -> bytes:
+    return value
+
+
+_DECODERS: Final[dict[bytes, Callable[[bytes], Any]]] = {
+    name.encode(): float if name in _FLOAT_FIELDS else int if name in _INT_FIELDS
+    else _decode_bool if name in _BOOL_FIELDS else _keep if name == "args" else _decode_str
+    for name in FIELDS
+}  # fmt: skip
+
+
+def decode_record(raw: Mapping[bytes, bytes]) -> JobRecord | None:
+    """Rebuild a record from an HGETALL reply; None when the hash is empty or malformed."""
+    try:
+        data = {
+            key.decode(): _DECODERS[key](value) for key, value in raw.items() if key in _DECODERS
+        }
+        if not {"id", "name", "args"} <= data.keys():
+            return None
+        return JobRecord.from_dict(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        log.warning("skipping a malformed job record (%s)", _describe(exc))
+        return None
+
+
+def _pack(rows: object) -> bytes:
+    """Script rows as msgpack (str and bytes both as raw strings, which Lua's cmsgpack reads)."""
+    packed: bytes = msgpack.packb(rows, use_bin_type=False)
+    return packed
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
