@@ -115,6 +115,7 @@ class Router:
         self._strict = strict
         self.nodes: dict[str, NodeState] = {}
         self._rr = 0
+        self._order: list[NodeState] | None = None
         self._groups: dict[GroupKey, deque[PendingJob]] = {}
         self.waiting = 0
 
@@ -136,10 +137,13 @@ class Router:
         return self._least_loaded(job.name, job.not_node)
 
     def _least_loaded(self, name: str, not_node: str | None) -> NodeState | None:
+        nodes = self._ordered()
+        count = len(nodes)
+        if count == 1:  # the common single-node case: no ranking to do
+            only = nodes[0]
+            return only if only.has_room and only.name != not_node else None
         best: NodeState | None = None
         best_key = (2, 0.0)
-        nodes = list(self.nodes.values())
-        count = len(nodes)
         if not count:
             return None
         start = self._rr % count
@@ -154,13 +158,19 @@ class Router:
             self._rr += 1
         return best
 
+    def _ordered(self) -> list[NodeState]:
+        """The nodes as a list, rebuilt only when the set of nodes changes."""
+        if self._order is None or len(self._order) != len(self.nodes):
+            self._order = list(self.nodes.values())
+        return self._order
+
     def can_route(self, key: GroupKey) -> bool:
         """Cheap check whether any node could take a job with this routing key now."""
         node, not_node = key
         if node is not None and self._strict():
             wanted = self.nodes.get(node)
             return wanted is not None and wanted.has_room and node != not_node
-        return any(n.has_room and n.name != not_node for n in self.nodes.values())
+        return any(n.has_room and n.name != not_node for n in self._ordered())
 
     # -- waiting jobs ----------------------------------------------------------------------------
 
@@ -192,7 +202,9 @@ class Router:
         """Yield (job, node) for every waiting job that can be placed now, oldest groups first."""
         for key in list(self._groups):
             group = self._groups.get(key)
-            while group and self.can_route(key):
+            if group and not self.can_route(key):
+                continue
+            while group:
                 job = group[0]
                 node = self.pick(job)
                 if node is None:
