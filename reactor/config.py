@@ -21,7 +21,7 @@ DEFAULTS: dict[str, Any] = {
     "remove_failed_jobs": False,
     "redis_url": "redis://127.0.0.1:6379/0",
     # reactor's own keys
-    "node_capacity": 512,
+    "node_capacity": 1024,
     "max_waiting_jobs": 1_000_000,
     "max_message_size": 4 * 1024 * 1024,
     "heartbeat_interval": 1.0,
