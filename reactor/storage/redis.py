@@ -66,11 +66,15 @@ class _Ack:
 
 @dataclass(slots=True)
 class _Op:
-    """The latest pending write for one job id (coalesced)."""
+    """The latest pending write for one job id (coalesced).
+
+    The record is encoded only when the pipeline is built, from its state at that moment: most
+    updates are superseded by a later one (or a removal) within the same batch, and the latest
+    state is what every coalesced write stands for anyway.
+    """
 
     kind: int
-    pairs: list[bytes | str]
-    nulls: list[str]
+    job: JobRecord | None
     version: int
     acks: list[_Ack]
 
@@ -79,9 +83,9 @@ class _Op:
         acks = self.acks + later.acks
         if later.kind == _UPDATE:
             if self.kind == _REMOVE:  # an update never brings back a removed record
-                return _Op(_REMOVE, [], [], later.version, acks)
-            return _Op(self.kind, later.pairs, later.nulls, later.version, acks)
-        return _Op(later.kind, later.pairs, later.nulls, later.version, acks)
+                return _Op(_REMOVE, None, later.version, acks)
+            return _Op(self.kind, later.job, later.version, acks)
+        return _Op(later.kind, later.job, later.version, acks)
 
 
 class _BatchFailedError(Exception):
@@ -250,18 +254,16 @@ class RedisStorage(Storage):
             raise self._unavailable()
         ack = _Ack(asyncio.get_running_loop().create_future(), len(jobs))
         for job in jobs:
-            pairs, nulls = encode_record(job)
-            self._queue(job.id, _ADD, pairs, nulls, [ack])
+            self._queue(job.id, _ADD, job, [ack])
         await ack.future
 
     def update(self, job: JobRecord) -> None:
         """Queue the job's current state; a record deleted meanwhile stays deleted."""
-        pairs, nulls = encode_record(job)
-        self._queue(job.id, _UPDATE, pairs, nulls, [])
+        self._queue(job.id, _UPDATE, job, [])
 
     def remove(self, job: JobRecord) -> None:
         """Queue the deletion of the job's record."""
-        self._queue(job.id, _REMOVE, [], [], [])
+        self._queue(job.id, _REMOVE, None, [])
 
     async def flush(self) -> None:
         """Wait until every write queued so far is in Redis (across outages)."""
@@ -271,11 +273,9 @@ class RedisStorage(Storage):
         async with self._progress:
             await self._progress.wait_for(lambda: self._oldest() > target)
 
-    def _queue(
-        self, job_id: str, kind: int, pairs: list[bytes | str], nulls: list[str], acks: list[_Ack]
-    ) -> None:
+    def _queue(self, job_id: str, kind: int, job: JobRecord | None, acks: list[_Ack]) -> None:
         self._version += 1
-        op = _Op(kind, pairs, nulls, self._version, acks)
+        op = _Op(kind, job, self._version, acks)
         earlier = self._pending.pop(job_id, None)
         self._pending[job_id] = op if earlier is None else earlier.then(op)
         if self._wake is not None:
@@ -375,11 +375,11 @@ class RedisStorage(Storage):
         removed = [job_id for job_id, op in ops.items() if op.kind == _REMOVE]
         for i in range(0, len(added), _CHUNK):
             chunk = added[i : i + _CHUNK]
-            rows = _pack([op.pairs for _id, op in chunk])
+            rows = _pack([encode_record(op.job)[0] for _id, op in chunk if op.job is not None])
             pipe.evalsha(_ADD_SHA, len(chunk), *(job_key(prefix, node, j) for j, _ in chunk), rows)
         for i in range(0, len(updated), _CHUNK):
             chunk = updated[i : i + _CHUNK]
-            rows = _pack([(op.pairs, op.nulls) for _id, op in chunk])
+            rows = _pack([encode_record(op.job) for _id, op in chunk if op.job is not None])
             keys = (job_key(prefix, node, job_id) for job_id, _op in chunk)
             pipe.evalsha(_UPDATE_SHA, len(chunk), *keys, rows)
         if added:
@@ -412,7 +412,7 @@ class RedisStorage(Storage):
                     ack.future.set_exception(error)
             op.acks = []
             if op.kind == _ADD:  # not acknowledged: do not resume it after a restart
-                op.kind, op.pairs, op.nulls = _REMOVE, [], []
+                op.kind, op.job = _REMOVE, None
 
     @staticmethod
     def _fail_reads(

@@ -139,19 +139,19 @@ async def test_none_stays_none(open_storage: Opener) -> None:
     same(job, back)
 
 
-async def test_update_snapshots_the_record_at_call_time(open_storage: Opener) -> None:
+async def test_update_writes_the_latest_state(open_storage: Opener) -> None:
     storage = await open_storage()
     job = make_job("snap")
     await storage.add([job])
     job.status = QUEUED
     storage.update(job)
-    job.status = "mutated after update"  # not written: update() took a snapshot
+    job.attempt = 3  # changed before the write went out: the write carries the latest state
     await storage.flush()
     if not storage.durable:
         assert await storage.exists([job]) == [True]
         return
     (back,) = await (await open_storage()).unfinished()
-    assert back.status == QUEUED
+    assert back.status == QUEUED and back.attempt == 3
 
 
 async def test_jobs_of_other_nodes_are_not_resumed(open_storage: Opener) -> None:
