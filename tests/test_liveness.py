@@ -95,3 +95,16 @@ async def test_a_blocked_distributor_loop_does_not_declare_nodes_gone(
     await asyncio.sleep(0.5)  # a few heartbeat ticks after the stall
     assert distributor._router.nodes["w1"].alive
     assert (await asyncio.wait_for(distributor.enqueue("record", {}), 10))["result"] == "ok"
+
+
+async def test_a_blocking_def_job_does_not_make_its_node_look_gone(
+    distributor: Distributor, start_node: NodeFactory
+) -> None:
+    node = start_node("w1", [distributor.address])
+    await wait_for_node(distributor, "w1", proc=node)
+    handle = distributor.enqueue("block", {"seconds": 3.5})  # heartbeat_timeout is 2 s
+    state = distributor._router.nodes["w1"]
+    while not handle.done():
+        assert state.alive, "the node was declared gone while a def job blocked its loop"
+        await asyncio.sleep(0.05)
+    assert (await handle)["blocked"] is True

@@ -93,3 +93,9 @@ def where(args):
 @job_callback("where", "after")
 def where_after(args):
     args["callback_main_thread"] = threading.current_thread() is threading.main_thread()
+
+
+@job("block")
+def block(args):
+    time.sleep(args.get("seconds", 1.0))  # a blocking def job: holds the node's loop
+    args["blocked"] = True
