@@ -13,7 +13,10 @@ while not JR.ready():
     time.sleep(0.05)
 
 for i in range(10):
-    JR.enqueue("hello", {"name": f"visitor {i}"},
-               on_success=lambda args: print("feedback:", args["greeting"]))
+    JR.enqueue(
+        "hello",
+        {"name": f"visitor {i}"},
+        on_success=lambda args: print("feedback:", args["greeting"]),
+    )
     time.sleep(1)
 JR.stop()

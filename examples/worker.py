@@ -6,5 +6,8 @@ Same as `reactor node --name worker_1 --distributor 127.0.0.1:5000 --jobs reacto
 import reactor as JR
 
 JR.config["job_directory"] = "reactor_jobs"  # the default, shown for clarity
-JR.run_forever(lambda: JR.start_node(name="worker_1", storage="memory_storage",
-                                     distributors=[("127.0.0.1", 5000)]))
+JR.run_forever(
+    lambda: JR.start_node(
+        name="worker_1", storage="memory_storage", distributors=[("127.0.0.1", 5000)]
+    )
+)

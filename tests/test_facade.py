@@ -63,8 +63,13 @@ def test_facade_config_rejects_unknown_keys() -> None:
 
 
 def test_all_in_one_example_runs() -> None:
-    out = subprocess.run([sys.executable, "examples/all_in_one.py"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "examples/all_in_one.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert "Hello, all in one!" in out.stdout
 
@@ -92,7 +97,9 @@ async def test_an_idle_distributor_with_waiting_jobs_does_not_spin() -> None:
 
 
 async def test_a_feedback_callable_that_raises_does_not_break_the_distributor(
-    distributor: Distributor, start_node, caplog  # type: ignore[no-untyped-def]
+    distributor: Distributor,
+    start_node,
+    caplog,  # type: ignore[no-untyped-def]
 ) -> None:
     from .conftest import wait_for_node
 
