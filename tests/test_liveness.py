@@ -49,7 +49,7 @@ async def test_sigterm_lets_the_running_job_finish_and_exits_zero(
     await async_wait_until(lambda: len(lines(path)) == 1, 10)
     node.signal(signal.SIGTERM)
     result = await asyncio.wait_for(handle, 10)
-    assert result["finished"] - result["began"] >= 1.5
+    assert result["finished"] - result["began"] >= 1.5 - 0.01  # loop timers have ms resolution
     assert await asyncio.to_thread(node.wait, 10) == 0
 
 
