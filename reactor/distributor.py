@@ -11,7 +11,6 @@ import asyncio
 import datetime as dt
 import itertools
 import logging
-import math
 import secrets
 import threading
 import time
@@ -29,43 +28,13 @@ from reactor.errors import (
     ReactorError,
     RemoteError,
 )
+from reactor.feedback import run_feedback
 from reactor.handle import Feedback, JobHandle
+from reactor.jobspec import check_options, due_time
 from reactor.routing import NodeState, PendingJob, Router
 from reactor.transport import Endpoint, Peer, tune
 
 log = logging.getLogger("reactor.distributor")
-
-
-def due_time(after: float | None, run_at: dt.datetime | float | None, now: float) -> float:
-    """The absolute epoch time a job is due (0.0: at once).
-
-    Raises:
-        ValueError: a naive datetime, a negative or non-finite delay, or both after and run_at.
-    """
-    if after is not None and run_at is not None:
-        raise ValueError("give either after= or run_at=, not both")
-    if after is not None:
-        if (
-            isinstance(after, bool)
-            or not isinstance(after, int | float)
-            or not math.isfinite(after)
-        ):
-            raise ValueError(f"after= must be a number of seconds, not {after!r}")
-        if after < 0:
-            raise ValueError(f"after= must be >= 0 seconds, not {after}")
-        return now + after if after > 0 else 0.0
-    if run_at is None:
-        return 0.0
-    if isinstance(run_at, dt.datetime):
-        if run_at.tzinfo is None or run_at.utcoffset() is None:
-            raise ValueError(
-                "run_at= got a naive datetime, which is ambiguous across machines; pass an aware "
-                "one such as datetime.now(timezone.utc) + timedelta(seconds=30), or epoch seconds"
-            )
-        return run_at.timestamp()
-    if isinstance(run_at, bool) or not isinstance(run_at, int | float) or not math.isfinite(run_at):
-        raise ValueError(f"run_at= must be an aware datetime or epoch seconds, not {run_at!r}")
-    return float(run_at)
 
 
 class Distributor:
@@ -224,25 +193,10 @@ class Distributor:
         """
         if self._loop is None or self._closed:
             raise ReactorError("the distributor is not running; start it before enqueueing")
-        if not isinstance(name, str) or not name or len(name) > P.MAX_NAME_LEN:
-            raise TypeError(f"the job name must be a non-empty string, not {name!r}")
+        check_options(name, period, node, not_node, on_success, on_error)
         packed = P.pack_args({} if args is None else args, max_size=self._max_args)
         now = time.time()
         due = due_time(after, run_at, now)
-        if period is not None and (
-            isinstance(period, bool)
-            or not isinstance(period, int | float)
-            or not math.isfinite(period)
-            or period <= 0
-        ):
-            raise ValueError(f"period= must be a positive number of seconds, not {period!r}")
-        for label, value in (("node", node), ("not_node", not_node)):
-            if value is not None and (not isinstance(value, str) or not value):
-                raise TypeError(f"{label}= must be a node name, not {value!r}")
-        if on_success is not None and not callable(on_success):
-            raise TypeError("on_success= must be callable")
-        if on_error is not None and not callable(on_error):
-            raise TypeError("on_error= must be callable")
         if len(self._inbox) + self._router.waiting >= self.config["max_waiting_jobs"]:
             raise BackPressureError(
                 f"{self.config['max_waiting_jobs']} jobs already wait for a node; start more "
@@ -539,35 +493,7 @@ class Distributor:
             self._acks = {}
 
     def _deliver(self, pending: PendingJob, fb: P.Feedback) -> None:
-        try:
-            args = P.unpack_args(fb.args)
-        except Exception as exc:
-            log.warning("feedback for job %s carried undecodable args (%s)", fb.id, exc)
-            args = {}
-        handle = pending.handle
-        error: BaseException | None = None
-        if fb.outcome == P.CANCELLED:
-            if fb.final:
-                error = JobCancelledError(f"job {fb.id} ({pending.name!r}) was cancelled")
-        else:
-            if fb.error is not None:
-                args["error"] = RemoteError(*fb.error)
-            callable_ = handle.on_success if fb.outcome == P.SUCCESS else handle.on_error
-            if callable_ is not None:
-                try:
-                    callable_(args)
-                except Exception:
-                    log.exception(
-                        "the %s feedback of job %s (%r) raised; the distributor goes on",
-                        "success" if fb.outcome == P.SUCCESS else "error",
-                        fb.id,
-                        pending.name,
-                    )
-            if fb.outcome == P.FAILURE:
-                remote = args.get("error")
-                if not isinstance(remote, RemoteError):
-                    remote = RemoteError("Error", "the job failed")
-                error = JobFailed(fb.id, remote, args)
+        args, error = run_feedback(pending.name, pending.handle, fb)
         if fb.final:
             self._finish(pending, args, error)
 

@@ -1,0 +1,73 @@
+"""What an ``enqueue`` call asks for: its timing and routing options, checked in the caller."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from typing import Any
+
+from reactor import protocol as P
+
+
+def due_time(after: float | None, run_at: dt.datetime | float | None, now: float) -> float:
+    """The absolute epoch time a job is due (0.0: at once).
+
+    Raises:
+        ValueError: a naive datetime, a negative or non-finite delay, or both after and run_at.
+    """
+    if after is not None and run_at is not None:
+        raise ValueError("give either after= or run_at=, not both")
+    if after is not None:
+        if (
+            isinstance(after, bool)
+            or not isinstance(after, int | float)
+            or not math.isfinite(after)
+        ):
+            raise ValueError(f"after= must be a number of seconds, not {after!r}")
+        if after < 0:
+            raise ValueError(f"after= must be >= 0 seconds, not {after}")
+        return now + after if after > 0 else 0.0
+    if run_at is None:
+        return 0.0
+    if isinstance(run_at, dt.datetime):
+        if run_at.tzinfo is None or run_at.utcoffset() is None:
+            raise ValueError(
+                "run_at= got a naive datetime, which is ambiguous across machines; pass an aware "
+                "one such as datetime.now(timezone.utc) + timedelta(seconds=30), or epoch seconds"
+            )
+        return run_at.timestamp()
+    if isinstance(run_at, bool) or not isinstance(run_at, int | float) or not math.isfinite(run_at):
+        raise ValueError(f"run_at= must be an aware datetime or epoch seconds, not {run_at!r}")
+    return float(run_at)
+
+
+def check_options(
+    name: Any,
+    period: Any,
+    node: Any,
+    not_node: Any,
+    on_success: Any,
+    on_error: Any,
+) -> None:
+    """Refuse a bad job name, period, node name or feedback callable, saying what was wrong.
+
+    Raises:
+        TypeError: a name or callable of the wrong type.
+        ValueError: a period that is not a positive number of seconds.
+    """
+    if not isinstance(name, str) or not name or len(name) > P.MAX_NAME_LEN:
+        raise TypeError(f"the job name must be a non-empty string, not {name!r}")
+    if period is not None and (
+        isinstance(period, bool)
+        or not isinstance(period, int | float)
+        or not math.isfinite(period)
+        or period <= 0
+    ):
+        raise ValueError(f"period= must be a positive number of seconds, not {period!r}")
+    for label, value in (("node", node), ("not_node", not_node)):
+        if value is not None and (not isinstance(value, str) or not value):
+            raise TypeError(f"{label}= must be a node name, not {value!r}")
+    if on_success is not None and not callable(on_success):
+        raise TypeError("on_success= must be callable")
+    if on_error is not None and not callable(on_error):
+        raise TypeError("on_error= must be callable")
