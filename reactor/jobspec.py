@@ -55,7 +55,8 @@ def check_options(
         TypeError: a name or callable of the wrong type.
         ValueError: a period that is not a positive number of seconds.
     """
-    if not isinstance(name, str) or not name or len(name) > P.MAX_NAME_LEN:
+    # Called on every enqueue: the common case (no period, no node names) costs a few compares.
+    if type(name) is not str or not name or len(name) > P.MAX_NAME_LEN:
         raise TypeError(f"the job name must be a non-empty string, not {name!r}")
     if period is not None and (
         isinstance(period, bool)
@@ -64,9 +65,10 @@ def check_options(
         or period <= 0
     ):
         raise ValueError(f"period= must be a positive number of seconds, not {period!r}")
-    for label, value in (("node", node), ("not_node", not_node)):
-        if value is not None and (not isinstance(value, str) or not value):
-            raise TypeError(f"{label}= must be a node name, not {value!r}")
+    if node is not None and (type(node) is not str or not node):
+        raise TypeError(f"node= must be a node name, not {node!r}")
+    if not_node is not None and (type(not_node) is not str or not not_node):
+        raise TypeError(f"not_node= must be a node name, not {not_node!r}")
     if on_success is not None and not callable(on_success):
         raise TypeError("on_success= must be callable")
     if on_error is not None and not callable(on_error):
