@@ -23,10 +23,10 @@ from reactor import protocol as P
 from reactor import record as R
 from reactor.chain import run_async, run_sync
 from reactor.config import Config
-from reactor.errors import StorageUnavailableError
+from reactor.errors import ProtocolError, StorageUnavailableError
 from reactor.link import Link, parse_address
 from reactor.loader import load_jobs
-from reactor.outcomes import OutcomeHandling
+from reactor.outcomes import OutcomeHandling, _args_or_empty
 from reactor.record import JobRecord
 from reactor.registry import JobEntry, JobRegistry
 from reactor.storage import Storage, resolve_storage
@@ -422,9 +422,7 @@ class Node(OutcomeHandling):
                 job.last_error = "the node stopped while the job was running"
                 job.failed_at = now
                 if job.attempt >= max_attempt:
-                    self._fail_final(
-                        job, P.unpack_args(job.args), ("NodeStopped", job.last_error, "")
-                    )
+                    self._fail_final(job, _args_or_empty(job), ("NodeStopped", job.last_error, ""))
                     continue
                 job.status = R.ERROR
                 job.run_at = now
@@ -467,7 +465,11 @@ class Node(OutcomeHandling):
                 else:
                     self._start_async(job, entry)
                 continue
-            args = self._begin(job)
+            try:
+                args = self._begin(job)
+            except ProtocolError as exc:
+                self._undecodable(job, exc)
+                continue
             self._after(job, run_sync(entry, args, partial(self._attempt_args, job)))
             if time.monotonic() > deadline and ready:
                 self._kick()
@@ -487,7 +489,11 @@ class Node(OutcomeHandling):
 
     async def _run_async(self, job: JobRecord, entry: JobEntry) -> None:
         try:
-            args = self._begin(job)
+            try:
+                args = self._begin(job)
+            except ProtocolError as exc:
+                self._undecodable(job, exc)
+                return
             attempt = await run_async(
                 entry,
                 args,

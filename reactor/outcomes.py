@@ -16,6 +16,7 @@ from reactor import protocol as P
 from reactor import record as R
 from reactor.chain import Attempt, Outcome
 from reactor.config import Config
+from reactor.errors import ProtocolError
 from reactor.link import Link
 from reactor.record import JobRecord
 from reactor.storage import Storage
@@ -126,6 +127,15 @@ class OutcomeHandling:
         self._send_feedback(job, P.FAILURE, P.pack_result_args(args), error)
         self._retire(job, status)
 
+    def _undecodable(self, job: JobRecord, exc: Exception) -> None:
+        """The job's args do not decode: it can never run, so it fails at once."""
+        job.failed_at = time.time()
+        job.last_error = f"ProtocolError: {exc}"
+        log.error(
+            "job %s (%r) has undecodable args (%s): failed without running", job.id, job.name, exc
+        )
+        self._fail_final(job, {}, ("ProtocolError", f"the job's args do not decode: {exc}", ""))
+
     def _no_such_job(self, job: JobRecord) -> None:
         job.attempt += 1
         job.failed_at = time.time()
@@ -136,7 +146,7 @@ class OutcomeHandling:
         )
         job.last_error = f"NoSuchJob: {message}"
         log.error("job %s: %s", job.id, message)
-        self._fail_final(job, P.unpack_args(job.args), ("NoSuchJob", message, ""))
+        self._fail_final(job, _args_or_empty(job), ("NoSuchJob", message, ""))
 
     def _finish_cancelled(self, job: JobRecord) -> None:
         self.stats["cancelled"] += 1
@@ -200,6 +210,14 @@ class OutcomeHandling:
     def _log(self, job: JobRecord, what: str) -> None:
         if self.config["log_job_processing"]:
             log.info("job %s %r %s", job.id, job.name, what)
+
+
+def _args_or_empty(job: JobRecord) -> dict[str, Any]:
+    """The job's args for a feedback, or {} when they do not decode."""
+    try:
+        return P.unpack_args(job.args)
+    except ProtocolError:
+        return {}
 
 
 def _error_triple(exc: BaseException) -> tuple[str, str, str]:
