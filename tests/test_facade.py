@@ -114,3 +114,29 @@ async def test_a_feedback_callable_that_raises_does_not_break_the_distributor(
     assert "feedback of job" in caplog.text and "feedback bug" in caplog.text
     second = await asyncio.wait_for(distributor.enqueue("record", {}), 10)
     assert second["result"] == "ok"
+
+
+async def test_run_forever_serves_a_node_until_sigterm(distributor: Distributor) -> None:
+    import signal
+
+    from .conftest import wait_for_node
+
+    script = (
+        "import reactor as JR\n"
+        "JR.config['log_job_processing'] = False\n"
+        f"JR.run_forever(lambda: JR.start_node(name='forever', job_directory={str(JOBS)!r},\n"
+        f"    distributors=[('127.0.0.1', {distributor.port})]))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE)
+    try:
+        await wait_for_node(distributor, "forever")
+        result = await asyncio.wait_for(distributor.enqueue("record", {"tag": "f"}), 10)
+        assert result["pid"] == proc.pid
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.to_thread(proc.wait, 15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        assert proc.stderr is not None
+        proc.stderr.close()
