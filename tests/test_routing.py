@@ -89,3 +89,22 @@ async def test_job_enqueued_with_no_node_runs_when_one_connects(
     start_node("late", [distributor.address])
     await asyncio.wait_for(asyncio.gather(*handles), 15)
     assert len(lines(path)) == 5
+
+
+async def test_one_node_serves_two_distributors_and_feedback_goes_home(
+    start_node: NodeFactory, config: Config
+) -> None:
+    async with (
+        Distributor("127.0.0.1", 0, config=config) as d1,
+        Distributor("127.0.0.1", 0, config=config) as d2,
+    ):
+        node = start_node("shared", [d1.address, d2.address])
+        await wait_for_node(d1, "shared", proc=node)
+        await wait_for_node(d2, "shared", proc=node)
+        from_d1 = [d1.enqueue("record", {"tag": f"one-{i}"}) for i in range(10)]
+        from_d2 = [d2.enqueue("record", {"tag": f"two-{i}"}) for i in range(10)]
+        one = await asyncio.wait_for(asyncio.gather(*from_d1), 10)
+        two = await asyncio.wait_for(asyncio.gather(*from_d2), 10)
+        assert sorted(r["tag"] for r in one) == sorted(f"one-{i}" for i in range(10))
+        assert sorted(r["tag"] for r in two) == sorted(f"two-{i}" for i in range(10))
+        assert {r["pid"] for r in one + two} == {node.pid}
