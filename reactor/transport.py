@@ -9,12 +9,18 @@ than awaiting every send through zmq.asyncio).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import logging
+import os
+import time
+import weakref
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import zmq
+from zmq.utils.monitor import parse_monitor_message
 
 from reactor.errors import ProtocolError
 from reactor.protocol import Codec, Message
@@ -23,10 +29,143 @@ log = logging.getLogger("reactor.transport")
 
 MAX_BATCH = 1024  # messages per frame
 MAX_READS_PER_WAKEUP = 256  # frames read before yielding to the loop
+MAX_REJECT_PEERS = 1024  # peers counted one by one in Endpoint.rejected; the rest share a line
 
 Peer = bytes | None  # a ROUTER peer's routing id; None on a DEALER
 OnMessages = Callable[[Peer, list[Message]], None]
 OnUnreachable = Callable[[bytes, list[Any]], None]
+
+
+class PeerGuard(Protocol):
+    """Admits a ROUTER socket's traffic peer by peer (``reactor.security`` binds names to keys)."""
+
+    def bind(self, loop: asyncio.AbstractEventLoop, kick: Callable[[bytes], None]) -> None:
+        """Called once by the endpoint: ``kick(peer)`` drops a peer as unreachable."""
+
+    def poll(self) -> None:
+        """Catch up on connection events; called before every read and flush."""
+
+    def admit(self, peer: bytes, frame: zmq.Frame) -> bool:
+        """Whether a received frame may be delivered as coming from ``peer``."""
+        ...
+
+    def may_send(self, peer: bytes) -> bool:
+        """Whether messages may go to ``peer``; if not, the peer is reported unreachable."""
+        ...
+
+    def close(self) -> None:
+        """Called by the endpoint before it closes the socket."""
+
+
+_GUARDS: weakref.WeakKeyDictionary[zmq.Socket[Any], PeerGuard] = weakref.WeakKeyDictionary()
+
+
+def set_guard(sock: zmq.Socket[Any], guard: PeerGuard) -> None:
+    """Have the Endpoint later made for ``sock`` filter every frame through ``guard``."""
+    _GUARDS[sock] = guard
+
+
+_monitor_ids = itertools.count()
+
+
+def open_monitor(sock: zmq.Socket[Any], events: int) -> zmq.Socket[Any]:
+    """A PAIR socket receiving ``sock``'s ``events``; close it with :func:`close_monitor`.
+
+    libzmq's I/O thread blocks, freezing every socket of the context, when it cannot hand a
+    monitor event over. So the reader takes any number of events (RCVHWM 0: a flood of
+    connections cannot fill it before it is drained) and is closed only after the monitor is off.
+    """
+    address = f"inproc://reactor-monitor-{os.getpid()}-{next(_monitor_ids)}"
+    sock.monitor(address, events)
+    reader: zmq.Socket[Any] = sock.context.socket(zmq.PAIR)
+    reader.linger = 0
+    reader.rcvhwm = 0
+    reader.connect(address)
+    return reader
+
+
+def close_monitor(sock: zmq.Socket[Any], reader: zmq.Socket[Any]) -> None:
+    """Stop monitoring ``sock`` (if it is still open), then close the reader."""
+    if reader.closed:
+        return
+    with contextlib.suppress(zmq.ZMQError):
+        sock.disable_monitor()
+    reader.close(linger=0)
+
+
+class _Redialer:
+    """Dials a connecting socket's address again when libzmq will not.
+
+    libzmq does not reconnect after a protocol error (garbage instead of a greeting, a frame over
+    MAXMSGSIZE, a refused CURVE handshake): the connection is dropped for good. Anyone able to
+    answer on the distributor's address once (on the path, or on the port while the distributor
+    restarts) would cut a node off until it restarts. A disconnect that libzmq does not follow
+    with a retry of its own is redialed here, after a delay that doubles up to 5 s while the
+    peer stays silent.
+
+    With ``silence`` (CURVE clients), a connection that completed its handshake but brought
+    nothing in ``silence`` seconds is redialed too: a CURVE distributor does not let a second
+    connection take over a node's name, so a node reconnecting before its old connection is
+    torn down would otherwise wait forever.
+    """
+
+    EVENTS = (
+        zmq.EVENT_CONNECTED
+        | zmq.EVENT_CONNECT_DELAYED
+        | zmq.EVENT_CONNECT_RETRIED
+        | zmq.EVENT_DISCONNECTED
+        | zmq.EVENT_HANDSHAKE_SUCCEEDED
+    )
+    FIRST_DELAY = 0.5
+    MAX_DELAY = 5.0
+
+    def __init__(self, sock: zmq.Socket[Any], address: str, *, silence: float = 0.0) -> None:
+        self.address = address
+        self.silence = silence
+        self.delay = self.FIRST_DELAY
+        self.due = 0.0  # when to redial a connection libzmq gave up on
+        self.quiet_since = 0.0  # handshake done, nothing heard since
+        self.monitor = open_monitor(sock, self.EVENTS)
+
+    def heard(self) -> None:
+        """A frame arrived: the connection works."""
+        self.quiet_since = 0.0
+        self.delay = self.FIRST_DELAY
+
+    def poll(self, sock: zmq.Socket[Any], name: str) -> None:
+        monitor = self.monitor
+        now = time.monotonic()
+        while int(monitor.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
+            try:
+                event = parse_monitor_message(monitor.recv_multipart(zmq.NOBLOCK))["event"]
+            except zmq.ZMQError:
+                break
+            if event == zmq.EVENT_DISCONNECTED:
+                self.due = now + self.delay
+                self.quiet_since = 0.0
+            elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self.quiet_since = now if self.silence else 0.0
+            else:  # libzmq is (re)connecting by itself
+                self.due = 0.0
+        if self.due and now >= self.due:
+            self.delay = min(self.delay * 2, self.MAX_DELAY)
+            self._redial(sock, name, "the connection was dropped on a protocol error")
+        elif self.quiet_since and now - self.quiet_since > self.silence:
+            self._redial(sock, name, f"no answer {self.silence:.0f}s after connecting")
+
+    def _redial(self, sock: zmq.Socket[Any], name: str, why: str) -> None:
+        self.due = self.quiet_since = 0.0
+        log.warning("%s: %s; dialing again", name, why)
+        with contextlib.suppress(zmq.ZMQError):  # libzmq may have forgotten it already
+            sock.disconnect(self.address)
+        sock.connect(self.address)
+
+    def close(self, sock: zmq.Socket[Any]) -> None:
+        close_monitor(sock, self.monitor)
+
+
+#: Seconds a CURVE client waits for a first frame on a new connection before redialing.
+CURVE_SILENCE = 5.0
 
 
 def tune(sock: zmq.Socket[Any], *, max_message_size: int) -> None:
@@ -69,6 +208,15 @@ class Endpoint:
         self._read_scheduled = False
         self._closed = False
         self.rejected: Counter[str] = Counter()  # frames rejected, per peer
+        self._guard = _GUARDS.pop(sock, None)
+        if self._guard is not None:
+            self._guard.bind(loop, self.unreachable)
+        self._redialer: _Redialer | None = None
+        if not routed:
+            address = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+            if address.startswith("tcp://"):
+                curve = sock.getsockopt(zmq.MECHANISM) == zmq.CURVE
+                self._redialer = _Redialer(sock, address, silence=CURVE_SILENCE if curve else 0.0)
         self._fd: int = sock.getsockopt(zmq.FD)  # type: ignore[assignment]
         loop.add_reader(self._fd, self._on_ready)
         loop.call_soon(self._on_ready)  # the FD is edge-triggered: look once at the start
@@ -97,13 +245,27 @@ class Endpoint:
         """Take back what waits for ``peer`` (it is gone)."""
         return self._outbox.pop(peer, [])
 
+    def unreachable(self, peer: bytes) -> None:
+        """Treat ``peer`` as gone, as if a send to it had failed."""
+        box = self._outbox.pop(peer, [])
+        if self._on_unreachable is not None and not self._closed:
+            self._on_unreachable(peer, box)
+
     def _flush(self) -> None:
         self._flush_scheduled = False
         if self._closed:
             return
         blocked = False
+        guard = self._guard
+        if guard is not None:
+            guard.poll()
+        if self._redialer is not None:
+            self._redialer.poll(self._sock, self._name)
         for peer in list(self._outbox):
             box = self._outbox[peer]
+            if guard is not None and peer is not None and not guard.may_send(peer):
+                self.unreachable(peer)
+                continue
             while box:
                 chunk = box[:MAX_BATCH]
                 try:
@@ -163,6 +325,9 @@ class Endpoint:
         if self._closed:
             return
         sock = self._sock
+        guard = self._guard
+        if guard is not None:
+            guard.poll()
         for _ in range(MAX_READS_PER_WAKEUP):
             events = self._events()
             if events & zmq.POLLOUT and self._outbox and not self._flush_scheduled:
@@ -171,9 +336,19 @@ class Endpoint:
             if not events & zmq.POLLIN:
                 return
             try:
-                parts = sock.recv_multipart(zmq.NOBLOCK, copy=True)
+                if guard is None:
+                    parts = sock.recv_multipart(zmq.NOBLOCK, copy=True)
+                else:
+                    frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                    peer = frames[0].bytes
+                    if not guard.admit(peer, frames[-1]):
+                        self._reject(peer, "its CURVE key may not use this name")
+                        continue
+                    parts = [f.bytes for f in frames]
             except zmq.Again:
                 return
+            if self._redialer is not None:
+                self._redialer.heard()
             self._deliver(parts)
             if sock.closed:
                 return
@@ -208,11 +383,13 @@ class Endpoint:
 
     def _reject(self, peer: Peer, why: str) -> None:
         key = repr(peer)[:80]
+        if key not in self.rejected and len(self.rejected) >= MAX_REJECT_PEERS:
+            key = "<other peers>"  # a flood of new routing ids must not grow this without bound
         self.rejected[key] += 1
         count = self.rejected[key]
         if count <= 10 or count % 1000 == 0:
             log.warning(
-                "%s: dropped a malformed message from %s (%s); %d so far",
+                "%s: dropped a message from %s (%s); %d so far",
                 self._name,
                 key,
                 why,
@@ -225,4 +402,9 @@ class Endpoint:
             return
         self._closed = True
         self._loop.remove_reader(self._fd)
+        # Monitors go first: libzmq must not report the socket's teardown to a closed reader.
+        if self._redialer is not None:
+            self._redialer.close(self._sock)
+        if self._guard is not None:
+            self._guard.close()
         self._sock.close(linger=0)
