@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import errno
 import itertools
 import logging
 import secrets
@@ -35,6 +36,20 @@ from reactor.routing import NodeState, PendingJob, Router
 from reactor.transport import Endpoint, Peer, tune
 
 log = logging.getLogger("reactor.distributor")
+
+
+def _bind(sock: zmq.Socket[bytes], address: str, patience: float = 1.0) -> None:
+    """Bind, retrying briefly while the port is still held by a socket closed a moment ago
+    (libzmq releases a closed listener asynchronously, so a quick restart can find it taken)."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            sock.bind(address)
+            return
+        except zmq.ZMQError as exc:
+            if exc.errno != errno.EADDRINUSE or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 class Distributor:
@@ -106,15 +121,17 @@ class Distributor:
         tune(sock, max_message_size=max_size)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
-        if self.curve is not None:
-            self.curve.apply_server(sock)
         try:
+            if self.curve is not None:
+                self.curve.apply_server(sock)
             if self.port == 0:
                 self.port = sock.bind_to_random_port(f"tcp://{self.host}")
             else:
-                sock.bind(f"tcp://{self.host}:{self.port}")
-        except zmq.ZMQError as exc:
+                _bind(sock, f"tcp://{self.host}:{self.port}")
+        except Exception as exc:
             sock.close(linger=0)
+            if not isinstance(exc, zmq.ZMQError):
+                raise
             raise ReactorError(
                 f"cannot bind the distributor to tcp://{self.host}:{self.port}: {exc}; is another "
                 "distributor running there? pick another port"
