@@ -426,6 +426,13 @@ def check_args_shape(args: dict[str, Any]) -> None:
         MessageTooLargeError: an array or map longer than ARGS_MAX_ITEMS, or more than
             ARGS_MAX_CONTAINERS arrays and maps in all.
     """
+    # The common case, a flat dict of scalars under str keys, needs no walk.
+    if len(args) <= ARGS_MAX_ITEMS:
+        for key, value in args.items():
+            if type(key) is not str or isinstance(value, _CONTAINERS):
+                break
+        else:
+            return
     containers = 0
     stack: list[tuple[Any, int, tuple[Any, ...]]] = [(args, 1, ())]
     while stack:
