@@ -121,9 +121,10 @@ class Distributor:
         tune(sock, max_message_size=max_size)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        guard = None
         try:
             if self.curve is not None:
-                self.curve.apply_server(sock)
+                guard = self.curve.apply_server(sock)
             if self.port == 0:
                 self.port = sock.bind_to_random_port(f"tcp://{self.host}")
             else:
@@ -143,6 +144,7 @@ class Distributor:
             self._on_messages,
             routed=True,
             on_unreachable=self._on_unreachable,
+            guard=guard,
             name=f"distributor {self.address}",
         )
         self._last_tick = time.monotonic()

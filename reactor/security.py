@@ -597,12 +597,13 @@ class CurveServer:
         loop.add_signal_handler(signal.SIGHUP, on_hup)
         return remove
 
-    def apply_server(self, sock: zmq.Socket[Any]) -> None:
+    def apply_server(self, sock: zmq.Socket[Any]) -> transport.PeerGuard | None:
         """Make ``sock`` a CURVE server that admits only the allow-list (before it binds).
 
         Starts the process's ZAP handler if needed, sets ``ZAP_DOMAIN`` with
-        ``ZAP_ENFORCE_DOMAIN`` (no handler means no connection), and, on a ROUTER, binds each
-        peer's routing id to its key for :mod:`reactor.transport`.
+        ``ZAP_ENFORCE_DOMAIN`` (no handler means no connection), and, on a ROUTER, returns the
+        guard that binds each peer's routing id to its key: pass it to the socket's
+        :class:`~reactor.transport.Endpoint`.
 
         Raises:
             ConfigError: the server is closed, libzmq lacks CURVE or ZAP enforcement, or
@@ -632,7 +633,8 @@ class CurveServer:
             sock.setsockopt(zmq.ROUTER_HANDOVER, 0)
             guard = _Guard(self, sock)
             self._guards.append(guard)
-            transport.set_guard(sock, guard)
+            return guard
+        return None
 
     def _zap_allows(self, key: bytes) -> bool:
         """The ZAP thread asks: may this z85 key connect at all?"""

@@ -14,7 +14,6 @@ import itertools
 import logging
 import os
 import time
-import weakref
 from collections import Counter
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -55,14 +54,6 @@ class PeerGuard(Protocol):
 
     def close(self) -> None:
         """Called by the endpoint before it closes the socket."""
-
-
-_GUARDS: weakref.WeakKeyDictionary[zmq.Socket[Any], PeerGuard] = weakref.WeakKeyDictionary()
-
-
-def set_guard(sock: zmq.Socket[Any], guard: PeerGuard) -> None:
-    """Have the Endpoint later made for ``sock`` filter every frame through ``guard``."""
-    _GUARDS[sock] = guard
 
 
 _monitor_ids = itertools.count()
@@ -194,6 +185,7 @@ class Endpoint:
         *,
         routed: bool,
         on_unreachable: OnUnreachable | None = None,
+        guard: PeerGuard | None = None,
         name: str = "",
     ) -> None:
         self._loop = loop
@@ -208,7 +200,7 @@ class Endpoint:
         self._read_scheduled = False
         self._closed = False
         self.rejected: Counter[str] = Counter()  # frames rejected, per peer
-        self._guard = _GUARDS.pop(sock, None)
+        self._guard = guard
         if self._guard is not None:
             self._guard.bind(loop, self.unreachable)
         self._redialer: _Redialer | None = None
