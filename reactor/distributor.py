@@ -25,13 +25,12 @@ from reactor.config import Config
 from reactor.errors import (
     BackPressureError,
     JobCancelledError,
-    JobFailed,
     ReactorError,
-    RemoteError,
 )
 from reactor.feedback import run_feedback
 from reactor.handle import Feedback, JobHandle
 from reactor.jobspec import check_options, due_time
+from reactor.liveness import Liveness
 from reactor.routing import NodeState, PendingJob, Router
 from reactor.transport import Endpoint, Peer, tune
 
@@ -52,7 +51,7 @@ def _bind(sock: zmq.Socket[bytes], address: str, patience: float = 1.0) -> None:
             time.sleep(0.02)
 
 
-class Distributor:
+class Distributor(Liveness):
     """Routes jobs from this process to nodes over one bound ROUTER socket.
 
     Args:
@@ -180,10 +179,6 @@ class Distributor:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
-
-    @property
-    def _hb_interval(self) -> float:
-        return float(self.config["heartbeat_interval"])
 
     # -- enqueue (any thread) -------------------------------------------------------------------
 
@@ -535,84 +530,6 @@ class Distributor:
         node = self._router.nodes.get(peer.decode(errors="replace"))
         if node is not None and node.alive:
             self._node_gone(node, "its connection is gone")
-
-    # -- liveness -------------------------------------------------------------------------------
-
-    def _tick(self) -> None:
-        loop = self._loop
-        if self._closed or loop is None or self._endpoint is None:
-            return
-        self._tick_handle = loop.call_later(self._hb_interval, self._tick)
-        self._endpoint._on_ready()  # read what queued while we were busy before judging anyone
-        now = time.monotonic()
-        timeout = float(self.config["heartbeat_timeout"])
-        stalled = now - self._last_tick > max(timeout / 2, 2 * self._hb_interval)
-        self._last_tick = now
-        beat = P.Heartbeat(self.session, True)
-        for node in self._router.nodes.values():
-            if not node.alive:
-                continue
-            if stalled:  # our own loop was blocked: give everyone a fresh chance
-                node.last_seen = max(node.last_seen, now - self._hb_interval)
-            if now - node.last_seen > timeout:
-                self._node_gone(node, f"silent for {now - node.last_seen:.1f}s")
-            else:
-                self._endpoint.send(node.peer, beat)
-        if self._router.waiting:
-            self._pump()
-
-    def _node_gone(self, node: NodeState, why: str) -> None:
-        node.alive = False
-        unacked = list(node.unacked.values())
-        for pending in unacked:
-            self._take_back(node, pending)
-        assert self._endpoint is not None
-        self._endpoint.drop_outbox(node.peer)
-        log.warning(
-            "node %s declared gone (%s); %d unacknowledged jobs go to other nodes",
-            node.name,
-            why,
-            len(unacked),
-        )
-        self._pump()
-
-    def _node_restarted(self, node: NodeState, *, durable: bool) -> None:
-        """A node came back under a new session: what it had not stored is sent again; with
-        memory storage, the running jobs it held are lost, so those are sent again too."""
-        if node.alive:
-            self._node_gone(node, "it restarted")
-        else:
-            for pending in list(node.unacked.values()):
-                self._take_back(node, pending)
-        if durable:
-            return
-        lost = 0
-        for pending in list(self._jobs.values()):
-            if pending.owner is not node:
-                continue
-            if pending.wire is not None:
-                self._take_back(node, pending)
-            else:
-                lost += 1
-                self._finish(
-                    pending,
-                    None,
-                    JobFailed(
-                        pending.id,
-                        RemoteError(
-                            "NodeRestarted",
-                            f"node {node.name} restarted with memory storage and lost "
-                            "this deferred job; use redis storage to keep jobs across restarts",
-                        ),
-                        {},
-                    ),
-                )
-        if lost:
-            log.warning(
-                "node %s restarted with memory storage: %d deferred jobs it held are lost",
-                node.name,
-                lost,
-            )
 
     # -- live view ------------------------------------------------------------------------------
 
