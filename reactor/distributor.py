@@ -362,7 +362,7 @@ class Distributor(Liveness):
                         node.load -= 1
             else:
                 log.warning(
-                    "node %s sent a %s, which only a distributor sends; dropped",
+                    "node %r sent a %s, which only a distributor sends; dropped",
                     name,
                     type(msg).__name__,
                 )
@@ -379,7 +379,7 @@ class Distributor(Liveness):
         assert self._endpoint is not None
         if hello.version != P.PROTOCOL_VERSION:
             log.warning(
-                "node %s speaks protocol %d, this distributor %d: refused",
+                "node %r speaks protocol %d, this distributor %d: refused",
                 name,
                 hello.version,
                 P.PROTOCOL_VERSION,
@@ -461,7 +461,10 @@ class Distributor(Liveness):
             count += 1
         if count:
             log.warning(
-                "node %s refused %d jobs (%s); routing them elsewhere", node.name, count, msg.reason
+                "node %s refused %d jobs (%r); routing them elsewhere",
+                node.name,
+                count,
+                msg.reason[:200],
             )
 
     def _take_back(self, node: NodeState, pending: PendingJob) -> None:

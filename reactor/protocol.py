@@ -153,6 +153,11 @@ def _is_str(limit: int) -> Callable[[Any], bool]:
     return lambda v: type(v) is str and len(v) <= limit
 
 
+def _is_label(limit: int) -> Callable[[Any], bool]:
+    """Ids and names end up in log lines: no control characters (no forged log lines)."""
+    return lambda v: type(v) is str and len(v) <= limit and v.isprintable()
+
+
 def _is_num(v: Any) -> bool:
     # NaN and infinities are refused: a NaN due time would corrupt a node's timer heap.
     return type(v) is int or (type(v) is float and math.isfinite(v))
@@ -176,11 +181,15 @@ def _is_count(v: Any) -> bool:
 
 
 def _is_ids(v: Any) -> bool:
-    return type(v) is list and all(type(i) is str and len(i) <= MAX_ID_LEN for i in v)
+    return type(v) is list and all(
+        type(i) is str and len(i) <= MAX_ID_LEN and i.isprintable() for i in v
+    )
 
 
 def _is_names(v: Any) -> bool:
-    return type(v) is list and all(type(i) is str and len(i) <= MAX_NAME_LEN for i in v)
+    return type(v) is list and all(
+        type(i) is str and len(i) <= MAX_NAME_LEN and i.isprintable() for i in v
+    )
 
 
 def _is_error(v: Any) -> bool:
@@ -202,8 +211,8 @@ def _is_acks(v: Any) -> bool:
     )
 
 
-_ID = _is_str(MAX_ID_LEN)
-_NAME = _is_str(MAX_NAME_LEN)
+_ID = _is_label(MAX_ID_LEN)
+_NAME = _is_label(MAX_NAME_LEN)
 _TEXT = _is_str(MAX_TEXT_LEN)
 
 

@@ -93,3 +93,19 @@ def test_result_args_carry_what_msgpack_cannot_as_text() -> None:
     assert args["err"] == "ValueError: v"
     assert args["s"] == [1]
     assert args["o"].startswith("<class")
+
+
+def test_ids_and_names_with_control_characters_are_refused() -> None:
+    codec = P.Codec()
+    forged = "j1\n2026-11-23 INFO reactor.node: forged line"
+    frame = msgpack.packb(
+        [
+            [P.STORED, [forged]],
+            [P.JOB, forged, "name", b"\x80", 0.0, None, False, 0.0, 0.0],
+            [P.HELLO, 1, "node\r", "s", 1, [], True, False],
+            [P.STORED, ["fine-id"]],
+        ]
+    )
+    decoded, errors = codec.decode(frame)
+    assert decoded == [P.Stored(["fine-id"])]
+    assert len(errors) == 3
