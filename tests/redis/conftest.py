@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import os
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
 from reactor.record import JobRecord
+from reactor.testing import async_wait_until, wait_until
+
+__all__ = ["async_wait_until", "make_job", "wait_until"]
 from reactor.testing_redis import RedisServer, redis_server_available
 
 _DATABASES = 256
@@ -63,15 +64,6 @@ def make_redis_server() -> Iterator[ServerFactory]:
         server.close()
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, message: str = "") -> None:
-    """Block until ``predicate()`` holds; AssertionError after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(message or f"condition not met within {timeout}s")
-        time.sleep(0.01)
-
-
 def make_job(job_id: str, **fields: object) -> JobRecord:
     """A record with realistic defaults; ``fields`` override them."""
     values: dict[str, object] = {
@@ -85,14 +77,3 @@ def make_job(job_id: str, **fields: object) -> JobRecord:
     }
     values.update(fields)
     return JobRecord.from_dict(values)
-
-
-async def async_wait_until(
-    predicate: Callable[[], bool], timeout: float = 10.0, message: str = ""
-) -> None:
-    """:func:`wait_until` that yields to the event loop between checks."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(message or f"condition not met within {timeout}s")
-        await asyncio.sleep(0.01)
