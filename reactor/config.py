@@ -28,6 +28,9 @@ DEFAULTS: dict[str, Any] = {
     "heartbeat_timeout": 5.0,
     "shutdown_grace": 30.0,
     "defer_threads": 16,
+    "node_lost_after": 30.0,
+    "hand_back_after": 0.5,
+    "slow_job_warning": 5.0,
 }
 
 _BOOL_KEYS = {k for k, v in DEFAULTS.items() if isinstance(v, bool)}
@@ -40,7 +43,13 @@ _POSITIVE_INT_KEYS = {
     "defer_threads",
 }
 _NON_NEGATIVE_NUM_KEYS = {"retry_multiplier", "shutdown_grace"}
-_POSITIVE_NUM_KEYS = {"heartbeat_interval", "heartbeat_timeout"}
+_POSITIVE_NUM_KEYS = {
+    "heartbeat_interval",
+    "heartbeat_timeout",
+    "node_lost_after",
+    "hand_back_after",
+    "slow_job_warning",
+}
 
 
 def _check(key: str, value: Any) -> Any:

@@ -12,6 +12,9 @@ Tree::
     ├── JobCancelledError                              a job was cancelled by ``handle.cancel()``
     ├── JobTimeoutError (also TimeoutError)            ``handle.result(timeout)`` ran out
     ├── NoSuchJob                                      a node does not know the job's name
+    ├── NodeNameTaken                                  a live node already has this node's name
+    ├── JobLost                                        a job's record vanished without a destroy
+    ├── TimeLimitExceeded (also TimeoutError)          an attempt ran past its timeout
     └── RemoteError                                    a node's exception, seen by the distributor
 
     CancelJob (BaseException)                          raised by job code to end a job on purpose
@@ -51,6 +54,18 @@ class StorageUnavailableError(ReactorError, ConnectionError):
 
 class NoSuchJob(ReactorError):
     """A node was asked to run a job name that no file in its job directory defines."""
+
+
+class NodeNameTaken(ReactorError):
+    """A node started under the name of a live node; the message says which host holds it."""
+
+
+class JobLost(ReactorError):
+    """A job's record vanished without a destroy (eviction, FLUSHDB), or its only holders died."""
+
+
+class TimeLimitExceeded(ReactorError, TimeoutError):
+    """An attempt ran past its ``timeout``; it fails and follows the job's retry policy."""
 
 
 class RemoteError(ReactorError):

@@ -9,8 +9,12 @@ from typing import Any
 from reactor import protocol as P
 
 
-def due_time(after: float | None, run_at: dt.datetime | float | None, now: float) -> float:
-    """The absolute epoch time a job is due (0.0: at once).
+def timing(after: float | None, run_at: dt.datetime | float | None) -> tuple[float, float]:
+    """When a job is due: ``(delay, run_at)``.
+
+    ``delay`` is a duration in seconds (0: at once), measured on monotonic clocks wherever the job
+    waits, so a jump of the wall clock does not move it; ``run_at`` is a wall-clock instant in
+    epoch seconds (0: none), re-checked against the wall clock (DESIGN §3 "Time").
 
     Raises:
         ValueError: a naive datetime, a negative or non-finite delay, or both after and run_at.
@@ -26,19 +30,21 @@ def due_time(after: float | None, run_at: dt.datetime | float | None, now: float
             raise ValueError(f"after= must be a number of seconds, not {after!r}")
         if after < 0:
             raise ValueError(f"after= must be >= 0 seconds, not {after}")
-        return now + after if after > 0 else 0.0
+        return float(after), 0.0
     if run_at is None:
-        return 0.0
+        return 0.0, 0.0
     if isinstance(run_at, dt.datetime):
         if run_at.tzinfo is None or run_at.utcoffset() is None:
             raise ValueError(
                 "run_at= got a naive datetime, which is ambiguous across machines; pass an aware "
                 "one such as datetime.now(timezone.utc) + timedelta(seconds=30), or epoch seconds"
             )
-        return run_at.timestamp()
+        return 0.0, run_at.timestamp()
     if isinstance(run_at, bool) or not isinstance(run_at, int | float) or not math.isfinite(run_at):
         raise ValueError(f"run_at= must be an aware datetime or epoch seconds, not {run_at!r}")
-    return float(run_at)
+    if run_at <= 0:
+        raise ValueError(f"run_at= must be a positive epoch time, not {run_at!r}")
+    return 0.0, float(run_at)
 
 
 def check_options(

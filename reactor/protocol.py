@@ -16,7 +16,7 @@ import msgpack
 
 from reactor.errors import MessageTooLargeError, ProtocolError
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 DEFAULT_MAX_MESSAGE_SIZE = 4 * 1024 * 1024
 MAX_FRAME_MESSAGES = 65_536
 MAX_NAME_LEN = 256
@@ -25,28 +25,39 @@ MAX_TEXT_LEN = 64 * 1024
 #: Wire bytes per array or map a frame may hold, at least (a FeedbackAck pair can be 3 bytes).
 FRAME_BYTES_PER_CONTAINER = 2
 
-# Message kinds. Node → distributor: HELLO, STORED, REJECTED, RELEASE, FEEDBACK, HEARTBEAT.
-# Distributor → node: WELCOME, JOB, CANCEL, FEEDBACK_ACK, HEARTBEAT, RESET.
+# Message kinds. Node -> distributor: HELLO, STORED, REJECTED, PARKED, HANDBACK, FEEDBACK,
+# HEARTBEAT, SYNC, BYE. Distributor -> node: WELCOME, JOB, CANCEL, REVOKE, FEEDBACK_ACK,
+# HANDBACK_ACK, SYNC_REPLY, HEARTBEAT, RESET, REFUSED.
 HELLO = 1
 WELCOME = 2
 JOB = 3
 STORED = 4
 REJECTED = 5
-RELEASE = 6
+PARKED = 6
 CANCEL = 7
 FEEDBACK = 8
 FEEDBACK_ACK = 9
 HEARTBEAT = 10
 RESET = 11
+REVOKE = 12
+HANDBACK = 13
+HANDBACK_ACK = 14
+SYNC = 15
+SYNC_REPLY = 16
+REFUSED = 17
+BYE = 18
 
 # Feedback outcomes.
 SUCCESS = 0
 FAILURE = 1
 CANCELLED = 2
 
+#: (job id, assignment number): one assignment of a job to a node, the fencing token of DESIGN §3.
+Ref = tuple[str, int]
+
 
 class Hello(NamedTuple):
-    """A node introduces itself (sent on connect and whenever the distributor asks)."""
+    """A node introduces itself; ``sent_at`` is its monotonic clock, echoed back for its lease."""
 
     version: int
     node: str
@@ -55,59 +66,89 @@ class Hello(NamedTuple):
     jobs: list[str]
     accepting: bool
     durable: bool
+    where: str
+    sent_at: float
 
 
 class Welcome(NamedTuple):
-    """The distributor accepts a node's hello."""
+    """The distributor accepts a node's hello; ``echo`` is the hello's ``sent_at``."""
 
     version: int
     distributor: str
     session: str
     heartbeat_interval: float
+    echo: float
 
 
 class Job(NamedTuple):
-    """A job for a node to store and run. ``run_at`` is an absolute epoch time (0: at once)."""
+    """One assignment of a job to a node.
+
+    ``delay`` is seconds after receipt (a duration, measured on the node's monotonic clock);
+    ``run_at`` is a wall-clock instant (epoch seconds, 0: none); ``attempt`` counts the attempts
+    already made elsewhere, so a reassigned retrying job keeps its count.
+    """
 
     id: str
+    asg: int
     name: str
     args: bytes
+    delay: float
     run_at: float
     period: float | None
     defer: bool
-    make_after: float
+    attempt: int
     enqueued_at: float
 
 
 class Stored(NamedTuple):
-    """The node has durably stored these jobs; the distributor may forget their payloads."""
+    """The node has durably stored these assignments."""
 
-    ids: list[str]
+    items: list[Ref]
 
 
 class Rejected(NamedTuple):
-    """The node will not take these jobs (storage down, shutting down); route them elsewhere."""
+    """The node did not store these assignments (storage down, stopping); route them elsewhere."""
 
-    ids: list[str]
+    items: list[Ref]
     reason: str
 
 
-class Release(NamedTuple):
-    """These jobs no longer occupy a run slot on the node (parked on a retry timer)."""
+class Parked(NamedTuple):
+    """These jobs wait on a retry timer and no longer hold a run slot: (id, asg, attempts made)."""
 
-    ids: list[str]
+    items: list[tuple[str, int, int]]
+
+
+class HandBack(NamedTuple):
+    """The node gives these jobs back unstarted: (id, asg, attempts made, seconds until due)."""
+
+    items: list[tuple[str, int, int, float]]
+    reason: str
+
+
+class HandBackAck(NamedTuple):
+    """The distributor has taken these jobs back; the node may forget them."""
+
+    items: list[Ref]
 
 
 class Cancel(NamedTuple):
-    """Stop these jobs wherever they stand."""
+    """The application cancels these jobs (final CANCELLED feedback unless they already ran)."""
 
-    ids: list[str]
+    items: list[Ref]
+
+
+class Revoke(NamedTuple):
+    """These copies are stale (the job was reassigned or is finished): drop them silently."""
+
+    items: list[Ref]
 
 
 class Feedback(NamedTuple):
     """A run's outcome. ``final`` is False for the runs of a periodic job that goes on."""
 
     id: str
+    asg: int
     seq: int
     outcome: int
     final: bool
@@ -116,16 +157,34 @@ class Feedback(NamedTuple):
 
 
 class FeedbackAck(NamedTuple):
-    """The distributor has handled these (job id, seq) feedbacks."""
+    """The distributor has handled these (job id, asg, seq) feedbacks."""
 
-    items: list[tuple[str, int]]
+    items: list[tuple[str, int, int]]
 
 
 class Heartbeat(NamedTuple):
-    """I am alive. From a node, also whether it takes new jobs."""
+    """I am alive. From a node: whether it takes jobs, and its clock (``stamp``); from the
+    distributor: the latest node clock it received (the node's lease runs from it)."""
 
     session: str
     accepting: bool
+    stamp: float
+
+
+class Sync(NamedTuple):
+    """A node lists the assignments it holds for this distributor session (in chunks)."""
+
+    sync_id: int
+    items: list[Ref]
+    last: bool
+
+
+class SyncReply(NamedTuple):
+    """The stale assignments among a sync chunk; ``last`` ends the sync."""
+
+    sync_id: int
+    stale: list[Ref]
+    last: bool
 
 
 class Reset(NamedTuple):
@@ -134,18 +193,39 @@ class Reset(NamedTuple):
     reason: str
 
 
+class Refused(NamedTuple):
+    """The hello of node session ``session`` is refused (name taken, wrong version)."""
+
+    session: str
+    kind: str
+    reason: str
+
+
+class Bye(NamedTuple):
+    """A node session stops for good; its name is free at once."""
+
+    session: str
+
+
 Message = (
     Hello
     | Welcome
     | Job
     | Stored
     | Rejected
-    | Release
+    | Parked
+    | HandBack
+    | HandBackAck
     | Cancel
+    | Revoke
     | Feedback
     | FeedbackAck
     | Heartbeat
+    | Sync
+    | SyncReply
     | Reset
+    | Refused
+    | Bye
 )
 
 
@@ -163,8 +243,8 @@ def _is_num(v: Any) -> bool:
     return type(v) is int or (type(v) is float and math.isfinite(v))
 
 
-def _is_opt_num(v: Any) -> bool:
-    return v is None or _is_num(v)
+def _is_delay(v: Any) -> bool:
+    return _is_num(v) and v >= 0
 
 
 def _is_period(v: Any) -> bool:
@@ -180,10 +260,8 @@ def _is_count(v: Any) -> bool:
     return type(v) is int and 0 <= v < 2**31
 
 
-def _is_ids(v: Any) -> bool:
-    return type(v) is list and all(
-        type(i) is str and len(i) <= MAX_ID_LEN and i.isprintable() for i in v
-    )
+def _is_id(v: Any) -> bool:
+    return type(v) is str and len(v) <= MAX_ID_LEN and v.isprintable()
 
 
 def _is_names(v: Any) -> bool:
@@ -200,20 +278,23 @@ def _is_error(v: Any) -> bool:
     )
 
 
-def _is_acks(v: Any) -> bool:
-    return type(v) is list and all(
-        type(i) is list
-        and len(i) == 2
-        and type(i[0]) is str
-        and len(i[0]) <= MAX_ID_LEN
-        and _is_count(i[1])
-        for i in v
-    )
+def _is_tuples(*checks: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    """A list of fixed-length arrays whose items pass ``checks``."""
+    n = len(checks)
+
+    def check(v: Any) -> bool:
+        return type(v) is list and all(
+            type(i) is list and len(i) == n and all(c(x) for c, x in zip(checks, i, strict=True))
+            for i in v
+        )
+
+    return check
 
 
 _ID = _is_label(MAX_ID_LEN)
 _NAME = _is_label(MAX_NAME_LEN)
 _TEXT = _is_str(MAX_TEXT_LEN)
+_REFS = _is_tuples(_is_id, _is_count)
 
 
 def _is_args(v: Any) -> bool:
@@ -227,19 +308,45 @@ def _register(kind: int, cls: type[Any], *checks: Callable[[Any], bool]) -> None
     _SCHEMA[kind] = (cls, checks, cls._fields)
 
 
-_register(HELLO, Hello, _is_count, _NAME, _ID, _is_count, _is_names, _is_bool, _is_bool)
-_register(WELCOME, Welcome, _is_count, _TEXT, _ID, _is_num)
-_register(JOB, Job, _ID, _NAME, _is_args, _is_num, _is_period, _is_bool, _is_num, _is_num)
-_register(STORED, Stored, _is_ids)
-_register(REJECTED, Rejected, _is_ids, _TEXT)
-_register(RELEASE, Release, _is_ids)
-_register(CANCEL, Cancel, _is_ids)
-_register(FEEDBACK, Feedback, _ID, _is_count, _is_count, _is_bool, _is_args, _is_error)
-_register(FEEDBACK_ACK, FeedbackAck, _is_acks)
-_register(HEARTBEAT, Heartbeat, _ID, _is_bool)
+_register(
+    HELLO, Hello, _is_count, _NAME, _ID, _is_count, _is_names, _is_bool, _is_bool, _TEXT, _is_num
+)
+_register(WELCOME, Welcome, _is_count, _TEXT, _ID, _is_num, _is_num)
+_register(
+    JOB,
+    Job,
+    _ID,
+    _is_count,
+    _NAME,
+    _is_args,
+    _is_delay,
+    _is_num,
+    _is_period,
+    _is_bool,
+    _is_count,
+    _is_num,
+)
+_register(STORED, Stored, _REFS)
+_register(REJECTED, Rejected, _REFS, _TEXT)
+_register(PARKED, Parked, _is_tuples(_is_id, _is_count, _is_count))
+_register(HANDBACK, HandBack, _is_tuples(_is_id, _is_count, _is_count, _is_delay), _TEXT)
+_register(HANDBACK_ACK, HandBackAck, _REFS)
+_register(CANCEL, Cancel, _REFS)
+_register(REVOKE, Revoke, _REFS)
+_register(FEEDBACK, Feedback, _ID, _is_count, _is_count, _is_count, _is_bool, _is_args, _is_error)
+_register(FEEDBACK_ACK, FeedbackAck, _is_tuples(_is_id, _is_count, _is_count))
+_register(HEARTBEAT, Heartbeat, _ID, _is_bool, _is_num)
+_register(SYNC, Sync, _is_count, _REFS, _is_bool)
+_register(SYNC_REPLY, SyncReply, _is_count, _REFS, _is_bool)
 _register(RESET, Reset, _TEXT)
+_register(REFUSED, Refused, _ID, _NAME, _TEXT)
+_register(BYE, Bye, _ID)
 
 _KIND_OF: dict[type[Any], int] = {cls: kind for kind, (cls, _, _) in _SCHEMA.items()}
+#: Messages whose first field is a list of fixed-length arrays, turned into tuples on decoding.
+_TUPLE_ITEMS = frozenset(
+    {Stored, Rejected, Parked, HandBack, HandBackAck, Cancel, Revoke, FeedbackAck, Sync}
+)
 
 
 def _reject_ext(code: int, data: bytes) -> Any:
@@ -326,10 +433,13 @@ def decode_message(item: Any) -> Message:
             raise ProtocolError(
                 f"{cls.__name__}.{field} has an invalid value of type {type(value).__name__}"
             )
-    if cls is FeedbackAck:
-        return FeedbackAck([(i[0], i[1]) for i in values[0]])
-    if cls is Feedback and values[5] is not None:
-        values[5] = tuple(values[5])
+    if cls in _TUPLE_ITEMS:
+        index = 1 if cls is Sync else 0
+        values[index] = [tuple(i) for i in values[index]]
+    elif cls is SyncReply:
+        values[1] = [tuple(i) for i in values[1]]
+    elif cls is Feedback and values[6] is not None:
+        values[6] = tuple(values[6])
     return cls(*values)  # type: ignore[no-any-return]
 
 

@@ -33,7 +33,17 @@ FIELDS: Final = (
     "failed_at",
     "last_error",
     "seq",
+    "asg",
+    "dsession",
 )
+
+# Where a record stands on its node (runtime only, never stored).
+STORING: Final = 0  # being written; not acknowledged yet
+WAITING: Final = 1  # on a timer (deferred, periodic, retrying)
+READY: Final = 2  # due: in the ready queue
+RUNNING: Final = 3  # an attempt is under way
+HANDING: Final = 4  # handed back to its distributor, awaiting the acknowledgement
+DONE: Final = 5  # finished; its final feedback awaits the acknowledgement
 
 
 class JobRecord:
@@ -42,24 +52,32 @@ class JobRecord:
     ``args`` is the msgpack encoding of the job's argument dict: each attempt decodes a fresh
     copy, so a failed attempt cannot leak changes into the next one, and storage writes it as is.
     ``run_at`` is an absolute epoch time: the due time while the job waits, the start time while
-    it runs. ``seq`` counts the feedback messages sent for this job, so the distributor can drop
-    duplicates.
+    it runs (what storage keeps for restarts); ``due`` is the same instant on the node's monotonic
+    clock, which timers use. ``seq`` counts the feedback messages sent for this job, so the
+    distributor can drop duplicates; ``asg`` is the assignment number the job was sent with and
+    ``dsession`` the session of the distributor that sent it (the fencing token of DESIGN §3).
     """
 
     __slots__ = (
         "args",
+        "asg",
         "attempt",
         "cancel_requested",
         "defer",
         "distributor",
+        "dsession",
+        "due",
         "enqueued_at",
         "failed_at",
+        "final_key",
         "id",
         "last_error",
         "make_after",
         "name",
         "node",
         "period",
+        "phase",
+        "revoked",
         "run_at",
         "seq",
         "status",
@@ -84,6 +102,8 @@ class JobRecord:
         failed_at: float | None = None,
         last_error: str | None = None,
         seq: int = 0,
+        asg: int = 0,
+        dsession: str = "",
     ) -> None:
         self.id = id
         self.name = name
@@ -100,7 +120,13 @@ class JobRecord:
         self.failed_at = failed_at
         self.last_error = last_error
         self.seq = seq
+        self.asg = asg
+        self.dsession = dsession
+        self.due = 0.0
+        self.phase = STORING
         self.cancel_requested = False
+        self.revoked = False  # a stale copy: its outcome is dropped
+        self.final_key: tuple[str, int, int] | None = None  # the final feedback awaiting its ack
         self.timer: object | None = None  # the scheduler's token while the job waits on a timer
 
     def to_dict(self) -> dict[str, Any]:

@@ -28,7 +28,9 @@ log = logging.getLogger("reactor.transport")
 
 MAX_BATCH = 1024  # messages per frame
 MAX_READS_PER_WAKEUP = 256  # frames read before yielding to the loop
-MAX_REJECT_PEERS = 1024  # peers counted one by one in Endpoint.rejected; the rest share a line
+MAX_REJECT_PEERS = 1024
+FIRST_RETRY = 0.005  # seconds before a blocked send is tried again; doubles up to MAX_RETRY
+MAX_RETRY = 0.2  # peers counted one by one in Endpoint.rejected; the rest share a line
 
 Peer = bytes | None  # a ROUTER peer's routing id; None on a DEALER
 OnMessages = Callable[[Peer, list[Message]], None]
@@ -186,6 +188,7 @@ class Endpoint:
         routed: bool,
         on_unreachable: OnUnreachable | None = None,
         guard: PeerGuard | None = None,
+        on_revoked: Callable[[bytes], None] | None = None,
         name: str = "",
     ) -> None:
         self._loop = loop
@@ -197,12 +200,14 @@ class Endpoint:
         self._name = name
         self._outbox: dict[Peer, list[Any]] = {}
         self._flush_scheduled = False
+        self._retry = FIRST_RETRY
         self._read_scheduled = False
         self._closed = False
         self.rejected: Counter[str] = Counter()  # frames rejected, per peer
         self._guard = guard
+        self._on_revoked = on_revoked
         if self._guard is not None:
-            self._guard.bind(loop, self.unreachable)
+            self._guard.bind(loop, self._revoked)
         self._redialer: _Redialer | None = None
         if not routed:
             address = sock.getsockopt_string(zmq.LAST_ENDPOINT)
@@ -229,6 +234,40 @@ class Endpoint:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
 
+    def queue(self, peer: Peer, message: Message | list[Any]) -> None:
+        """Queue a message without touching the loop (from a thread holding the socket lock)."""
+        box = self._outbox.get(peer)
+        if box is None:
+            self._outbox[peer] = [message]
+        else:
+            box.append(message)
+
+    def flush_from_thread(self) -> None:
+        """Send what is queued, from a thread that holds the socket lock while the loop is busy.
+
+        Nothing here touches the loop; whatever cannot leave now waits for the loop's own flush,
+        which is asked for (thread-safely) together with a look at the socket.
+        """
+        if self._closed:
+            return
+        for peer in list(self._outbox):
+            box = self._outbox[peer]
+            while box:
+                chunk = box[:MAX_BATCH]
+                try:
+                    self._send_chunk(peer, chunk)
+                except zmq.ZMQError:
+                    break
+                del box[: len(chunk)]
+            if not box:
+                self._outbox.pop(peer, None)
+        try:
+            self._loop.call_soon_threadsafe(self._on_ready)
+            if self._outbox:
+                self._loop.call_soon_threadsafe(self._flush)
+        except RuntimeError:  # the loop closed
+            pass
+
     def pending(self, peer: Peer) -> int:
         """How many messages wait in the outbox for ``peer``."""
         return len(self._outbox.get(peer, ()))
@@ -242,6 +281,14 @@ class Endpoint:
         box = self._outbox.pop(peer, [])
         if self._on_unreachable is not None and not self._closed:
             self._on_unreachable(peer, box)
+
+    def _revoked(self, peer: bytes) -> None:
+        """The guard no longer admits ``peer`` (its key was revoked)."""
+        self._outbox.pop(peer, None)
+        if self._on_revoked is not None and not self._closed:
+            self._on_revoked(peer)
+        else:
+            self.unreachable(peer)
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -277,9 +324,13 @@ class Endpoint:
             if not box:
                 self._outbox.pop(peer, None)
         if blocked and not self._flush_scheduled:
-            # The FD normally signals when the socket can take more; retry soon in case it does not.
+            # The FD normally signals when the socket can take more; retry in case it does not,
+            # backing off while it stays blocked (a connection that is down, with IMMEDIATE).
             self._flush_scheduled = True
-            self._loop.call_later(0.005, self._flush)
+            self._loop.call_later(self._retry, self._flush)
+            self._retry = min(self._retry * 2, MAX_RETRY)
+        elif not blocked:
+            self._retry = FIRST_RETRY
         # Sending may have consumed the FD's edge: look for readable messages now.
         if self._events() & zmq.POLLIN:
             self._schedule_read()

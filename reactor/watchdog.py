@@ -1,48 +1,68 @@
-"""Keeps a node's heartbeats going while a blocking ``def`` job holds its event loop.
+"""Keeps a node honest while a blocking ``def`` job holds its event loop.
 
-The loop thread owns the sockets and holds :attr:`HeartbeatWatchdog.lock` whenever it may touch
-them; it lets go only while it runs ``def`` chains, which never touch a socket. When the loop has
-not beaten for longer than the heartbeat interval, the watchdog thread takes the lock (a full
-memory barrier, so the sockets may change threads safely), sends a heartbeat on every link, gives
-the lock back and asks the loop to look at the sockets again once it is free.
+The loop thread owns the sockets and the node core and holds :attr:`Watchdog.lock` whenever it
+may touch them; it lets go only while a ``def`` job body runs, which touches neither. The
+watchdog thread then takes the lock (a full memory barrier, so the objects may change threads
+safely) to
+
+* send heartbeats, so the node is not declared gone while one job holds the loop;
+* hand the jobs queued behind the blocking one back to their distributors after
+  ``hand_back_after`` seconds, and say the node takes no jobs, so a short job never waits behind
+  a long one while another node has room (issue 9, case 7);
+* name the job in a warning once it has held the loop ``slow_job_warning`` seconds.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
-from typing import Any
-
-import msgpack
-import zmq
-
-from reactor import protocol as P
+from collections.abc import Callable
 
 log = logging.getLogger("reactor.node")
 
+#: How often the watchdog looks at the loop.
+CHECK_EVERY = 0.05
 
-class HeartbeatWatchdog:
-    """A daemon thread that beats for a node whose loop is busy running a blocking job."""
+
+class Watchdog:
+    """A daemon thread acting for a node whose loop is held by a blocking job.
+
+    Args:
+        interval: heartbeat interval in seconds.
+        beat: sends heartbeats (called with the lock held).
+        hand_back: hands queued jobs back, returning how many (called with the lock held).
+        flush: sends what ``beat`` or ``hand_back`` queued, from this thread, then asks the
+            loop to look at its sockets again once it is free.
+        hand_back_after: seconds a job may hold the loop before queued jobs are handed back.
+        slow_warning: seconds a job may hold the loop before it is named in a warning.
+    """
 
     def __init__(
         self,
-        loop: asyncio.AbstractEventLoop,
+        *,
         interval: float,
-        endpoints: Callable[[], Iterable[Any]],
-        beat: Callable[[], tuple[str, bool]],
+        beat: Callable[[float], None],
+        hand_back: Callable[[float], int],
+        flush: Callable[[], None],
+        hand_back_after: float,
+        slow_warning: float,
     ) -> None:
         self.lock = threading.Lock()
         self.loop_beat = time.monotonic()  # the loop's own last heartbeat
-        self._loop = loop
+        self.job_since = 0.0  # when the running def job started (0: none runs)
+        self.job_name = ""
+        self.job_id = ""
+        self.handed_back = False  # this job's queue was handed back
         self._interval = interval
-        self._endpoints = endpoints
         self._beat = beat
+        self._hand_back = hand_back
+        self._flush = flush
+        self._hand_back_after = hand_back_after
+        self._slow_warning = slow_warning
+        self._warned = False
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="reactor-heartbeat", daemon=True)
-        self.sent = 0
+        self._thread = threading.Thread(target=self._run, name="reactor-watchdog", daemon=True)
 
     def start(self) -> None:
         """Take the lock for the loop thread and start watching."""
@@ -54,28 +74,55 @@ class HeartbeatWatchdog:
         self._stop.set()
         self._thread.join(timeout=5)
 
+    def job_started(self, now: float, name: str, job_id: str) -> None:
+        """The loop is about to run a def job body (and release the lock)."""
+        self.job_since = now
+        self.job_name = name
+        self.job_id = job_id
+        self._warned = False
+
+    def job_ended(self) -> bool:
+        """The body returned (the loop holds the lock again); True if its queue was handed back."""
+        self.job_since = 0.0
+        handed, self.handed_back = self.handed_back, False
+        return handed
+
     def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            if time.monotonic() - self.loop_beat < 1.5 * self._interval:
+        while not self._stop.wait(CHECK_EVERY):
+            now = time.monotonic()
+            since = self.job_since
+            held = now - since if since else 0.0
+            if since and held > self._slow_warning and not self._warned:
+                self._warned = True
+                log.warning(
+                    "job %s (%r) has held node's loop for %.1fs; a def job blocks every "
+                    "other job on its node: use async def or defer=True",
+                    self.job_id,
+                    self.job_name,
+                    held,
+                )
+            must_beat = now - self.loop_beat >= 1.5 * self._interval
+            must_hand = since and held > self._hand_back_after and not self.handed_back
+            if not (must_beat or must_hand):
                 continue
-            if not self.lock.acquire(timeout=self._interval / 2):
-                continue  # the loop is busy, but not in a job: it will beat itself
+            if not self.lock.acquire(timeout=CHECK_EVERY):
+                continue  # the loop is busy, but not in a job: it will do this itself
             try:
                 if self._stop.is_set():
                     return
-                session, accepting = self._beat()
-                frame = msgpack.packb([[P.HEARTBEAT, session, accepting]])
-                endpoints = list(self._endpoints())
-                for endpoint in endpoints:
-                    try:
-                        endpoint.socket.send(frame, zmq.NOBLOCK)
-                        self.sent += 1
-                    except zmq.ZMQError:
-                        pass
+                if must_hand and self.job_since == since:
+                    count = self._hand_back(now)
+                    self.handed_back = True
+                    if count:
+                        log.warning(
+                            "job %s (%r) holds node's loop: handed %d queued jobs back",
+                            self.job_id,
+                            self.job_name,
+                            count,
+                        )
+                if must_beat:
+                    self._beat(now)
+                    self.loop_beat = now
+                self._flush()
             finally:
                 self.lock.release()
-            for endpoint in endpoints:  # sending may have eaten a read wake-up: look again later
-                try:
-                    self._loop.call_soon_threadsafe(endpoint._on_ready)
-                except RuntimeError:
-                    return

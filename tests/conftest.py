@@ -75,8 +75,7 @@ async def wait_for_node(
             raise AssertionError(
                 f"node {name} exited with {proc.proc.returncode}:\n{proc.output()[-3000:]}"
             )
-        node = d._router.nodes.get(name)
-        return node is not None and node.alive
+        return d.node_alive(name)
 
     await async_wait_until(up, timeout, message=f"node {name} did not connect in {timeout}s")
 

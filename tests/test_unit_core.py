@@ -2,54 +2,41 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from reactor import Config, ConfigError
+from reactor.core.routing import JobState, NodeState, Presence, Router
+from reactor.core.schedule import TimerHeap
 from reactor.loader import load_jobs
-from reactor.routing import NodeState, PendingJob, Router
-from reactor.timers import TimerQueue
 
 
-async def test_timer_queue_fires_in_due_order_and_honours_cancel() -> None:
-    loop = asyncio.get_running_loop()
-    fired: list[tuple[str, float]] = []
-    done = asyncio.Event()
-
-    def fire(items: list[str]) -> None:
-        now = time.time()
-        fired.extend((i, now) for i in items)
-        if len(fired) >= 3:
-            done.set()
-
-    timers: TimerQueue[str] = TimerQueue(loop, fire)
-    start = time.time()
-    timers.add(start + 0.15, "c")
-    timers.add(start + 0.05, "a")
-    token = timers.add(start + 0.08, "cancelled")
-    timers.add(start + 0.10, "b")
+def test_timer_heap_pops_in_due_order_and_honours_cancel() -> None:
+    timers: TimerHeap[str] = TimerHeap()
+    timers.add(10.15, "c")
+    timers.add(10.05, "a")
+    token = timers.add(10.08, "cancelled")
+    timers.add(10.10, "b")
     assert timers.cancel(token) and not timers.cancel(token)
     assert len(timers) == 3
-    await asyncio.wait_for(done.wait(), 2)
-    assert [i for i, _ in fired] == ["a", "b", "c"]
-    assert fired[0][1] - start >= 0.05 - 0.002
-    assert len(timers) == 0
-    timers.close()
+    assert timers.earliest() == 10.05
+    assert timers.pop_due(10.0) == []
+    assert timers.pop_due(10.12) == ["a", "b"]
+    assert timers.earliest() == 10.15 and len(timers) == 1
+    assert timers.pop_due(11.0) == ["c"] and timers.earliest() is None
 
 
 def _node(name: str, load: int = 0, capacity: int = 10) -> NodeState:
     n = NodeState(name, name.encode())
-    n.alive, n.load, n.capacity, n.job_names = True, load, capacity, frozenset({"j"})
+    n.presence, n.load, n.capacity, n.job_names = Presence.UP, load, capacity, frozenset({"j"})
     return n
 
 
-def _job(node: str | None = None, not_node: str | None = None) -> PendingJob:
-    return PendingJob(
-        "id", "j", [], None, node=node, not_node=not_node, deferred=False, periodic=False
+def _job(node: str | None = None, not_node: str | None = None) -> JobState:
+    return JobState(
+        "id", "j", [], None, node=node, not_node=not_node, due=0.0, deferred=False, periodic=False
     )
 
 

@@ -12,19 +12,26 @@ from reactor.errors import MessageTooLargeError, ProtocolError
 def test_round_trip_of_every_message_kind() -> None:
     codec = P.Codec()
     messages: list[P.Message] = [
-        P.Hello(1, "n", "s", 10, ["a", "b"], True, False),
-        P.Welcome(1, "127.0.0.1:5000", "sess", 1.0),
-        P.Job("id1", "job", b"\x80", 0.0, None, False, 0.0, 1.5),
-        P.Job("id2", "job", b"\x81\xa1a\x01", 12.25, 0.5, True, 2.0, 1.5),
-        P.Stored(["a", "b"]),
-        P.Rejected(["a"], "stopping"),
-        P.Release(["a"]),
-        P.Cancel(["a"]),
-        P.Feedback("id", 3, P.FAILURE, True, b"\x80", ("NameError", "x", "tb")),
-        P.Feedback("id", 1, P.SUCCESS, False, b"\x80", None),
-        P.FeedbackAck([("a", 1), ("b", 2)]),
-        P.Heartbeat("s", False),
+        P.Hello(2, "n", "s", 10, ["a", "b"], True, False, "host h pid 1", 12.5),
+        P.Welcome(2, "127.0.0.1:5000", "sess", 1.0, 12.5),
+        P.Job("id1", 1, "job", b"\x80", 0.0, 0.0, None, False, 0, 1.5),
+        P.Job("id2", 3, "job", b"\x81\xa1a\x01", 12.25, 0.0, 0.5, True, 2, 1.5),
+        P.Stored([("a", 1), ("b", 2)]),
+        P.Rejected([("a", 1)], "stopping"),
+        P.Parked([("a", 1, 2)]),
+        P.HandBack([("a", 1, 0, 2.5)], "stopping"),
+        P.HandBackAck([("a", 1)]),
+        P.Cancel([("a", 1)]),
+        P.Revoke([("a", 1)]),
+        P.Feedback("id", 2, 3, P.FAILURE, True, b"\x80", ("NameError", "x", "tb")),
+        P.Feedback("id", 1, 1, P.SUCCESS, False, b"\x80", None),
+        P.FeedbackAck([("a", 1, 1), ("b", 1, 2)]),
+        P.Heartbeat("s", False, 3.5),
+        P.Sync(1, [("a", 1)], True),
+        P.SyncReply(1, [("a", 1)], False),
         P.Reset("why"),
+        P.Refused("s", "NodeNameTaken", "held by host h pid 1"),
+        P.Bye("s"),
     ]
     decoded, errors = codec.decode(codec.encode(messages))
     assert errors == []
@@ -36,19 +43,20 @@ def test_bad_messages_are_rejected_one_by_one() -> None:
     codec = P.Codec()
     frame = msgpack.packb(
         [
-            [P.STORED, ["ok"]],
+            [P.STORED, [["ok", 1]]],
             [999],
             "not a list",
             [P.STORED, "not a list of ids"],
+            [P.STORED, [["no-asg"]]],
             [P.JOB, "id", "name"],
-            [P.HEARTBEAT, "s", True],
+            [P.HEARTBEAT, "s", True, 1.0],
         ]
     )
     decoded, errors = codec.decode(frame)
-    assert decoded == [P.Stored(["ok"]), P.Heartbeat("s", True)]
-    assert len(errors) == 4
+    assert decoded == [P.Stored([("ok", 1)]), P.Heartbeat("s", True, 1.0)]
+    assert len(errors) == 5
     assert any("unknown message kind 999" in str(e) for e in errors)
-    assert any("Job takes 8 fields" in str(e) for e in errors)
+    assert any("Job takes 10 fields" in str(e) for e in errors)
 
 
 @pytest.mark.parametrize(
@@ -100,12 +108,12 @@ def test_ids_and_names_with_control_characters_are_refused() -> None:
     forged = "j1\n2026-11-23 INFO reactor.node: forged line"
     frame = msgpack.packb(
         [
-            [P.STORED, [forged]],
-            [P.JOB, forged, "name", b"\x80", 0.0, None, False, 0.0, 0.0],
-            [P.HELLO, 1, "node\r", "s", 1, [], True, False],
-            [P.STORED, ["fine-id"]],
+            [P.STORED, [[forged, 1]]],
+            [P.JOB, forged, 1, "name", b"\x80", 0.0, 0.0, None, False, 0, 0.0],
+            [P.HELLO, 2, "node\r", "s", 1, [], True, False, "", 0.0],
+            [P.STORED, [["fine-id", 1]]],
         ]
     )
     decoded, errors = codec.decode(frame)
-    assert decoded == [P.Stored(["fine-id"])]
+    assert decoded == [P.Stored([("fine-id", 1)])]
     assert len(errors) == 3

@@ -20,8 +20,10 @@ from reactor.record import FIELDS, JobRecord
 
 log = logging.getLogger("reactor.storage")
 
-_STR_FIELDS: Final = frozenset({"id", "name", "status", "distributor", "node", "last_error"})
-_INT_FIELDS: Final = frozenset({"attempt", "seq"})
+_STR_FIELDS: Final = frozenset(
+    {"id", "name", "status", "distributor", "node", "last_error", "dsession"}
+)
+_INT_FIELDS: Final = frozenset({"attempt", "seq", "asg"})
 _FLOAT_FIELDS: Final = frozenset({"run_at", "make_after", "enqueued_at", "period", "failed_at"})
 _BOOL_FIELDS: Final = frozenset({"defer"})
 if _STR_FIELDS | _INT_FIELDS | _FLOAT_FIELDS | _BOOL_FIELDS | {"args"} != set(FIELDS):

@@ -164,8 +164,7 @@ async def wait_alive(d: Distributor, name: str, timeout: float = 15.0) -> None:
     """Wait until ``d`` sees node ``name`` connected."""
 
     def up() -> bool:
-        node = d._router.nodes.get(name)
-        return node is not None and node.alive
+        return d.node_alive(name)
 
     await async_wait_until(up, timeout, message=f"node {name} did not connect in {timeout}s")
 

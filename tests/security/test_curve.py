@@ -144,7 +144,7 @@ async def test_only_an_allowed_node_gets_jobs(
     assert {r["ran_on"] for r in results} == {"w1"}
     stranger_key = read_key_file(keys.public("stranger"))[0].decode()
     await async_wait_until(lambda: server.denied.get(stranger_key, 0) >= 2, 10)
-    assert set(d._router.nodes) == {"w1"}  # the others never got a message through
+    assert set(d.core.router.nodes) == {"w1"}  # the others never got a message through
     for proc in (stranger, plain):
         assert proc.proc.poll() is None
         assert "connected to distributor" not in proc.output()
@@ -163,7 +163,7 @@ async def test_a_valid_key_cannot_claim_another_nodes_name(
     pinned = [d.enqueue("echo", {"text": str(i)}, node="w2") for i in range(3)]
     rejected = d._endpoint.rejected if d._endpoint else {}
     await async_wait_until(lambda: rejected.get(repr(b"w2"), 0) >= 3, 10)
-    assert impostor.stats["received"] == 0 and "w2" not in d._router.nodes
+    assert impostor.stats["received"] == 0 and "w2" not in d.core.router.nodes
     assert not any(h.done() for h in pinned)
     await impostor.close()
 

@@ -181,7 +181,7 @@ def test_envelope_rejects_bombs_quickly_in_bounded_memory(data: bytes) -> None:
 def test_envelope_keeps_frames_of_many_small_acks(id_len: int) -> None:
     """The container budget leaves room for the densest valid frames: acks of short job ids."""
     codec = P.Codec()
-    acks = [P.FeedbackAck([("x" * id_len, 1) for _ in range(1000)]) for _ in range(100)]
+    acks = [P.FeedbackAck([("x" * id_len, 1, 1) for _ in range(1000)]) for _ in range(100)]
     messages, errors = codec.decode(codec.encode(acks))  # type: ignore[arg-type]
     assert errors == [] and len(messages) == 100
 
@@ -190,10 +190,10 @@ def test_envelope_keeps_frames_of_many_small_acks(id_len: int) -> None:
 
 VALID = P.Codec().encode(
     [
-        P.Hello(1, "n", "s", 10, ["a"], True, False),
-        P.Job("id", "job", P.pack_args({"a": [1, {"b": "c"}]}), 0.0, None, False, 0.0, 1.5),
-        P.Feedback("id", 1, P.SUCCESS, True, b"\x80", ("E", "m", "tb")),
-        P.FeedbackAck([("a", 1)]),
+        P.Hello(2, "n", "s", 10, ["a"], True, False, "here", 1.0),
+        P.Job("id", 1, "job", P.pack_args({"a": [1, {"b": "c"}]}), 0.0, 0.0, None, False, 0, 1.5),
+        P.Feedback("id", 1, 1, P.SUCCESS, True, b"\x80", ("E", "m", "tb")),
+        P.FeedbackAck([("a", 1, 1)]),
     ]
 )
 

@@ -56,6 +56,8 @@ def messages_strategy(ids: list[str], names: list[str], sessions: list[str]) -> 
     ).map(P.pack_args)
     args = st.binary(max_size=40) | packed
     error = st.none() | st.tuples(text, text, text)
+    ref = st.tuples(an_id, count).map(list)
+    refs = st.lists(ref, max_size=4)
     kinds: list[Any] = [
         st.builds(
             lambda *v: [P.HELLO, *v],
@@ -66,26 +68,47 @@ def messages_strategy(ids: list[str], names: list[str], sessions: list[str]) -> 
             st.lists(a_name, max_size=3),
             st.booleans(),
             st.booleans(),
+            text,
+            num,
         ),
-        st.builds(lambda *v: [P.WELCOME, *v], count, text, a_session, num),
+        st.builds(
+            lambda *v: [P.WELCOME, *v],
+            count | st.just(P.PROTOCOL_VERSION),
+            text,
+            a_session,
+            num,
+            num,
+        ),
         st.builds(
             lambda *v: [P.JOB, *v],
             an_id,
+            count,
             a_name,
             args,
+            st.floats(min_value=0, max_value=1e6) | st.just(0.0),
             num | st.just(0.0),
             period,
             st.booleans(),
-            num,
+            count,
             num,
         ),
-        st.builds(lambda v: [P.STORED, v], st.lists(an_id, max_size=4)),
-        st.builds(lambda v, r: [P.REJECTED, v, r], st.lists(an_id, max_size=4), text),
-        st.builds(lambda v: [P.RELEASE, v], st.lists(an_id, max_size=4)),
-        st.builds(lambda v: [P.CANCEL, v], st.lists(an_id, max_size=4)),
+        st.builds(lambda v: [P.STORED, v], refs),
+        st.builds(lambda v, r: [P.REJECTED, v, r], refs, text),
+        st.builds(
+            lambda v: [P.PARKED, v], st.lists(st.tuples(an_id, count, count).map(list), max_size=4)
+        ),
+        st.builds(
+            lambda v, r: [P.HANDBACK, v, r],
+            st.lists(st.tuples(an_id, count, count, st.floats(0, 1e6)).map(list), max_size=4),
+            text,
+        ),
+        st.builds(lambda v: [P.HANDBACK_ACK, v], refs),
+        st.builds(lambda v: [P.CANCEL, v], refs),
+        st.builds(lambda v: [P.REVOKE, v], refs),
         st.builds(
             lambda *v: [P.FEEDBACK, *v],
             an_id,
+            count,
             count,
             count,
             st.booleans(),
@@ -94,10 +117,14 @@ def messages_strategy(ids: list[str], names: list[str], sessions: list[str]) -> 
         ),
         st.builds(
             lambda v: [P.FEEDBACK_ACK, v],
-            st.lists(st.tuples(an_id, count).map(list), max_size=4),
+            st.lists(st.tuples(an_id, count, count).map(list), max_size=4),
         ),
-        st.builds(lambda *v: [P.HEARTBEAT, *v], a_session, st.booleans()),
+        st.builds(lambda *v: [P.HEARTBEAT, *v], a_session, st.booleans(), num),
+        st.builds(lambda *v: [P.SYNC, *v], count, refs, st.booleans()),
+        st.builds(lambda *v: [P.SYNC_REPLY, *v], count, refs, st.booleans()),
         st.builds(lambda v: [P.RESET, v], text),
+        st.builds(lambda *v: [P.REFUSED, *v], a_session, a_name, text),
+        st.builds(lambda v: [P.BYE, v], a_session),
     ]
     return st.one_of(kinds).map(P.decode_message)
 
@@ -150,7 +177,7 @@ def test_distributor_dispatch_survives_nonsense(job_dir: Path) -> None:
         async def setup() -> list[str]:
             await d.start()
             await node.start()
-            await async_wait_until(lambda: "w1" in {n.name for n in d._router.nodes.values()})
+            await async_wait_until(lambda: d.node_alive("w1"))
             handles = [d.enqueue("slow", {"delay": 30}) for _ in range(3)]
             handles += [d.enqueue("echo", {"text": "later"}, after=60)]
             handles += [d.enqueue("echo", {"text": "p"}, period=30)]
@@ -208,10 +235,13 @@ def test_node_dispatch_survives_nonsense(job_dir: Path) -> None:
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
 def test_the_schema_refuses_non_finite_times(value: float) -> None:
-    wire = [P.JOB, "id", "echo", b"\x80", value, None, False, 0.0, 0.0]
+    wire = [P.JOB, "id", 1, "echo", b"\x80", 0.0, value, None, False, 0, 0.0]
     with pytest.raises(ProtocolError, match="run_at"):
         P.decode_message(wire)
-    wire = [P.JOB, "id", "echo", b"\x80", 0.0, value, False, 0.0, 0.0]
+    wire = [P.JOB, "id", 1, "echo", b"\x80", value, 0.0, None, False, 0, 0.0]
+    with pytest.raises(ProtocolError, match="delay"):
+        P.decode_message(wire)
+    wire = [P.JOB, "id", 1, "echo", b"\x80", 0.0, 0.0, value, False, 0, 0.0]
     with pytest.raises(ProtocolError, match="period"):
         P.decode_message(wire)
 
@@ -219,7 +249,7 @@ def test_the_schema_refuses_non_finite_times(value: float) -> None:
 @pytest.mark.parametrize("period", [0, 0.0, -1.0])
 def test_the_schema_refuses_periods_that_would_spin(period: float) -> None:
     with pytest.raises(ProtocolError, match="period"):
-        P.decode_message([P.JOB, "id", "echo", b"\x80", 0.0, period, False, 0.0, 0.0])
+        P.decode_message([P.JOB, "id", 1, "echo", b"\x80", 0.0, 0.0, period, False, 0, 0.0])
 
 
 class FakeDistributor:
@@ -253,19 +283,26 @@ async def test_node_fails_a_job_whose_args_do_not_decode(
         config = Config(**FAST)
         await start_node(cleanup, "w1", f"127.0.0.1:{fake.port}", job_dir, config)
 
-        def hello() -> bool:
+        def hellos() -> list[P.Hello]:
             fake.read()
-            return any(isinstance(m, P.Hello) for m in fake.received)
+            return [m for m in fake.received if isinstance(m, P.Hello)]
 
-        await async_wait_until(hello, 10)
+        await async_wait_until(lambda: bool(hellos()), 10)
         fake.send(
             [
-                P.Welcome(P.PROTOCOL_VERSION, "fake", "s", 1.0),
-                P.Job("bad-sync", "echo", b"\xc1", 0.0, None, False, 0.0, 0.0),
-                P.Job("bad-async", "slow", b"\x93\x01\x02\x03", 0.0, None, False, 0.0, 0.0),
-                P.Job("bad-deferred", "echo", b"\x81\xa1k", 0.0, None, True, 0.0, 0.0),
+                P.Welcome(P.PROTOCOL_VERSION, "fake", "s", 1.0, hellos()[-1].sent_at),
+                P.Job("bad-sync", 1, "echo", b"\xc1", 0.0, 0.0, None, False, 0, 0.0),
+                P.Job("bad-async", 1, "slow", b"\x93\x01\x02\x03", 0.0, 0.0, None, False, 0, 0.0),
+                P.Job("bad-deferred", 1, "echo", b"\x81\xa1k", 0.0, 0.0, None, True, 0, 0.0),
             ]
         )
+
+        def syncs() -> list[P.Sync]:
+            fake.read()
+            return [m for m in fake.received if isinstance(m, P.Sync)]
+
+        await async_wait_until(lambda: bool(syncs()), 5)
+        fake.send([P.SyncReply(syncs()[-1].sync_id, [], True)])
 
         def failed() -> set[str]:
             fake.read()

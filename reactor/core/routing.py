@@ -1,24 +1,36 @@
-"""The distributor's routing table: which nodes are there, how loaded, where waiting jobs go.
+"""The distributor's state: its jobs, the nodes it knows, and the routing table.
 
-A plain object with no sockets: the distributor feeds it hellos, acks and feedback, and asks it
-where to send a job. Waiting jobs are grouped by their routing constraints, so a job that no
-connected node may take never makes the others wait behind it, and a pump costs O(groups).
+Plain objects with no sockets: the distributor core asks the router where to send a job and
+parks jobs that cannot go anywhere yet; the router owns the nodes' credit counts. Waiting jobs
+are grouped by their routing constraints, so a job that no connected node may take never makes
+the others wait behind it, and a pump costs O(groups).
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterator
+from enum import Enum
 from typing import Any
 
+#: Where a JOB message's fields sit in its wire list (``[JOB, id, asg, name, args, ...]``).
+W_ASG, W_DELAY, W_ARGS, W_ATTEMPT = 2, 5, 4, 9
 
-class PendingJob:
-    """A job the distributor is responsible for, from enqueue to its final feedback."""
+
+class JobState:
+    """A job the distributor owns, from enqueue to its final feedback (DESIGN §3).
+
+    ``wire`` is the JOB message of the current assignment; a new assignment gets a new list, so
+    a copy still queued for the previous owner keeps its old assignment number.
+    """
 
     __slots__ = (
         "acked",
+        "attempt",
+        "cancel",
         "counted",
         "deferred",
+        "due",
         "handle",
         "id",
         "last_seq",
@@ -27,6 +39,7 @@ class PendingJob:
         "not_node",
         "owner",
         "periodic",
+        "sent_at",
         "wire",
     )
 
@@ -39,70 +52,131 @@ class PendingJob:
         *,
         node: str | None,
         not_node: str | None,
+        due: float,
         deferred: bool,
         periodic: bool,
     ) -> None:
         self.id = job_id
         self.name = name
-        self.wire: list[Any] | None = wire  # dropped once a node has stored the job
+        self.wire = wire
         self.handle = handle
         self.node = node
         self.not_node = not_node
+        self.due = due  # monotonic instant an after= job is due (0: none)
         self.deferred = deferred
         self.periodic = periodic
-        self.owner: NodeState | None = None  # the node it was last sent to
-        self.acked = False  # the owner has stored it
-        self.counted = False  # it occupies one of the owner's credits
-        self.last_seq = 0  # the highest feedback sequence number handled
+        self.owner: NodeState | None = None  # the node of the current assignment
+        self.acked = False  # the owner has stored the current assignment
+        self.counted = False  # it holds one of the owner's credits
+        self.cancel = False  # the application asked to cancel it
+        self.attempt = 0  # attempts made, as last reported
+        self.last_seq = 0  # the highest feedback sequence handled for this assignment
+        self.sent_at = 0.0  # when the current assignment was last sent
+
+    @property
+    def asg(self) -> int:
+        """The current assignment number (0: never assigned)."""
+        return int(self.wire[W_ASG])
+
+
+class Presence(Enum):
+    """What the distributor believes about a node (DESIGN §3 "Nodes that go away")."""
+
+    UP = "up"
+    GONE = "gone"  # silent past heartbeat_timeout: gets no jobs; unstored jobs went elsewhere
+    LOST = "lost"  # silent past node_lost_after: every job it held went elsewhere
 
 
 class NodeState:
-    """What the distributor knows about one connected node."""
+    """What the distributor knows about one node name."""
 
     __slots__ = (
         "accepting",
-        "alive",
         "capacity",
+        "connected",
+        "contender",
         "durable",
+        "echo",
         "job_names",
         "last_seen",
+        "left",
         "load",
         "name",
+        "owned",
         "peer",
+        "presence",
+        "reset_at",
         "session",
+        "sync_id",
+        "sync_seen",
         "unacked",
+        "where",
     )
 
     def __init__(self, name: str, peer: bytes) -> None:
         self.name = name
         self.peer = peer
         self.session = ""
+        self.where = ""
         self.capacity = 1
         self.load = 0  # jobs sent that still hold a credit
         self.accepting = True
-        self.alive = False
+        self.presence = Presence.GONE
+        self.connected = True  # False after a send found no connection, until it is heard
+        self.left = False  # it said bye
         self.durable = False
         self.job_names: frozenset[str] = frozenset()
         self.last_seen = 0.0
-        self.unacked: dict[str, PendingJob] = {}
+        self.echo = 0.0  # the latest node clock reading it sent (its lease runs from it)
+        self.reset_at = -1e18  # when it was last asked for a hello
+        self.unacked: dict[str, JobState] = {}  # sent, not stored; oldest send first
+        self.owned: dict[str, JobState] = {}  # every job whose current assignment is here
+        self.contender: Contender | None = None
+        self.sync_id = -1
+        self.sync_seen: set[str] = set()
+
+    @property
+    def alive(self) -> bool:
+        """Whether it is up (heard within heartbeat_timeout)."""
+        return self.presence is Presence.UP
 
     @property
     def has_room(self) -> bool:
-        """Whether the node is up, takes jobs and has a free credit."""
-        return self.alive and self.accepting and self.load < self.capacity
+        """Whether the node is up, reachable, takes jobs and has a free credit."""
+        return (
+            self.presence is Presence.UP
+            and self.connected
+            and self.accepting
+            and self.load < self.capacity
+        )
 
     def view(self) -> dict[str, Any]:
         """Plain data for the live view."""
         return {
             "name": self.name,
             "alive": self.alive,
+            "presence": self.presence.value,
+            "connected": self.connected,
             "accepting": self.accepting,
             "capacity": self.capacity,
             "load": self.load,
             "unacked": len(self.unacked),
+            "held": len(self.owned),
             "durable": self.durable,
+            "where": self.where,
             "jobs": sorted(self.job_names),
         }
+
+
+class Contender:
+    """A second session hello-ing under a live node's name, on probation (DESIGN §3 "Names")."""
+
+    __slots__ = ("session", "since", "where")
+
+    def __init__(self, session: str, since: float, where: str) -> None:
+        self.session = session
+        self.since = since
+        self.where = where
 
 
 GroupKey = tuple[str | None, str | None]
@@ -116,12 +190,12 @@ class Router:
         self.nodes: dict[str, NodeState] = {}
         self._rr = 0
         self._order: list[NodeState] | None = None
-        self._groups: dict[GroupKey, deque[PendingJob]] = {}
+        self._groups: dict[GroupKey, deque[JobState]] = {}
         self.waiting = 0
 
     # -- picking --------------------------------------------------------------------------------
 
-    def pick(self, job: PendingJob) -> NodeState | None:
+    def pick(self, job: JobState) -> NodeState | None:
         """The node ``job`` should go to now, or None when it must wait.
 
         ``not_node`` is never violated; ``node`` is preferred, and required when
@@ -172,9 +246,26 @@ class Router:
             return wanted is not None and wanted.has_room and node != not_node
         return any(n.has_room and n.name != not_node for n in self._ordered())
 
+    # -- credits ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def charge(job: JobState, node: NodeState) -> None:
+        """``job`` takes one of ``node``'s credits."""
+        if not job.counted:
+            job.counted = True
+            node.load += 1
+
+    @staticmethod
+    def release(job: JobState) -> None:
+        """``job`` gives its owner's credit back (stored deferred job, parked, taken back, done)."""
+        owner = job.owner
+        if job.counted and owner is not None:
+            job.counted = False
+            owner.load -= 1
+
     # -- waiting jobs ----------------------------------------------------------------------------
 
-    def park(self, job: PendingJob, *, front: bool = False) -> None:
+    def park(self, job: JobState, *, front: bool = False) -> None:
         """Hold ``job`` until a node can take it (at the front for jobs coming back)."""
         key = (job.node, job.not_node)
         group = self._groups.get(key)
@@ -186,7 +277,7 @@ class Router:
             group.append(job)
         self.waiting += 1
 
-    def unpark(self, job: PendingJob) -> bool:
+    def unpark(self, job: JobState) -> bool:
         """Remove a waiting job (cancelled); returns False if it was not waiting."""
         group = self._groups.get((job.node, job.not_node))
         if group is None:
@@ -198,7 +289,7 @@ class Router:
         self.waiting -= 1
         return True
 
-    def drain(self) -> Iterator[tuple[PendingJob, NodeState]]:
+    def drain(self) -> Iterator[tuple[JobState, NodeState]]:
         """Yield (job, node) for every waiting job that can be placed now, oldest groups first."""
         for key in list(self._groups):
             group = self._groups.get(key)
@@ -215,6 +306,6 @@ class Router:
             if group is not None and not group:
                 del self._groups[key]
 
-    def waiting_jobs(self) -> list[PendingJob]:
+    def waiting_jobs(self) -> list[JobState]:
         """Every waiting job, for the live view."""
         return [job for group in self._groups.values() for job in group]

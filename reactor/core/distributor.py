@@ -1,0 +1,575 @@
+"""The distributor's delivery logic: assignment, fencing, retransmission, liveness verdicts.
+
+:class:`DistributorCore` owns every job from enqueue to its terminal outcome (DESIGN §3). Each
+assignment of a job to a node carries a new assignment number; a message naming an older one is
+answered with a revoke and never changes the job's outcome. Jobs not yet stored are re-sent on
+every reconnect and on a timer; a node silent past ``heartbeat_timeout`` gets nothing new and its
+unstored jobs go elsewhere; past ``node_lost_after`` every job it held goes elsewhere.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+from reactor import protocol as P
+from reactor.config import Config
+from reactor.core.liveness import Liveness, Verdict
+from reactor.core.routing import (
+    W_ARGS,
+    W_ASG,
+    W_ATTEMPT,
+    W_DELAY,
+    Contender,
+    JobState,
+    NodeState,
+    Presence,
+    Router,
+)
+
+log = logging.getLogger("reactor.distributor")
+
+W_RUN_AT = 6
+
+
+class DistributorPort(Protocol):
+    """What the core asks of its driver."""
+
+    def send(self, peer: bytes, message: P.Message | list[Any]) -> None:
+        """Queue a message for a node's connection."""
+
+    def feedback(self, job: JobState, fb: P.Feedback) -> None:
+        """An accepted feedback; a final one is the job's outcome (the core has forgotten it)."""
+
+    def cancelled(self, job: JobState) -> None:
+        """The application's cancel ended ``job`` without a node's feedback."""
+
+
+class DistributorCore:
+    """Owns the jobs of one distributor session and the protocol with its nodes.
+
+    Args:
+        port: the driver's side (sending, delivering outcomes).
+        address: ``host:port`` as announced in welcomes.
+        session: this distributor's session id (a new one per start).
+        config: read live (``always_use_specified_node``) and at construction (timings).
+    """
+
+    def __init__(self, port: DistributorPort, *, address: str, session: str, config: Config):
+        self.port = port
+        self.address = address
+        self.session = session
+        self.config = config
+        self.interval = float(config["heartbeat_interval"])
+        self.rto = 2 * self.interval  # re-send what is not acknowledged after this long
+        self.liveness = Liveness(
+            interval=self.interval,
+            timeout=float(config["heartbeat_timeout"]),
+            lost_after=float(config["node_lost_after"]),
+        )
+        self.router = Router(strict=lambda: bool(config["always_use_specified_node"]))
+        self.jobs: dict[str, JobState] = {}
+        self._cancelling: dict[str, JobState] = {}
+        self._acks: dict[bytes, list[list[Any]]] = {}
+        self._resets: dict[bytes, float] = {}
+        self._strangers = 0  # feedbacks from unknown sessions in the batch being handled
+        self.stats = {
+            "feedback_received": 0,
+            "feedback_duplicate": 0,
+            "feedback_unknown": 0,
+            "feedback_stale": 0,
+            "revoked": 0,
+            "reassigned": 0,
+            "resent": 0,
+        }
+
+    # -- the application's side ------------------------------------------------------------------
+
+    def submit(self, job: JobState, now: float) -> None:
+        """Take ownership of a new job and send it to a node, or park it until one has room."""
+        self.jobs[job.id] = job
+        router = self.router
+        node = router.pick(job) if not router.waiting else None
+        if node is not None:
+            self._assign(job, node, now)
+        else:
+            router.park(job)
+
+    def cancel(self, job_id: str, now: float) -> None:
+        """The application cancels a job: at once if no node holds it, else through its node."""
+        job = self.jobs.get(job_id)
+        if job is None:
+            return
+        owner = job.owner
+        if owner is None:
+            self.router.unpark(job)
+            self._end_cancelled(job)
+            return
+        job.cancel = True
+        self._cancelling[job_id] = job
+        if owner.alive and owner.connected:
+            self.port.send(owner.peer, P.Cancel([(job_id, job.asg)]))
+
+    def pump(self, now: float) -> None:
+        """Send waiting jobs to nodes that have room."""
+        if self.router.waiting:
+            for job, node in self.router.drain():
+                self._assign(job, node, now)
+
+    # -- assignment -------------------------------------------------------------------------------
+
+    def _assign(self, job: JobState, node: NodeState, now: float) -> None:
+        wire = job.wire
+        if wire[W_ASG]:  # a new list: a copy queued for the previous owner keeps its number
+            wire = job.wire = wire.copy()
+            self.stats["reassigned"] += 1
+        wire[W_ASG] += 1
+        if job.due:
+            wire[W_DELAY] = max(0.0, job.due - now)
+        if job.attempt:
+            wire[W_ATTEMPT] = job.attempt
+        job.owner = node
+        job.acked = False
+        job.last_seq = 0
+        job.sent_at = now
+        self.router.charge(job, node)
+        node.unacked[job.id] = job
+        node.owned[job.id] = job
+        self.port.send(node.peer, wire)
+        if job.cancel:
+            self.port.send(node.peer, P.Cancel([(job.id, wire[W_ASG])]))
+
+    def _take_back(self, job: JobState) -> None:
+        """Undo the current assignment (the job goes back to waiting, or ends if cancelled)."""
+        owner = job.owner
+        if owner is not None:
+            self.router.release(job)
+            owner.unacked.pop(job.id, None)
+            owner.owned.pop(job.id, None)
+        job.owner = None
+        job.acked = False
+        if job.cancel:
+            self._end_cancelled(job)
+        else:
+            self.router.park(job, front=True)
+
+    def _forget(self, job: JobState) -> None:
+        owner = job.owner
+        if owner is not None:
+            self.router.release(job)
+            owner.unacked.pop(job.id, None)
+            owner.owned.pop(job.id, None)
+        self.jobs.pop(job.id, None)
+        if job.cancel:
+            self._cancelling.pop(job.id, None)
+
+    def _end_cancelled(self, job: JobState) -> None:
+        self._forget(job)
+        self.port.cancelled(job)
+
+    def _current(self, node: NodeState, job_id: str, asg: int) -> JobState | None:
+        job = self.jobs.get(job_id)
+        if job is not None and job.owner is node and job.wire[W_ASG] == asg:
+            return job
+        return None
+
+    def _revoke(self, node: NodeState, stale: list[P.Ref]) -> None:
+        self.stats["revoked"] += len(stale)
+        self.port.send(node.peer, P.Revoke(stale))
+
+    # -- messages from nodes ----------------------------------------------------------------------
+
+    def on_messages(self, name: str, peer: bytes, messages: list[P.Message], now: float) -> None:
+        """Handle what one node sent (``name`` is its routing id)."""
+        nodes = self.router.nodes
+        node = nodes.get(name)
+        for msg in messages:
+            kind = type(msg)
+            if kind is P.Hello:
+                node = self._on_hello(name, peer, msg, now)  # type: ignore[arg-type]
+                continue
+            if node is None or not node.session:
+                self._from_stranger(name, peer, msg, now)
+                continue
+            node.last_seen = now
+            if not node.connected:
+                node.connected = True
+                self._resend(node, now, everything=True)
+            if kind is P.Stored:
+                self._on_stored(node, msg)  # type: ignore[arg-type]
+            elif kind is P.Feedback:
+                self._on_feedback(node, msg)  # type: ignore[arg-type]
+            elif kind is P.Heartbeat:
+                self._on_heartbeat(node, msg, now)  # type: ignore[arg-type]
+            elif kind is P.Parked:
+                self._on_parked(node, msg)  # type: ignore[arg-type]
+            elif kind is P.Rejected:
+                self._on_rejected(node, msg)  # type: ignore[arg-type]
+            elif kind is P.HandBack:
+                self._on_hand_back(node, msg, now)  # type: ignore[arg-type]
+            elif kind is P.Sync:
+                self._on_sync(node, msg)  # type: ignore[arg-type]
+            elif kind is P.Bye:
+                self._on_bye(node, msg)  # type: ignore[arg-type]
+            else:
+                log.warning(
+                    "node %r sent a %s, which only a distributor sends; dropped",
+                    name,
+                    kind.__name__,
+                )
+        if self._strangers:
+            log.info(
+                "acknowledged and dropped %d feedbacks from unknown node %r (sent to this "
+                "distributor's predecessor?)",
+                self._strangers,
+                name,
+            )
+            self._strangers = 0
+        if self._acks:
+            for to, items in self._acks.items():
+                self.port.send(to, P.FeedbackAck(items))  # type: ignore[arg-type]
+            self._acks = {}
+        self.pump(now)
+
+    def _from_stranger(self, name: str, peer: bytes, msg: P.Message, now: float) -> None:
+        """A message from a node session this distributor does not know (it restarted since)."""
+        if type(msg) is P.Feedback:
+            self._acks.setdefault(peer, []).append([msg.id, msg.asg, msg.seq])
+            self.stats["feedback_received"] += 1
+            self.stats["feedback_unknown"] += 1
+            self._strangers += 1
+        if type(msg) is not P.Bye:
+            self._ask_hello(peer, now)
+
+    def _ask_hello(self, peer: bytes, now: float) -> None:
+        """A Reset, at most one per peer per heartbeat interval (no storms)."""
+        if now - self._resets.get(peer, -1e18) < self.interval:
+            return
+        if len(self._resets) > 10_000:
+            self._resets.clear()
+        self._resets[peer] = now
+        self.port.send(peer, P.Reset("unknown session; send a hello"))
+
+    def _on_hello(self, name: str, peer: bytes, hello: P.Hello, now: float) -> NodeState | None:
+        nodes = self.router.nodes
+        node = nodes.get(name)
+        if hello.version != P.PROTOCOL_VERSION:
+            log.warning(
+                "node %r speaks protocol %d, this distributor %d: refused",
+                name,
+                hello.version,
+                P.PROTOCOL_VERSION,
+            )
+            reason = (
+                f"protocol version {hello.version} is not supported (this distributor speaks "
+                f"{P.PROTOCOL_VERSION}); run the same reactor version on both sides"
+            )
+            self.port.send(peer, P.Refused(hello.session, "ProtocolError", reason))
+            return node
+        if hello.node != name:
+            log.warning("a peer with routing id %r says it is %r: refused", name, hello.node)
+            return node
+        if node is None:
+            node = nodes[name] = NodeState(name, peer)
+        elif node.session and node.session != hello.session:
+            if not self._may_take_over(node, peer, hello, now):
+                return node
+            log.info("node %s restarted (session %s, %s)", name, hello.session, hello.where)
+            node.echo = 0.0
+        was_up = node.alive and node.session == hello.session
+        node.contender = None
+        node.peer = peer
+        node.session = hello.session
+        node.where = hello.where
+        node.capacity = max(1, hello.capacity)
+        if len(hello.jobs) != len(node.job_names) or not node.job_names.issuperset(hello.jobs):
+            node.job_names = frozenset(hello.jobs)
+        node.accepting = hello.accepting
+        node.durable = hello.durable
+        node.presence = Presence.UP
+        node.connected = True
+        node.left = False
+        node.last_seen = now
+        node.echo = max(node.echo, hello.sent_at)
+        self.port.send(
+            peer,
+            P.Welcome(P.PROTOCOL_VERSION, self.address, self.session, self.interval, hello.sent_at),
+        )
+        self._resend(node, now, everything=True)
+        if not was_up:
+            log.info(
+                "node %s connected (capacity %d, %d job names%s, %s)",
+                name,
+                node.capacity,
+                len(node.job_names),
+                ", durable storage" if node.durable else "",
+                hello.where,
+            )
+        return node
+
+    def _may_take_over(self, node: NodeState, peer: bytes, hello: P.Hello, now: float) -> bool:
+        """Whether a new session may take a name another session holds (DESIGN §3 "Names").
+
+        A holder that said bye, or that has been silent for a while, is gone: the newcomer is
+        its restart. A holder heard *after* the newcomer first said hello is alive: two nodes
+        share the name, and the newcomer is refused. Until one of those is known, the newcomer
+        waits unanswered (it says hello again every heartbeat interval).
+        """
+        if node.left or not node.alive:
+            return True
+        contender = node.contender
+        if contender is None or contender.session != hello.session:
+            node.contender = Contender(hello.session, now, hello.where)
+            log.warning(
+                "a second node says it is %s (%s) while %s is alive; waiting to see which is live",
+                node.name,
+                hello.where,
+                node.where,
+            )
+            return False
+        if node.last_seen > contender.since:
+            reason = (
+                f"node name {node.name!r} is held by a live node ({node.where}) connected to "
+                f"distributor {self.address}; give this node another --name, or stop the other"
+            )
+            log.error(
+                "refused a second node named %s (%s): %s is alive",
+                node.name,
+                hello.where,
+                node.where,
+            )
+            self.port.send(peer, P.Refused(hello.session, "NodeNameTaken", reason))
+            node.contender = None
+            return False
+        return now - node.last_seen >= self.liveness.probation
+
+    def _on_stored(self, node: NodeState, msg: P.Stored) -> None:
+        stale: list[P.Ref] = []
+        jobs = self.jobs
+        unacked = node.unacked
+        for job_id, asg in msg.items:
+            job = jobs.get(job_id)
+            if job is None or job.owner is not node or job.wire[W_ASG] != asg:
+                stale.append((job_id, asg))
+                continue
+            if not job.acked:
+                job.acked = True
+                unacked.pop(job_id, None)
+                if job.deferred:
+                    self.router.release(job)
+        if stale:
+            self._revoke(node, stale)
+
+    def _on_feedback(self, node: NodeState, fb: P.Feedback) -> None:
+        acks = self._acks.get(node.peer)
+        if acks is None:
+            acks = self._acks[node.peer] = []
+        acks.append([fb.id, fb.asg, fb.seq])
+        stats = self.stats
+        stats["feedback_received"] += 1
+        job = self.jobs.get(fb.id)
+        if job is None:
+            stats["feedback_unknown"] += 1
+            return
+        if job.owner is not node or job.wire[W_ASG] != fb.asg:
+            stats["feedback_stale"] += 1  # never an outcome: the job is assigned elsewhere now
+            if not fb.final:
+                self._revoke(node, [(fb.id, fb.asg)])
+            return
+        if fb.seq <= job.last_seq:
+            stats["feedback_duplicate"] += 1
+            return
+        job.last_seq = fb.seq
+        if not job.acked:
+            job.acked = True
+            node.unacked.pop(job.id, None)
+        if fb.final:
+            self._forget(job)
+        elif job.periodic and fb.outcome == P.SUCCESS:
+            job.wire[W_ARGS] = fb.args  # the next run's args, should the job move
+        self.port.feedback(job, fb)
+
+    def _on_heartbeat(self, node: NodeState, hb: P.Heartbeat, now: float) -> None:
+        if hb.session != node.session:
+            self._ask_hello(node.peer, now)
+            return
+        if hb.stamp > node.echo:
+            node.echo = hb.stamp
+        if node.accepting != hb.accepting:
+            node.accepting = hb.accepting
+            log.info("node %s %s new jobs", node.name, "takes" if hb.accepting else "does not take")
+
+    def _on_parked(self, node: NodeState, msg: P.Parked) -> None:
+        for job_id, asg, attempt in msg.items:
+            job = self._current(node, job_id, asg)
+            if job is not None:
+                job.attempt = attempt
+                self.router.release(job)
+
+    def _on_rejected(self, node: NodeState, msg: P.Rejected) -> None:
+        count = 0
+        for job_id, asg in msg.items:
+            job = self._current(node, job_id, asg)
+            if job is not None and not job.acked:
+                self._take_back(job)
+                count += 1
+        if count:
+            log.warning(
+                "node %s refused %d jobs (%r); routing them elsewhere",
+                node.name,
+                count,
+                msg.reason[:200],
+            )
+
+    def _on_hand_back(self, node: NodeState, msg: P.HandBack, now: float) -> None:
+        acks: list[P.Ref] = []
+        taken = 0
+        for job_id, asg, attempt, delay in msg.items:
+            acks.append((job_id, asg))
+            job = self._current(node, job_id, asg)
+            if job is None:
+                continue
+            job.wire = job.wire.copy()
+            job.wire[W_RUN_AT] = 0.0  # the node says when it is due, as a duration
+            job.due = now + delay if delay > 0 else 0.0
+            job.wire[W_DELAY] = 0.0
+            job.attempt = attempt
+            self._take_back(job)
+            taken += 1
+        self.port.send(node.peer, P.HandBackAck(acks))
+        if taken:
+            log.info(
+                "node %s handed back %d jobs (%s); routing them elsewhere",
+                node.name,
+                taken,
+                msg.reason[:200],
+            )
+
+    def _on_sync(self, node: NodeState, msg: P.Sync) -> None:
+        if node.sync_id != msg.sync_id:
+            node.sync_id = msg.sync_id
+            node.sync_seen = set()
+        seen = node.sync_seen
+        stale: list[P.Ref] = []
+        for job_id, asg in msg.items:
+            if self._current(node, job_id, asg) is not None:
+                seen.add(job_id)
+            else:
+                stale.append((job_id, asg))
+        if stale:
+            self.stats["revoked"] += len(stale)
+        self.port.send(node.peer, P.SyncReply(msg.sync_id, stale, msg.last))
+        if not msg.last:
+            return
+        missing = [j for j in node.owned.values() if j.acked and j.id not in seen]
+        node.sync_seen = set()
+        for job in missing:
+            self._take_back(job)
+        if missing:
+            log.warning(
+                "node %s no longer holds %d jobs it had stored (it restarted with memory "
+                "storage, or lost records); sending them elsewhere",
+                node.name,
+                len(missing),
+            )
+
+    def _on_bye(self, node: NodeState, msg: P.Bye) -> None:
+        if msg.session != node.session:
+            return
+        node.left = True
+        log.info("node %s stopped (%d jobs it kept for its restart)", node.name, len(node.owned))
+        self._gone(node)
+
+    # -- time -------------------------------------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        """Every heartbeat interval: verdicts, heartbeats and re-sends."""
+        for node, verdict in self.liveness.judge(now, self.router.nodes.values()):
+            if verdict is Verdict.LOST:
+                self._lost(node)
+            else:
+                self._gone(node)
+        for node in self.router.nodes.values():
+            if node.alive:
+                self.port.send(node.peer, P.Heartbeat(self.session, True, node.echo))
+                if node.connected:
+                    self._resend(node, now, everything=False)
+        if self._cancelling:
+            per_node: dict[NodeState, list[P.Ref]] = {}
+            for job in self._cancelling.values():
+                owner = job.owner
+                if owner is not None and owner.alive and owner.connected:
+                    per_node.setdefault(owner, []).append((job.id, job.asg))
+            for owner, refs in per_node.items():
+                self.port.send(owner.peer, P.Cancel(refs))
+        self.pump(now)
+
+    def _resend(self, node: NodeState, now: float, *, everything: bool) -> None:
+        """Send again what ``node`` has not acknowledged: all of it, or what is older than rto."""
+        unacked = node.unacked
+        if not unacked:
+            return
+        limit = now - self.rto
+        again: list[JobState] = []
+        for job in unacked.values():
+            if not everything and job.sent_at > limit:
+                break
+            again.append(job)
+        for job in again:
+            del unacked[job.id]
+            unacked[job.id] = job  # oldest send first
+            job.sent_at = now
+            if job.due:
+                job.wire[W_DELAY] = max(0.0, job.due - now)
+            self.port.send(node.peer, job.wire)
+        self.stats["resent"] += len(again)
+
+    def unreachable(self, name: str) -> None:
+        """A send to ``name`` found no connection: hold its messages until it is heard again."""
+        node = self.router.nodes.get(name)
+        if node is not None:
+            node.connected = False
+
+    def revoked(self, name: str) -> None:
+        """Node ``name`` may no longer connect (its CURVE key was revoked): it is gone now."""
+        node = self.router.nodes.get(name)
+        if node is not None and node.alive:
+            log.warning("node %s is no longer allowed; its unstored jobs go to other nodes", name)
+            self._gone(node)
+
+    def _gone(self, node: NodeState) -> None:
+        was_up = node.alive
+        node.presence = Presence.GONE
+        moved = list(node.unacked.values())
+        for job in moved:
+            self._take_back(job)
+        if was_up and not node.left:
+            log.warning(
+                "node %s declared gone (silent for %.1fs); %d unstored jobs go to other nodes",
+                node.name,
+                self.liveness.timeout,
+                len(moved),
+            )
+
+    def _lost(self, node: NodeState) -> None:
+        node.presence = Presence.LOST
+        moved = list(node.owned.values())
+        for job in moved:
+            self._take_back(job)
+        log.warning(
+            "node %s declared lost (silent for %.1fs); the %d jobs it held go to other nodes",
+            node.name,
+            self.liveness.lost_after,
+            len(moved),
+        )
+
+    # -- views ------------------------------------------------------------------------------------
+
+    def node_alive(self, name: str) -> bool:
+        """Whether node ``name`` is up."""
+        node = self.router.nodes.get(name)
+        return node is not None and node.alive
+
+    def held(self) -> int:
+        """Jobs this distributor owns that no node has stored yet (waiting or unacknowledged)."""
+        return self.router.waiting + sum(len(n.unacked) for n in self.router.nodes.values())
