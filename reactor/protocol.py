@@ -71,13 +71,16 @@ class Hello(NamedTuple):
 
 
 class Welcome(NamedTuple):
-    """The distributor accepts a node's hello; ``echo`` is the hello's ``sent_at``."""
+    """The distributor accepts the hello of node session ``node_session``; ``echo`` is the
+    hello's ``sent_at``. A welcome for another session (one that held the name a moment ago,
+    its connection since handed over) is ignored."""
 
     version: int
     distributor: str
     session: str
     heartbeat_interval: float
     echo: float
+    node_session: str
 
 
 class Job(NamedTuple):
@@ -311,7 +314,7 @@ def _register(kind: int, cls: type[Any], *checks: Callable[[Any], bool]) -> None
 _register(
     HELLO, Hello, _is_count, _NAME, _ID, _is_count, _is_names, _is_bool, _is_bool, _TEXT, _is_num
 )
-_register(WELCOME, Welcome, _is_count, _TEXT, _ID, _is_num, _is_num)
+_register(WELCOME, Welcome, _is_count, _TEXT, _ID, _is_num, _is_num, _ID)
 _register(
     JOB,
     Job,

@@ -13,7 +13,7 @@ def test_round_trip_of_every_message_kind() -> None:
     codec = P.Codec()
     messages: list[P.Message] = [
         P.Hello(2, "n", "s", 10, ["a", "b"], True, False, "host h pid 1", 12.5),
-        P.Welcome(2, "127.0.0.1:5000", "sess", 1.0, 12.5),
+        P.Welcome(2, "127.0.0.1:5000", "sess", 1.0, 12.5, "node-sess"),
         P.Job("id1", 1, "job", b"\x80", 0.0, 0.0, None, False, 0, 1.5),
         P.Job("id2", 3, "job", b"\x81\xa1a\x01", 12.25, 0.0, 0.5, True, 2, 1.5),
         P.Stored([("a", 1), ("b", 2)]),

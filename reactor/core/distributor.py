@@ -291,10 +291,15 @@ class DistributorCore:
         node.left = False
         node.last_seen = now
         node.echo = max(node.echo, hello.sent_at)
-        self.port.send(
-            peer,
-            P.Welcome(P.PROTOCOL_VERSION, self.address, self.session, self.interval, hello.sent_at),
+        welcome = P.Welcome(
+            P.PROTOCOL_VERSION,
+            self.address,
+            self.session,
+            self.interval,
+            hello.sent_at,
+            hello.session,
         )
+        self.port.send(peer, welcome)
         self._resend(node, now, everything=True)
         if not was_up:
             log.info(

@@ -162,7 +162,7 @@ class NodeCore:
                 self.port.send(link.key, P.Heartbeat(self.session, self.accepting, now))
 
     def _on_welcome(self, link: LinkState, msg: P.Welcome, now: float) -> None:
-        if msg.version != P.PROTOCOL_VERSION:
+        if msg.version != P.PROTOCOL_VERSION or msg.node_session != self.session:
             return
         if link.welcomed and msg.session == link.dsession:
             link.renew(msg.echo, self.timeout)
@@ -252,6 +252,8 @@ class NodeCore:
             elif kind is P.Heartbeat:
                 if link.welcomed and msg.session == link.dsession:  # type: ignore[union-attr]
                     link.renew(msg.stamp, self.timeout)  # type: ignore[union-attr]
+                    if self.held and link.runnable(now):
+                        self._release_held()
             elif kind is P.Cancel or kind is P.Revoke:
                 self._on_cancel(msg, now)  # type: ignore[arg-type]
             elif kind is P.HandBackAck:

@@ -78,6 +78,7 @@ def messages_strategy(ids: list[str], names: list[str], sessions: list[str]) -> 
             a_session,
             num,
             num,
+            a_session,
         ),
         st.builds(
             lambda *v: [P.JOB, *v],
@@ -290,7 +291,9 @@ async def test_node_fails_a_job_whose_args_do_not_decode(
         await async_wait_until(lambda: bool(hellos()), 10)
         fake.send(
             [
-                P.Welcome(P.PROTOCOL_VERSION, "fake", "s", 1.0, hellos()[-1].sent_at),
+                P.Welcome(
+                    P.PROTOCOL_VERSION, "fake", "s", 1.0, hellos()[-1].sent_at, hellos()[-1].session
+                ),
                 P.Job("bad-sync", 1, "echo", b"\xc1", 0.0, 0.0, None, False, 0, 0.0),
                 P.Job("bad-async", 1, "slow", b"\x93\x01\x02\x03", 0.0, 0.0, None, False, 0, 0.0),
                 P.Job("bad-deferred", 1, "echo", b"\x81\xa1k", 0.0, 0.0, None, True, 0, 0.0),

@@ -1,0 +1,472 @@
+"""A deterministic world for the delivery cores: fake time, an in-memory network, seeded faults.
+
+The real :class:`DistributorCore` and :class:`NodeCore` objects run here unchanged; only their
+ports are simulated. Everything that varies (latency, drops, duplicates, reordering, partitions,
+crashes, freezes, stops, job outcomes) comes from one ``random.Random(seed)``, so a seed replays
+a whole run exactly.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from reactor import protocol as P
+from reactor.chain import Attempt, Outcome
+from reactor.config import Config
+from reactor.core.distributor import DistributorCore
+from reactor.core.node import NodeCore
+from reactor.core.routing import JobState
+from reactor.record import JobRecord
+
+INTERVAL = 0.2
+TIMEOUT = 1.0
+LOST_AFTER = 3.0
+EPOCH = 1_800_000_000.0  # the simulated wall clock at time 0
+
+
+class Clock:
+    """Simulated time and the events scheduled on it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._events: list[tuple[float, int, Callable[[], None]]] = []
+        self._seq = itertools.count()
+
+    def at(self, when: float, fn: Callable[[], None]) -> None:
+        heapq.heappush(self._events, (max(when, self.now), next(self._seq), fn))
+
+    def run_until(self, end: float, stop: Callable[[], bool] | None = None) -> None:
+        events = self._events
+        while events and events[0][0] <= end:
+            when, _, fn = heapq.heappop(events)
+            self.now = when
+            fn()
+            if stop is not None and stop():
+                return
+        self.now = max(self.now, end)
+
+
+@dataclass
+class Faults:
+    """How hostile the network is in one run."""
+
+    drop: float = 0.0
+    duplicate: float = 0.0
+    reorder: float = 0.0
+    latency: float = 0.002
+
+
+class Network:
+    """Messages between distributors and nodes, with latency and faults per direction."""
+
+    def __init__(self, clock: Clock, rng: random.Random, faults: Faults) -> None:
+        self.clock = clock
+        self.rng = rng
+        self.faults = faults
+        self.cut: set[tuple[str, str]] = set()  # (distributor, node) pairs partitioned
+        self._last: dict[tuple[str, str, str], float] = {}  # FIFO per direction
+        self.sent = 0
+
+    def deliver(self, src: str, dst: str, pair: tuple[str, str], fn: Callable[[], None]) -> None:
+        rng, faults = self.rng, self.faults
+        self.sent += 1
+        if pair in self.cut or rng.random() < faults.drop:
+            return
+        delay = faults.latency * (0.5 + rng.random())
+        lane = (src, dst, "")
+        if rng.random() < faults.reorder:
+            delay += rng.random() * 0.5  # overtaken by later messages
+        else:
+            delay = max(delay, self._last.get(lane, 0.0) - self.clock.now + 1e-6)
+            self._last[lane] = self.clock.now + delay
+        self.clock.at(self.clock.now + delay, fn)
+        if rng.random() < faults.duplicate:
+            self.clock.at(self.clock.now + delay + rng.random() * 0.3, fn)
+
+
+_CODEC = P.Codec()
+
+
+def frozen(msg: Any) -> Any:
+    """The message as the other side decodes it: it crosses the real codec, so later changes
+    to a list the sender keeps cannot reach it (as on a socket)."""
+    messages, errors = _CODEC.decode(_CODEC.encode([msg]))
+    assert not errors, errors
+    return messages[0]
+
+
+@dataclass
+class Run:
+    """What happened to one job, from the runner's and the application's side."""
+
+    job: JobState
+    spec: dict[str, Any]
+    runs: list[tuple[str, int, str]] = field(default_factory=list)  # (node, attempt, outcome)
+    outcomes: list[str] = field(default_factory=list)  # terminal outcomes the app saw
+    feedbacks: int = 0
+    cancel_asked: bool = False
+
+
+class SimDistributor:
+    """A distributor core with a simulated port."""
+
+    def __init__(self, world: World, name: str) -> None:
+        self.world = world
+        self.name = name
+        self.session = f"{name}-s"
+        config = Config(
+            heartbeat_interval=INTERVAL, heartbeat_timeout=TIMEOUT, node_lost_after=LOST_AFTER
+        )
+        self.core = DistributorCore(self, address=name, session=self.session, config=config)
+        self._ids = itertools.count(1)
+        world.clock.at(INTERVAL, self._tick)
+
+    def _tick(self) -> None:
+        self.core.tick(self.world.clock.now)
+        self.world.clock.at(self.world.clock.now + INTERVAL, self._tick)
+
+    # port
+    def send(self, peer: bytes, message: Any) -> None:
+        node = self.world.nodes.get(peer.decode())
+        msg = frozen(message)
+        if node is None or node.process is None:
+            if type(msg) is not P.Reset:
+                self.world.clock.at(
+                    self.world.clock.now, lambda: self.core.unreachable(peer.decode())
+                )
+            return
+        process = node.process
+        self.world.net.deliver(
+            self.name, node.name, (self.name, node.name), lambda: process.receive(self.name, msg)
+        )
+
+    def feedback(self, job: JobState, fb: P.Feedback) -> None:
+        run = self.world.runs[job.id]
+        run.feedbacks += 1
+        if fb.final:
+            run.outcomes.append(
+                {P.SUCCESS: "success", P.FAILURE: "failure"}.get(fb.outcome, "cancelled")
+            )
+
+    def cancelled(self, job: JobState) -> None:
+        self.world.runs[job.id].outcomes.append("cancelled")
+
+    # application
+    def enqueue(
+        self,
+        spec: dict[str, Any],
+        *,
+        after: float = 0.0,
+        period: float | None = None,
+        node: str | None = None,
+        not_node: str | None = None,
+    ) -> str:
+        job_id = f"{self.name}-{next(self._ids)}"
+        now = self.world.clock.now
+        wire = [
+            P.JOB,
+            job_id,
+            0,
+            "sim",
+            P.pack_args(spec),
+            after,
+            0.0,
+            period,
+            False,
+            0,
+            EPOCH + now,
+        ]
+        job = JobState(
+            job_id,
+            "sim",
+            wire,
+            None,
+            node=node,
+            not_node=not_node,
+            due=now + after if after else 0.0,
+            deferred=after > 0 or period is not None,
+            periodic=period is not None,
+        )
+        self.world.runs[job_id] = Run(job, spec)
+        self.core.submit(job, now)
+        return job_id
+
+    def cancel(self, job_id: str) -> None:
+        self.world.runs[job_id].cancel_asked = True
+        self.core.cancel(job_id, self.world.clock.now)
+
+
+class Storage:
+    """A node's storage: memory (dies with the process) or durable (written behind)."""
+
+    def __init__(self, durable: bool) -> None:
+        self.durable = durable
+        self.records: dict[str, dict[str, Any]] = {}
+
+    def put(self, job: JobRecord) -> None:
+        if self.durable:
+            self.records[job.id] = job.to_dict()
+
+    def drop(self, job_id: str) -> None:
+        self.records.pop(job_id, None)
+
+
+class Process:
+    """One run of a node: its core, its timers and the jobs it is running."""
+
+    def __init__(self, node: SimNode, incarnation: int) -> None:
+        self.node = node
+        self.world = node.world
+        self.alive = True
+        self.frozen_until = 0.0
+        self.session = f"{node.name}-{incarnation}"
+        config = Config(
+            heartbeat_interval=INTERVAL,
+            heartbeat_timeout=TIMEOUT,
+            node_lost_after=LOST_AFTER,
+            max_attempt=3,
+            retry_multiplier=0.1,
+            remove_failed_jobs=True,
+            log_job_processing=False,
+        )
+        self.core = NodeCore(
+            self,
+            name=node.name,
+            session=self.session,
+            links=[d.name for d in self.world.distributors],
+            config=config,
+            capacity=node.capacity,
+            job_names=["sim"],
+            durable=node.storage.durable,
+            where=f"sim {self.session}",
+        )
+        self.pending_writes: list[tuple[str, str, JobRecord | None]] = []
+        self.acks: list[tuple[str, list[JobRecord]]] = []
+        self.flush_armed = False
+        self.kicked = False
+        self.timer_at = float("inf")
+        now = self.world.clock.now
+        records = [JobRecord.from_dict(dict(r)) for r in node.storage.records.values()]
+        unfinished = [r for r in records if r.status in ("new", "in progress", "queued", "error")]
+        self.core.resume(unfinished, now, EPOCH + now)
+        self.core.started = True
+        self._tick()
+
+    # the loop
+    def later(self, when: float, fn: Callable[[], None]) -> None:
+        def run() -> None:
+            if not self.alive:
+                return
+            if self.world.clock.now < self.frozen_until:
+                self.world.clock.at(self.frozen_until, run)
+                return
+            fn()
+
+        self.world.clock.at(when, run)
+
+    def _tick(self) -> None:
+        self.core.tick(self.world.clock.now)
+        self.later(self.world.clock.now + INTERVAL, self._tick)
+        if self.node.stopping and self.core.settled:
+            self.node.finish_stop()
+
+    def receive(self, dist: str, msg: Any) -> None:
+        def handle() -> None:
+            now = self.world.clock.now
+            self.core.on_messages(dist, [msg], now, EPOCH + now)
+
+        self.later(self.world.clock.now, handle)
+
+    # port
+    def send(self, link: str, message: Any) -> None:
+        if not self.alive:
+            return
+        dist = self.world.dists[link]
+        msg = frozen(message)
+        peer = self.node.name.encode()
+        self.world.net.deliver(
+            self.node.name,
+            link,
+            (link, self.node.name),
+            lambda: dist.core.on_messages(self.node.name, peer, [msg], self.world.clock.now),
+        )
+
+    def store(self, link: str, records: list[JobRecord]) -> bool:
+        """Durable: written with the next batch, in order with every earlier write (as Redis
+        storage coalesces them), and acknowledged once that batch is written."""
+        if not self.node.storage.durable:
+            return True
+        for r in records:
+            self.pending_writes.append(("add", r.id, r))
+        self.acks.append((link, records))
+        self._flush_soon()
+        return False
+
+    def write(self, record: JobRecord) -> None:
+        self.pending_writes.append(("update", record.id, record))
+        self._flush_soon()
+
+    def remove(self, record: JobRecord) -> None:
+        self.pending_writes.append(("remove", record.id, None))
+        self._flush_soon()
+
+    def _flush_soon(self) -> None:
+        if not self.flush_armed:
+            self.flush_armed = True
+            self.later(self.world.clock.now + 0.002, self._flush)
+
+    def _flush(self) -> None:
+        self.flush_armed = False
+        writes, self.pending_writes = self.pending_writes, []
+        acks, self.acks = self.acks, []
+        storage = self.node.storage
+        for kind, job_id, record in writes:
+            if kind == "remove":
+                storage.drop(job_id)
+            elif kind == "add" or job_id in storage.records:
+                assert record is not None
+                storage.put(record)
+        for link, records in acks:
+            self.core.stored(link, records, self.world.clock.now)
+
+    def exists(self, records: list[JobRecord]) -> list[bool] | None:
+        if not self.node.storage.durable:
+            return [True] * len(records)
+        pending = {w[1]: w[0] for w in self.pending_writes}
+        return [
+            pending.get(r.id, "add" if r.id in self.node.storage.records else "remove") != "remove"
+            for r in records
+        ]
+
+    def arm(self, due: float) -> None:
+        if due < self.timer_at:
+            self.timer_at = due
+            self.later(due, self._fire)
+
+    def _fire(self) -> None:
+        if self.world.clock.now + 1e-9 < self.timer_at:
+            return
+        self.timer_at = float("inf")
+        self.core.fire_timers(self.world.clock.now)
+
+    def kick(self) -> None:
+        if not self.kicked:
+            self.kicked = True
+            self.later(self.world.clock.now, self._run)
+
+    def _run(self) -> None:
+        self.kicked = False
+        core = self.core
+        now = self.world.clock.now
+        while core.running < self.node.capacity:
+            job = core.next_ready(now)
+            if job is None:
+                return
+            core.begin(job, EPOCH + now)
+            spec = P.unpack_args(job.args)
+            duration = spec.get("dur", 0.01)
+            self.later(now + duration, lambda j=job, s=spec: self._done(j, s))
+
+    def _done(self, job: JobRecord, spec: dict[str, Any]) -> None:
+        now = self.world.clock.now
+        run = self.world.runs.get(job.id)
+        fails = spec.get("fail", 0)
+        ok = job.attempt > fails
+        if run is not None:
+            run.runs.append((self.node.name, job.attempt, "ok" if ok else "error"))
+        args = {**spec, "ran_on": self.node.name}
+        if ok:
+            attempt = Attempt(Outcome.DONE, args, None)
+        else:
+            attempt = Attempt(Outcome.FAILED, args, RuntimeError(f"attempt {job.attempt}"))
+        core = self.core
+        core.finished(job, attempt, now, EPOCH + now)
+        core.slot_freed()
+        self.kick()
+
+    def refused(self, link: str, kind: str, reason: str) -> None:
+        self.world.refusals.append((self.node.name, self.session, kind))
+        self.node.crash()
+
+
+class SimNode:
+    """A node name: its storage outlives its processes."""
+
+    def __init__(self, world: World, name: str, *, durable: bool, capacity: int) -> None:
+        self.world = world
+        self.name = name
+        self.capacity = capacity
+        self.storage = Storage(durable)
+        self.process: Process | None = None
+        self.incarnation = 0
+        self.stopping = False
+        self.restart_pending = False
+        self.start()
+
+    def start(self) -> None:
+        if self.stopping:  # start again once the stop is over
+            self.restart_pending = True
+            return
+        if self.process is None:
+            self.incarnation += 1
+            self.stopping = False
+            self.process = Process(self, self.incarnation)
+
+    def crash(self) -> None:
+        self.stopping = False
+        if self.process is not None:
+            self.process.alive = False
+            self.process = None
+            if not self.storage.durable:
+                self.storage.records.clear()
+
+    def freeze(self, seconds: float) -> None:
+        if self.process is not None:
+            self.process.frozen_until = self.world.clock.now + seconds
+
+    def stop(self) -> None:
+        if self.process is not None and not self.stopping:
+            self.stopping = True
+            self.process.core.stop(self.world.clock.now)
+
+    def finish_stop(self) -> None:
+        if self.process is not None:
+            self.process.core.bye()
+            self.process._flush()
+            self.crash()
+        self.stopping = False
+        if self.restart_pending:
+            self.restart_pending = False
+            self.start()
+
+
+class World:
+    """Distributors, nodes and the network of one seeded run."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.clock = Clock()
+        rng = self.rng
+        faults = Faults(
+            drop=rng.choice([0.0, 0.0, 0.01, 0.05]),
+            duplicate=rng.choice([0.0, 0.0, 0.02]),
+            reorder=rng.choice([0.0, 0.0, 0.0, 0.02]),
+        )
+        self.net = Network(self.clock, rng, faults)
+        self.runs: dict[str, Run] = {}
+        self.refusals: list[tuple[str, str, str]] = []
+        self.lost: set[str] = set()
+        self.distributors = [SimDistributor(self, f"d{i}") for i in range(rng.choice([1, 1, 2]))]
+        self.dists = {d.name: d for d in self.distributors}
+        self.nodes: dict[str, SimNode] = {}
+        for i in range(rng.choice([2, 3, 3])):
+            name = f"n{i}"
+            self.nodes[name] = SimNode(
+                self, name, durable=rng.random() < 0.5, capacity=rng.choice([1, 2, 8])
+            )
