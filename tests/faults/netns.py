@@ -7,7 +7,8 @@ inside (``ns_ip``), and a default route inside via the root side, so a process i
 interface uses yet, starting from a value derived from the PID so parallel runs do not clash.
 
 Everything is deleted by :meth:`NetLab.close` (the fixture's finalizer): processes started in a
-namespace are killed by PID, then the namespaces go (which deletes their veth ends and so the pairs).
+namespace are killed by PID, then the namespaces go (which deletes their veth ends, and so the
+pairs).
 Only root may do this: :func:`require_netns` skips the test with the reason otherwise, or fails it
 under ``CI=true``, where these tests must run.
 """
@@ -128,7 +129,7 @@ class NetNs:
         _ip("netns", "exec", self.name, "ip", *args)
 
     def link_down(self) -> None:
-        """Take the root side of the veth down: nothing passes between this namespace and the rest."""
+        """Take the root side of the veth down: nothing passes between the namespace and us."""
         _ip("link", "set", self.host_if, "down")
 
     def link_up(self) -> None:
@@ -160,9 +161,7 @@ class NetLab:
         i = len(self.namespaces)
         used = _used_subnets() | {ns.subnet for ns in self.namespaces}
         start = 16 + (os.getpid() * 7 + i) % 224
-        subnet = next(
-            (s for s in [*range(start, 240), *range(16, start)] if s not in used), None
-        )
+        subnet = next((s for s in [*range(start, 240), *range(16, start)] if s not in used), None)
         if subnet is None:
             raise RuntimeError(f"no free /30 left in {_PREFIX}.16-239.0")
         tag = f"{os.getpid() % 100000}{i}"

@@ -7,10 +7,10 @@ working while the test's loop (which also runs the distributor) is busy, and it 
 
 * :meth:`TcpProxy.cut` aborts every current connection, both ways (the peers see a reset); new
   connections are accepted again at once, which is what a quick ZeroMQ reconnect meets.
-* :meth:`TcpProxy.blackhole` keeps every connection open but delivers nothing either way, like a dead
-  network path. Bytes are *held*, not thrown away: a real dead path makes TCP retransmit, so once the
-  path heals the stream resumes intact. (Dropping bytes in the middle of a TCP stream would corrupt
-  the ZMTP framing, which no network does.) Connections accepted while blackholed are held too.
+* :meth:`TcpProxy.blackhole` keeps every connection open but delivers nothing either way, like
+  a dead network path. Bytes are *held*, not thrown away: a real dead path makes TCP retransmit,
+  so once the path heals the stream resumes intact. (Dropping bytes in the middle of a TCP stream
+  would corrupt the ZMTP framing, which no network does.) New connections are held too.
 * :meth:`TcpProxy.heal` forwards again; held bytes flow on.
 """
 
@@ -54,7 +54,9 @@ class TcpProxy:
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False  # no more connections (set by close() or when the lifetime ends)
         self._stopped = False  # the thread is gone
-        self._thread = threading.Thread(target=self._loop.run_forever, name="fault-proxy", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="fault-proxy", daemon=True
+        )
         self._thread.start()
         self._call(self._start(lifetime))
 
@@ -151,7 +153,9 @@ class TcpProxy:
             if task is not asyncio.current_task():
                 task.cancel()
 
-    async def _on_client(self, c_reader: asyncio.StreamReader, c_writer: asyncio.StreamWriter) -> None:
+    async def _on_client(
+        self, c_reader: asyncio.StreamReader, c_writer: asyncio.StreamWriter
+    ) -> None:
         if self._closed:
             c_writer.transport.abort()
             return
