@@ -78,6 +78,7 @@ class Tally:
     failed: list[JobHandle] = field(default_factory=list)  # no job in these tests fails
     errored: list[tuple[JobHandle, BaseException]] = field(default_factory=list)
     pending: list[JobHandle] = field(default_factory=list)  # never resolved: lost
+    failures: list[str] = field(default_factory=list)  # what the phantom JobFailed said
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def problems(self) -> list[str]:
@@ -87,7 +88,7 @@ class Tally:
         if self.cancelled:
             out.append(f"{len(self.cancelled)} phantom JobCancelledError")
         if self.failed:
-            out.append(f"{len(self.failed)} phantom JobFailed")
+            out.append(f"{len(self.failed)} phantom JobFailed ({self.failures[:2]})")
         if self.errored:
             kinds = Counter(f"{type(e).__name__}: {e}"[:120] for _, e in self.errored)
             out.append(f"{len(self.errored)} other errors {dict(kinds)}")
@@ -113,8 +114,9 @@ def tally(handles: Iterable[JobHandle]) -> Tally:
             t.succeeded.append(h)
         except JobCancelledError:
             t.cancelled.append(h)
-        except JobFailed:
+        except JobFailed as exc:
             t.failed.append(h)
+            t.failures.append(f"{type(exc).__name__}: {exc}"[:160])
         except Exception as exc:
             t.errored.append((h, exc))
     return t
