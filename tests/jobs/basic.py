@@ -104,7 +104,7 @@ def block(args):
 @job("sleep_def")
 def sleep_def(args):
     """A blocking ``def`` job for the fault tests: holds the loop ``seconds``, then notes
-    ``<tag> <pid> <started>`` in ``path`` so a test can count runs per job and see where they ran."""
+    ``<tag> <pid> <started>`` in ``path``, so a test can count each job's runs and their places."""
     args["started"] = time.time()
     args["pid"] = os.getpid()
     time.sleep(args.get("seconds", 0.0))
