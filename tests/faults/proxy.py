@@ -11,6 +11,8 @@ working while the test's loop (which also runs the distributor) is busy, and it 
   a dead network path. Bytes are *held*, not thrown away: a real dead path makes TCP retransmit,
   so once the path heals the stream resumes intact. (Dropping bytes in the middle of a TCP stream
   would corrupt the ZMTP framing, which no network does.) New connections are held too.
+  :attr:`TcpProxy.held` says how many bytes each direction holds, so a test can wait until, say,
+  feedback is surely in flight before it cuts.
 * :meth:`TcpProxy.heal` forwards again; held bytes flow on.
 """
 
@@ -26,6 +28,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 _CHUNK = 64 * 1024
+_HOLD_MAX = 1024 * 1024  # per direction and connection; beyond it the senders' buffers fill
 
 
 class TcpProxy:
@@ -47,11 +50,14 @@ class TcpProxy:
         self.accepted = 0
         self.cuts = 0
         self.bytes_forwarded = 0
+        #: Bytes held now by a blackhole: "up" is client to target (node to distributor).
+        self.held = {"up": 0, "down": 0}
         self._loop = asyncio.new_event_loop()
         self._flowing: asyncio.Event | None = None
         self._server: asyncio.Server | None = None
         self._conns: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._half_open: set[asyncio.StreamWriter] = set()  # target sides left open by cut()
         self._closed = False  # no more connections (set by close() or when the lifetime ends)
         self._stopped = False  # the thread is gone
         self._thread = threading.Thread(
@@ -72,9 +78,15 @@ class TcpProxy:
 
     # -- control (any thread but the proxy's) ----------------------------------------------------
 
-    def cut(self) -> int:
-        """Abort every current connection both ways; returns how many were cut."""
-        return self._call(self._cut())
+    def cut(self, *, half_open: bool = False) -> int:
+        """Abort every current connection both ways; returns how many were cut.
+
+        With ``half_open``, only the client's side is aborted: the connection to the target stays
+        open but silent, as when a NAT or firewall drops a flow and the server never hears of it
+        (it learns only from its own keepalives). The client reconnects; the server sees a second
+        connection from the same peer.
+        """
+        return self._call(self._cut(half_open))
 
     def blackhole(self) -> None:
         """Keep connections open but let no byte through, either way, until :meth:`heal`."""
@@ -129,17 +141,20 @@ class TcpProxy:
         else:
             self._flowing.clear()
 
-    async def _cut(self) -> int:
+    async def _cut(self, half_open: bool) -> int:
         conns = list(self._conns)
         for pair in conns:
+            if half_open:
+                self._half_open.add(pair[1])
             self._abort(pair)
         self.cuts += 1
         return len(conns)
 
     def _abort(self, pair: tuple[asyncio.StreamWriter, asyncio.StreamWriter]) -> None:
         self._conns.discard(pair)
-        for writer in pair:
-            writer.transport.abort()
+        pair[0].transport.abort()
+        if pair[1] not in self._half_open:
+            pair[1].transport.abort()
 
     async def _close(self) -> None:
         if self._closed:
@@ -149,6 +164,9 @@ class TcpProxy:
             self._server.close()
         for pair in list(self._conns):
             self._abort(pair)
+        for writer in self._half_open:
+            writer.transport.abort()
+        self._half_open.clear()
         for task in list(self._tasks):
             if task is not asyncio.current_task():
                 task.cancel()
@@ -170,8 +188,8 @@ class TcpProxy:
         pair = (c_writer, t_writer)
         self._conns.add(pair)
         pumps = [
-            self._loop.create_task(self._pump(c_reader, t_writer)),
-            self._loop.create_task(self._pump(t_reader, c_writer)),
+            self._loop.create_task(self._pump(c_reader, t_writer, "up")),
+            self._loop.create_task(self._pump(t_reader, c_writer, "down")),
         ]
         for task in pumps:
             self._tasks.add(task)
@@ -183,18 +201,58 @@ class TcpProxy:
                 task.cancel()
             self._abort(pair)
 
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pump(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, direction: str
+    ) -> None:
+        """Copy ``reader`` to ``writer``; while blackholed, hold what arrives (up to a bound)."""
         flowing = self._flowing
         assert flowing is not None
-        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+        held: list[bytes] = []
+        size = 0
+        read: asyncio.Task[bytes] | None = None
+        try:
             while True:
-                await flowing.wait()  # blackholed: stop reading, so the bytes are held upstream
-                data = await reader.read(_CHUNK)
-                if not data:
-                    return
-                await flowing.wait()  # blackholed after reading: hold this chunk too
-                if writer.transport.is_closing():
-                    return
-                writer.write(data)
-                await writer.drain()
-                self.bytes_forwarded += len(data)
+                if flowing.is_set():
+                    for chunk in held:  # healed: what was held goes first, in order
+                        writer.write(chunk)
+                        self.bytes_forwarded += len(chunk)
+                    self.held[direction] -= size
+                    held, size = [], 0
+                    await writer.drain()
+                    read = read or self._loop.create_task(reader.read(_CHUNK))
+                    data = await read
+                    read = None
+                    if not data:
+                        return
+                    if flowing.is_set():
+                        writer.write(data)
+                        await writer.drain()
+                        self.bytes_forwarded += len(data)
+                        continue
+                elif size >= _HOLD_MAX:
+                    await flowing.wait()  # held enough: let the sender's buffers fill up
+                    continue
+                else:
+                    read = read or self._loop.create_task(reader.read(_CHUNK))
+                    healed = self._loop.create_task(flowing.wait())
+                    await asyncio.wait({read, healed}, return_when=asyncio.FIRST_COMPLETED)
+                    healed.cancel()
+                    if not read.done():
+                        continue
+                    data = read.result()
+                    read = None
+                    if not data:  # a dead path delivers no FIN either: hold it until healed
+                        await flowing.wait()
+                        for chunk in held:
+                            writer.write(chunk)
+                        await writer.drain()
+                        return
+                held.append(data)
+                size += len(data)
+                self.held[direction] += len(data)
+        except (OSError, asyncio.IncompleteReadError):
+            return
+        finally:
+            if read is not None:
+                read.cancel()
+            self.held[direction] -= size
