@@ -99,3 +99,14 @@ def where_after(args):
 def block(args):
     time.sleep(args.get("seconds", 1.0))  # a blocking def job: holds the node's loop
     args["blocked"] = True
+
+
+@job("sleep_def")
+def sleep_def(args):
+    """A blocking ``def`` job for the fault tests: holds the loop ``seconds``, then notes
+    ``<tag> <pid> <started>`` in ``path``, so a test can count each job's runs and their places."""
+    args["started"] = time.time()
+    args["pid"] = os.getpid()
+    time.sleep(args.get("seconds", 0.0))
+    if "path" in args:
+        _note(args, f"{args.get('tag', '')} {os.getpid()} {args['started']:.6f}")

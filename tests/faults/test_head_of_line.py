@@ -1,0 +1,67 @@
+"""Issue 9, case 7: a short job does not wait behind a blocking ``def`` job while a node is idle.
+
+Two nodes; one ``def`` job blocks its node's loop for 20 s, and 200 jobs of 10 ms are enqueued right
+after it. Every short job must start within 1 s of its enqueue (the other node has room), and the
+long job must still succeed.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from reactor import Distributor
+from tests.conftest import NodeFactory, wait_for_node
+
+from .conftest import loss_problems, report, runs, settle
+
+pytestmark = [pytest.mark.slow, pytest.mark.faults]
+
+BLOCK = 20.0
+SHORT = 200
+MAX_WAIT = 1.0
+
+
+async def test_short_jobs_do_not_wait_behind_a_20s_def_job(
+    distributor: Distributor, start_node: NodeFactory, tmp_path: Path
+) -> None:
+    a = start_node("A", [distributor.address])
+    b = start_node("B", [distributor.address])
+    await wait_for_node(distributor, "A", proc=a)
+    await wait_for_node(distributor, "B", proc=b)
+    path = tmp_path / "ran.txt"
+    start = time.monotonic()
+    long = distributor.enqueue("sleep_def", {"seconds": BLOCK, "path": str(path), "tag": "long"})
+    tags = [f"s{i}" for i in range(SHORT)]
+    enqueued: dict[str, float] = {}
+    short = []
+    for tag in tags:
+        enqueued[tag] = time.time()
+        short.append(
+            distributor.enqueue("sleep_def", {"seconds": 0.01, "path": str(path), "tag": tag})
+        )
+    t_short = await settle(short, BLOCK + 3.0)
+    waits = {
+        tags[i]: t_short.results[h.id]["started"] - enqueued[tags[i]]
+        for i, h in enumerate(short)
+        if h.id in t_short.results
+    }
+    t_long = await settle([long], BLOCK + 6.0 - (time.monotonic() - start))
+    slow = sorted((w for w in waits.values() if w >= MAX_WAIT), reverse=True)
+    ran = runs(path)
+    report(
+        "head-of-line",
+        t_short,
+        ran,
+        time.monotonic() - start,
+        max_wait=f"{max(waits.values(), default=0.0):.2f}s",
+        waited_over_1s=len(slow),
+        long_ok=bool(t_long.succeeded),
+    )
+    problems = loss_problems(t_short, ran, tags)
+    if slow:
+        problems.append(f"{len(slow)} short jobs waited >= {MAX_WAIT}s (up to {slow[0]:.1f}s)")
+    problems += [f"long job: {p}" for p in loss_problems(t_long, ran, ["long"])]
+    assert not problems, "; ".join(problems)
