@@ -7,6 +7,7 @@ asyncio objects.
 
 from __future__ import annotations
 
+from reactor.backoff import Backoff
 from reactor.config import Config
 from reactor.distributor import Distributor
 from reactor.errors import (
@@ -34,6 +35,7 @@ __all__ = [
     "CancelJob",
     "ConfigError",
     # objects
+    "Backoff",
     "Config",
     "Distributor",
     "JobCancelledError",
