@@ -100,6 +100,7 @@ def test_fixed_hours_in_the_repeated_hour_run_once_each() -> None:
 
 
 def test_time_zone_and_weekday_fields_are_honoured() -> None:
+    assert CronSchedule("0 0 * * thu,fri").next_after(0) == 86400.0  # 1970-01-02, a Friday
     schedule = CronSchedule("0 9 * * 1-5", tz="America/New_York")
     saturday_noon = datetime(2026, 11, 28, 12, 0, tzinfo=ZoneInfo("America/New_York"))
     fire = datetime.fromtimestamp(
@@ -122,6 +123,8 @@ def test_a_rare_schedule_is_found_years_ahead() -> None:
         ("* * *", "UTC", "expected 5 fields"),
         ("0 0 30 2 *", "UTC", "never fires"),
         ("@fortnightly", "UTC", "bad cron expression"),
+        ("R * * * *", "UTC", r"random \(R\) and hashed \(H\) fields are not supported"),
+        ("H/15 * * * *", "UTC", "random"),
         ("* * * * *", "Europe/Pariss", "unknown time zone 'Europe/Pariss'"),
         ("* * * * *", "../etc/passwd", "unknown time zone"),
         ("* * * * *", "", "non-empty IANA name"),
