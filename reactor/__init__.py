@@ -7,6 +7,8 @@ asyncio objects.
 
 from __future__ import annotations
 
+from reactor._version import __version__
+from reactor.backoff import Backoff
 from reactor.config import Config
 from reactor.distributor import Distributor
 from reactor.errors import (
@@ -32,11 +34,13 @@ from reactor.registry import JobRegistry, job, job_callback, job_errback
 from reactor.runtime import Runtime
 
 __all__ = [
+    "__version__",
     # errors
     "BackPressureError",
     "CancelJob",
     "ConfigError",
     # objects
+    "Backoff",
     "Config",
     "Distributor",
     "JobCancelledError",

@@ -29,7 +29,7 @@ class ReactorError(Exception):
     """Base of every error reactor raises itself."""
 
 
-class ConfigError(ReactorError, KeyError):
+class ConfigError(ReactorError, KeyError, ValueError):
     """An unknown configuration key or an invalid value; the message names the valid choices."""
 
     def __str__(self) -> str:  # KeyError would repr() the message

@@ -620,16 +620,61 @@ def pack_args(args: Any, *, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> bytes:
     return data
 
 
+#: The integers msgpack can carry: int64 and uint64.
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+_CARRIED = "use str, int, float, bool, None, bytes, list or dict values"
+
+
 def _explain_unpackable(args: dict[Any, Any], exc: Exception) -> str:
-    for key, value in args.items():
-        try:
-            msgpack.packb({key: value}, use_bin_type=True)
-        except (TypeError, ValueError, OverflowError):
-            return (
-                f"job args[{key!r}] is a {type(value).__name__}, which msgpack cannot carry: use "
-                "str, int, float, bool, None, bytes, list or dict values"
-            )
+    """Why msgpack refused ``args``, naming the exact path of the first bad value.
+
+    Only called after encoding failed, so the fast path pays nothing for it. The args already
+    passed :func:`check_args_shape` when they hold containers, so the walk is bounded.
+    """
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(args, ())]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, dict):
+            for key in value:
+                if isinstance(key, str) and not _utf8(key):
+                    return f"job {_path(path)} has a key that is not valid UTF-8: {key!r}"
+            stack.extend((v, (*path, k)) for k, v in reversed(list(value.items())))
+        elif isinstance(value, list | tuple):
+            stack.extend((v, (*path, i)) for i, v in reversed(list(enumerate(value))))
+        else:
+            problem = _leaf_problem(value)
+            if problem:
+                return f"job {_path(path)} {problem}"
     return f"job args cannot be encoded with msgpack: {exc}"
+
+
+def _leaf_problem(value: Any) -> str:
+    """What is wrong with one non-container value, or "" when msgpack takes it."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not _INT_MIN <= value <= _INT_MAX:
+            return (
+                "is an integer out of msgpack's 64-bit range (-2**63 to 2**64 - 1): "
+                "send it as a str"
+            )
+        return ""
+    try:
+        msgpack.packb(value, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as exc:
+        if isinstance(value, str):
+            return f"is a str that is not valid UTF-8 ({exc})"
+        name = type(value).__name__
+        article = "an" if name[:1].lower() in "aeiou" else "a"
+        hint = " (a set can travel as a list)" if isinstance(value, set | frozenset) else ""
+        return f"is {article} {name}, which msgpack cannot carry{hint}: {_CARRIED}"
+    return ""
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 #: Args this small cannot hold more arrays and maps than the budget (each takes a byte at least):

@@ -8,10 +8,12 @@ each node. Nothing global is touched at import time.
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
+from reactor.backoff import Backoff
 from reactor.errors import ConfigError
 
 Step = Callable[[dict[str, Any]], Any]
@@ -23,6 +25,15 @@ DEFS_ATTR = "__reactor_defs__"
 
 
 @dataclass(frozen=True, slots=True)
+class JobOptions:
+    """Per-job defaults from ``@job(...)``; None means "the node's setting" (or no limit)."""
+
+    max_attempt: int | None = None
+    timeout: float | None = None
+    backoff: Backoff | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Definition:
     """One decorated function, as the loader finds it."""
 
@@ -31,47 +42,117 @@ class Definition:
     step_name: str
     fn: Step
     origin: str
+    options: JobOptions = JobOptions()
 
 
-def _marker(kind: Kind, job_name: str, step_name: str) -> Callable[[F], F]:
+def origin_of(fn: Callable[..., Any]) -> str:
+    """Where ``fn`` is defined, as ``path:line`` (its repr when it has no code object)."""
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return repr(fn)
+    return f"{code.co_filename}:{code.co_firstlineno}"
+
+
+def check_options(
+    where: str, max_attempt: Any = None, timeout: Any = None, backoff: Any = None
+) -> JobOptions:
+    """Validate per-job options (``@job`` and, later, enqueue) into a :class:`JobOptions`.
+
+    Args:
+        where: how to name the caller in messages, e.g. ``"@job('charge')"``.
+
+    Raises:
+        ConfigError: ``max_attempt`` is not a whole number >= 1, ``timeout`` is not a finite
+            number > 0, or ``backoff`` is not a :class:`~reactor.backoff.Backoff`.
+    """
+    if max_attempt is not None and (
+        isinstance(max_attempt, bool) or not isinstance(max_attempt, int) or max_attempt < 1
+    ):
+        raise ConfigError(f"{where}: max_attempt must be a whole number >= 1, not {max_attempt!r}")
+    if timeout is not None:
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+            raise ConfigError(
+                f"{where}: timeout must be a number of seconds, not {type(timeout).__name__}"
+            )
+        if not (math.isfinite(timeout) and timeout > 0):
+            raise ConfigError(f"{where}: timeout must be a finite number > 0, not {timeout!r}")
+        timeout = float(timeout)
+    if backoff is not None and not isinstance(backoff, Backoff):
+        raise ConfigError(
+            f"{where}: backoff must be Backoff.linear(...) or Backoff.exponential(...), "
+            f"not {type(backoff).__name__}"
+        )
+    return JobOptions(max_attempt, timeout, backoff)
+
+
+def _marker(kind: Kind, job_name: str, step_name: str, options: JobOptions) -> Callable[[F], F]:
     if not isinstance(job_name, str) or not job_name:
         raise TypeError(f"@{kind}: the job name must be a non-empty string, not {job_name!r}")
 
     def mark(fn: F) -> F:
         if not callable(fn):
             raise TypeError(f"@{kind}({job_name!r}) must decorate a function")
-        origin = f"{getattr(fn, '__code__', None) and fn.__code__.co_filename}"
         defs = getattr(fn, "__globals__", {}).setdefault(DEFS_ATTR, [])
-        defs.append(Definition(kind, job_name, step_name or fn.__name__, fn, origin))
+        defs.append(
+            Definition(kind, job_name, step_name or fn.__name__, fn, origin_of(fn), options)
+        )
         return fn
 
     return mark
 
 
-def job(name: str) -> Callable[[F], F]:
-    """Define the job ``name``; the function (``def`` or ``async def``) gets the args dict."""
-    return _marker("job", name, name)
+def job(
+    name: str,
+    *,
+    max_attempt: int | None = None,
+    timeout: float | None = None,
+    backoff: Backoff | None = None,
+) -> Callable[[F], F]:
+    """Define the job ``name``; the function (``def`` or ``async def``) gets the args dict.
+
+    Args:
+        name: the job's name, unique across the job directory.
+        max_attempt: how many times a failing job runs at most (default: the node's
+            ``config["max_attempt"]``); an enqueue may override it.
+        timeout: seconds an attempt may take before it fails with ``TimeLimitExceeded``
+            (default: no limit); an enqueue may override it.
+        backoff: the wait between attempts (default:
+            ``Backoff.linear(config["retry_multiplier"])``, JobReactor's rule).
+
+    Raises:
+        ConfigError: an option is invalid (at decoration time, so the job file fails to load).
+    """
+    options = check_options(f"@job({name!r})", max_attempt, timeout, backoff)
+    return _marker("job", name, name, options)
 
 
 def job_callback(name: str, callback_name: str = "") -> Callable[[F], F]:
     """Add a callback to job ``name``; callbacks run after the job, in definition order."""
-    return _marker("callback", name, callback_name)
+    return _marker("callback", name, callback_name, JobOptions())
 
 
 def job_errback(name: str, errback_name: str = "") -> Callable[[F], F]:
     """Add an errback to job ``name``; errbacks run after a failed attempt (``args["error"]``)."""
-    return _marker("errback", name, errback_name)
+    return _marker("errback", name, errback_name, JobOptions())
 
 
 @dataclass(slots=True)
 class JobEntry:
-    """A job's body with its callbacks and errbacks, in the order they run."""
+    """A job's body with its callbacks and errbacks, in the order they run, and its options.
+
+    ``max_attempt``, ``timeout`` and ``backoff`` are the ``@job`` defaults; None means the node's
+    setting (``config["max_attempt"]``, no time limit, ``Backoff.linear(retry_multiplier)``).
+    """
 
     name: str
     body: Step
     callbacks: list[Step] = field(default_factory=list)
     errbacks: list[Step] = field(default_factory=list)
     is_async: bool = False
+    max_attempt: int | None = None
+    timeout: float | None = None
+    backoff: Backoff | None = None
+    origin: str = ""
 
     def __post_init__(self) -> None:
         self._refresh()
@@ -93,9 +174,38 @@ class JobRegistry:
     def __init__(self) -> None:
         self._jobs: dict[str, JobEntry] = {}
 
-    def define(self, name: str, body: Step) -> JobEntry:
-        """Define (or redefine, dropping its callbacks) the job ``name``."""
-        entry = JobEntry(name, body)
+    def define(
+        self,
+        name: str,
+        body: Step,
+        *,
+        max_attempt: int | None = None,
+        timeout: float | None = None,
+        backoff: Backoff | None = None,
+        origin: str = "",
+    ) -> JobEntry:
+        """Define the job ``name``, once.
+
+        Raises:
+            ConfigError: ``name`` is already defined (the message names both places), or an
+                option is invalid.
+        """
+        origin = origin or origin_of(body)
+        previous = self._jobs.get(name)
+        if previous is not None:
+            raise ConfigError(
+                f"job {name!r} is defined twice: at {previous.origin} and at {origin}; "
+                "job names must be unique across the job directory (rename or remove one)"
+            )
+        options = check_options(f"job {name!r}", max_attempt, timeout, backoff)
+        entry = JobEntry(
+            name,
+            body,
+            max_attempt=options.max_attempt,
+            timeout=options.timeout,
+            backoff=options.backoff,
+            origin=origin,
+        )
         self._jobs[name] = entry
         return entry
 
@@ -121,7 +231,15 @@ class JobRegistry:
         """Apply decorator definitions in order (what the loader found)."""
         for d in definitions:
             if d.kind == "job":
-                self.define(d.job_name, d.fn)
+                o = d.options
+                self.define(
+                    d.job_name,
+                    d.fn,
+                    max_attempt=o.max_attempt,
+                    timeout=o.timeout,
+                    backoff=o.backoff,
+                    origin=d.origin,
+                )
             elif d.kind == "callback":
                 self.add_callback(d.job_name, d.fn)
             else:

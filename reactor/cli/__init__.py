@@ -8,6 +8,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from reactor._version import __version__
+
 _SUBCOMMANDS = ("node", "demo", "monitor", "keys", "bench")
 
 
@@ -16,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="reactor", description="Distributed background jobs over ZeroMQ."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
         "--log-level",
         default="INFO",

@@ -20,12 +20,17 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("demo", help="run a distributor and a node and show jobs flowing")
     p.add_argument(
         "--jobs",
-        default="reactor_jobs",
+        default=None,
         metavar="DIR",
-        help="the example job directory (default: reactor_jobs)",
+        help="the example job directory (default: the copy shipped inside the package)",
     )
     p.add_argument("--port", type=int, default=0, help="distributor port (default: a free one)")
     p.set_defaults(func=run)
+
+
+def demo_jobs_dir() -> Path:
+    """The demo's job files, shipped inside the package so the demo runs from any directory."""
+    return Path(__file__).resolve().parent.parent / "demo_jobs"
 
 
 def _say(text: str) -> None:
@@ -36,12 +41,9 @@ def run(ns: argparse.Namespace) -> int:
     """Enqueue the example jobs, print their feedback, stop everything; 0 when all went as shown."""
     import reactor as JR
 
-    jobs = Path(ns.jobs)
+    jobs = Path(ns.jobs) if ns.jobs else demo_jobs_dir()
     if not (jobs / "greetings.py").is_file():
-        _say(
-            f"reactor demo: no example jobs in {jobs}/ (run it from the repository root, "
-            "or pass --jobs DIR)"
-        )
+        _say(f"reactor demo: no example jobs in {jobs}/ (pass --jobs DIR with the demo's jobs)")
         return 2
     port = ns.port or free_port()
     JR.config["log_job_processing"] = False
