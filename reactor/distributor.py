@@ -322,7 +322,7 @@ class Distributor:
     def _on_messages(self, peer: bytes | None, messages: list[P.Message]) -> None:
         assert peer is not None and self.core is not None
         try:
-            name = peer.decode()
+            name, _ = P.parse_routing_id(peer)
         except UnicodeDecodeError:
             log.warning("dropped messages from a peer whose routing id is not UTF-8: %r", peer[:40])
             return
@@ -330,11 +330,11 @@ class Distributor:
 
     def _on_unreachable(self, peer: bytes, messages: list[Any]) -> None:
         if self.core is not None:
-            self.core.unreachable(peer.decode(errors="replace"))
+            self.core.unreachable(peer)
 
     def _on_revoked(self, peer: bytes) -> None:
         if self.core is not None:
-            self.core.revoked(peer.decode(errors="replace"))
+            self.core.revoked(peer)
 
     def _tick(self) -> None:
         loop = self._loop

@@ -1,4 +1,4 @@
-"""A node's socket to one distributor: a DEALER whose routing id is the node's name.
+"""A node's socket to one distributor: a DEALER whose routing id is ``name/session``.
 
 Only the socket lives here; what the node knows about the distributor (welcome, lease, sync,
 unacknowledged feedback) is :class:`reactor.core.link.LinkState`.
@@ -55,12 +55,12 @@ class Link:
         self._curve = curve
         self.endpoint: Endpoint | None = None
 
-    def open(self, loop: asyncio.AbstractEventLoop, node_name: str, max_message_size: int) -> None:
+    def open(self, loop: asyncio.AbstractEventLoop, identity: bytes, max_message_size: int) -> None:
         """Create the socket and dial the distributor (which need not be up yet)."""
         host, port = parse_address(self.key)
         sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
         tune(sock, max_message_size=max_message_size)
-        sock.setsockopt(zmq.IDENTITY, node_name.encode())
+        sock.setsockopt(zmq.IDENTITY, identity)
         sock.setsockopt(zmq.IMMEDIATE, 1)
         if self._curve is not None:
             self._curve.apply_client(sock)

@@ -36,7 +36,7 @@ from reactor.watchdog import Watchdog
 
 log = logging.getLogger("reactor.node")
 
-_NAME_RE = re.compile(rf"[A-Za-z0-9_.:@-]{{1,{P.MAX_NAME_LEN}}}")
+_NAME_RE = re.compile(rf"[A-Za-z0-9_.:@-]{{1,{P.MAX_NODE_NAME_LEN}}}")
 
 #: Seconds of ``def`` jobs run back to back before the loop serves I/O again.
 RUN_SLICE = 0.005
@@ -70,7 +70,8 @@ class Node:
     ) -> None:
         if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
             raise ValueError(
-                f"invalid node name {name!r}: use 1-{P.MAX_NAME_LEN} letters, digits and _ - . : @"
+                f"invalid node name {name!r}: use 1-{P.MAX_NODE_NAME_LEN} letters, digits and "
+                "_ - . : @"
             )
         self.name = name
         self.config = (config if config is not None else Config()).copy()
@@ -143,7 +144,7 @@ class Node:
         core.started = True
         max_size = int(self.config["max_message_size"])
         for link in self._links.values():
-            link.open(loop, self.name, max_size)
+            link.open(loop, P.routing_id(self.name, self.session), max_size)
         self._tick()
         self._watchdog = Watchdog(
             interval=core.interval,
@@ -163,7 +164,7 @@ class Node:
             ", ".join(self._links) or "none",
         )
         if self._links:
-            wait = 2 * core.interval + 2.5 * core.interval + 0.5
+            wait = 4.5 * core.interval + 0.5  # past the probation of a name (core.liveness)
             try:
                 await asyncio.wait_for(self._answered.wait(), wait)
             except TimeoutError:
@@ -381,7 +382,7 @@ class Node:
             if kind == "NodeNameTaken"
             else ReactorError(f"distributor {link} refused node {self.name}: {kind}: {reason}")
         )
-        log.error("node %s: distributor %s refused it: %s", self.name, link, reason)
+        log.error("node %s: distributor %s refused it: %s: %s", self.name, link, kind, reason)
         self.error = error
         if self._answered is not None:
             self._answered.set()

@@ -55,6 +55,25 @@ CANCELLED = 2
 #: (job id, assignment number): one assignment of a job to a node, the fencing token of DESIGN §3.
 Ref = tuple[str, int]
 
+#: Longest node name: a node's routing id is ``name/session`` and ZeroMQ caps routing ids at 255.
+MAX_NODE_NAME_LEN = 200
+
+
+def routing_id(node: str, session: str) -> bytes:
+    """The ZeroMQ routing id of one node session: two sessions never share a connection slot,
+    so a second node under a live name cannot silently take the first one's connection."""
+    return f"{node}/{session}".encode()
+
+
+def parse_routing_id(peer: bytes) -> tuple[str, str]:
+    """``(node name, session)`` from a routing id; the session is "" when it has none.
+
+    Raises:
+        UnicodeDecodeError: the routing id is not UTF-8.
+    """
+    name, _, session = peer.decode().partition("/")
+    return name, session
+
 
 class Hello(NamedTuple):
     """A node introduces itself; ``sent_at`` is its monotonic clock, echoed back for its lease."""

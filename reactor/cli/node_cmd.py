@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import signal
+import sys
 from typing import Any
 
 from reactor.config import DEFAULTS, Config
@@ -134,7 +135,7 @@ def run(ns: argparse.Namespace) -> int:
     try:
         return loop.run_until_complete(_serve(node))
     except ReactorError as exc:
-        print(f"reactor node: {exc}")
+        print(f"reactor node: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     finally:
         loop.close()
@@ -163,10 +164,18 @@ async def _serve(node: Node) -> int:
         loop.add_signal_handler(sig, on_signal, sig)
     try:
         await node.start()
-        await stop.wait()
+        assert node.stopped is not None
+        signalled = asyncio.ensure_future(stop.wait())
+        ended = asyncio.ensure_future(node.stopped.wait())
+        await asyncio.wait({signalled, ended}, return_when=asyncio.FIRST_COMPLETED)
+        signalled.cancel()
+        ended.cancel()
         await node.stop()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+    if node.error is not None:
+        print(f"reactor node: {type(node.error).__name__}: {node.error}", file=sys.stderr)
+        return 1
     log.info("node %s stopped", node.name)
     return 0

@@ -191,6 +191,10 @@ class DistributorCore:
             if node is None or not node.session:
                 self._from_stranger(name, peer, msg, now)
                 continue
+            if peer != node.peer:  # another session of this name: an old one, or a contender
+                if kind is P.Feedback:  # a real run's outcome all the same (fenced as ever)
+                    self._on_feedback(node, msg, peer)  # type: ignore[arg-type]
+                continue
             node.last_seen = now
             if not node.connected:
                 node.connected = True
@@ -198,7 +202,7 @@ class DistributorCore:
             if kind is P.Stored:
                 self._on_stored(node, msg)  # type: ignore[arg-type]
             elif kind is P.Feedback:
-                self._on_feedback(node, msg)  # type: ignore[arg-type]
+                self._on_feedback(node, msg, peer)  # type: ignore[arg-type]
             elif kind is P.Heartbeat:
                 self._on_heartbeat(node, msg, now)  # type: ignore[arg-type]
             elif kind is P.Parked:
@@ -266,8 +270,8 @@ class DistributorCore:
             )
             self.port.send(peer, P.Refused(hello.session, "ProtocolError", reason))
             return node
-        if hello.node != name:
-            log.warning("a peer with routing id %r says it is %r: refused", name, hello.node)
+        if peer != P.routing_id(hello.node, hello.session):
+            log.warning("a peer with routing id %r says it is %r: refused", peer[:300], hello.node)
             return node
         if node is None:
             node = nodes[name] = NodeState(name, peer)
@@ -276,8 +280,8 @@ class DistributorCore:
                 return node
             log.info("node %s restarted (session %s, %s)", name, hello.session, hello.where)
             node.echo = 0.0
+            node.contender = None
         was_up = node.alive and node.session == hello.session
-        node.contender = None
         node.peer = peer
         node.session = hello.session
         node.where = hello.where
@@ -320,11 +324,19 @@ class DistributorCore:
         share the name, and the newcomer is refused. Until one of those is known, the newcomer
         waits unanswered (it says hello again every heartbeat interval).
         """
+        if hello.session in node.refused:
+            self.port.send(
+                peer, P.Refused(hello.session, "NodeNameTaken", node.refused[hello.session])
+            )
+            return False
         if node.left or not node.alive:
             return True
+        if not node.connected and now - node.last_seen > 1.5 * self.interval:
+            return True  # its connection is gone and it has missed a heartbeat: it died
         contender = node.contender
         if contender is None or contender.session != hello.session:
             node.contender = Contender(hello.session, now, hello.where)
+            self.port.send(node.peer, P.Heartbeat(self.session, True, node.echo))  # still there?
             log.warning(
                 "a second node says it is %s (%s) while %s is alive; waiting to see which is live",
                 node.name,
@@ -345,6 +357,9 @@ class DistributorCore:
             )
             self.port.send(peer, P.Refused(hello.session, "NodeNameTaken", reason))
             node.contender = None
+            if len(node.refused) >= 16:
+                node.refused.clear()
+            node.refused[hello.session] = reason
             return False
         return now - node.last_seen >= self.liveness.probation
 
@@ -365,10 +380,10 @@ class DistributorCore:
         if stale:
             self._revoke(node, stale)
 
-    def _on_feedback(self, node: NodeState, fb: P.Feedback) -> None:
-        acks = self._acks.get(node.peer)
+    def _on_feedback(self, node: NodeState, fb: P.Feedback, peer: bytes) -> None:
+        acks = self._acks.get(peer)
         if acks is None:
-            acks = self._acks[node.peer] = []
+            acks = self._acks[peer] = []
         acks.append([fb.id, fb.asg, fb.seq])
         stats = self.stats
         stats["feedback_received"] += 1
@@ -529,17 +544,19 @@ class DistributorCore:
             self.port.send(node.peer, job.wire)
         self.stats["resent"] += len(again)
 
-    def unreachable(self, name: str) -> None:
-        """A send to ``name`` found no connection: hold its messages until it is heard again."""
-        node = self.router.nodes.get(name)
-        if node is not None:
+    def unreachable(self, peer: bytes) -> None:
+        """A send to ``peer`` found no connection: hold its messages until it is heard again."""
+        node = self.router.nodes.get(P.parse_routing_id(peer)[0])
+        if node is not None and node.peer == peer:
             node.connected = False
 
-    def revoked(self, name: str) -> None:
-        """Node ``name`` may no longer connect (its CURVE key was revoked): it is gone now."""
-        node = self.router.nodes.get(name)
-        if node is not None and node.alive:
-            log.warning("node %s is no longer allowed; its unstored jobs go to other nodes", name)
+    def revoked(self, peer: bytes) -> None:
+        """``peer`` may no longer connect (its CURVE key was revoked): its node is gone now."""
+        node = self.router.nodes.get(P.parse_routing_id(peer)[0])
+        if node is not None and node.peer == peer and node.alive:
+            log.warning(
+                "node %s is no longer allowed; its unstored jobs go to other nodes", node.name
+            )
             self._gone(node)
 
     def _gone(self, node: NodeState) -> None:

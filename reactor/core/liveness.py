@@ -37,7 +37,8 @@ class Liveness:
 
     @property
     def probation(self) -> float:
-        """How long a live name's holder must stay silent before a new session may take it."""
+        """How long a live name's holder must stay silent before a new session may take it
+        (a live holder heartbeats every interval on its own connection)."""
         return 2.5 * self.interval
 
     def judge(self, now: float, nodes: Iterable[NodeState]) -> list[tuple[NodeState, Verdict]]:

@@ -105,6 +105,7 @@ class NodeState:
         "owned",
         "peer",
         "presence",
+        "refused",
         "reset_at",
         "session",
         "sync_id",
@@ -132,6 +133,7 @@ class NodeState:
         self.unacked: dict[str, JobState] = {}  # sent, not stored; oldest send first
         self.owned: dict[str, JobState] = {}  # every job whose current assignment is here
         self.contender: Contender | None = None
+        self.refused: dict[str, str] = {}  # sessions refused this name, with the reason
         self.sync_id = -1
         self.sync_seen: set[str] = set()
 

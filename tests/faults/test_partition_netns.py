@@ -33,7 +33,7 @@ async def test_a_10s_link_down_in_network_namespaces_loses_nothing(
 ) -> None:
     ns_a = netlab.add()
     ns_b = netlab.add()
-    config, _ = fault_config()
+    config = fault_config()
     d = Distributor(ns_a.host_ip, 0, config=config)
     await d.start()
     try:

@@ -14,6 +14,7 @@ import pytest
 import zmq
 
 from reactor import Config, ConfigError
+from reactor import protocol as P
 from reactor.cli import main as cli
 from reactor.security import _ZAP, CurveServer, read_key_file
 from reactor.testing import NodeProcess, async_wait_until
@@ -162,7 +163,8 @@ async def test_a_valid_key_cannot_claim_another_nodes_name(
     await wait_alive(d, "w1")
     pinned = [d.enqueue("echo", {"text": str(i)}, node="w2") for i in range(3)]
     rejected = d._endpoint.rejected if d._endpoint else {}
-    await async_wait_until(lambda: rejected.get(repr(b"w2"), 0) >= 3, 10)
+    peer = repr(P.routing_id("w2", impostor.session))
+    await async_wait_until(lambda: rejected.get(peer, 0) >= 3, 10)
     assert impostor.stats["received"] == 0 and "w2" not in d.core.router.nodes
     assert not any(h.done() for h in pinned)
     await impostor.close()

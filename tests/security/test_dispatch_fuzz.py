@@ -189,7 +189,9 @@ def test_distributor_dispatch_survives_nonsense(job_dir: Path) -> None:
         ids = runner.run(setup())
         sessions = [node.session, d.session]
         strategy = messages_strategy(ids, ["w1", "ghost", "echo", "slow"], sessions)
-        fed = fuzz(runner, strategy, [b"w1", b"ghost", b"\xff\xfe", b"x" * 300], d._on_messages)
+        real = P.routing_id("w1", node.session)
+        peers = [real, b"w1", b"ghost/s", b"\xff\xfe", b"x" * 300]
+        fed = fuzz(runner, strategy, peers, d._on_messages)
         assert fed > 1000
         assert not runner.errors.errors, runner.errors.summary()
 

@@ -249,7 +249,8 @@ async def test_an_oversized_enqueue_raises_before_anything_is_sent(
     with pytest.raises(TypeError, match="int key"):
         d.enqueue("echo", {"counts": {200: 1}})
     await asyncio.sleep(0.3)
-    assert d._endpoint is not None and d._endpoint.pending(b"w1") == 0
+    peer = P.routing_id("w1", node.session)
+    assert d._endpoint is not None and d._endpoint.pending(peer) == 0
     assert d.snapshot()["in_flight"] == 0 and d.snapshot()["waiting"] == 0 and not d.core.jobs  # type: ignore[union-attr]
     assert node.stats["received"] == 0
     result = await asyncio.wait_for(d.enqueue("echo", {"text": "small"}), 10)

@@ -132,17 +132,15 @@ class SimDistributor:
 
     # port
     def send(self, peer: bytes, message: Any) -> None:
-        node = self.world.nodes.get(peer.decode())
+        name, session = P.parse_routing_id(peer)
+        node = self.world.nodes.get(name)
         msg = frozen(message)
-        if node is None or node.process is None:
-            if type(msg) is not P.Reset:
-                self.world.clock.at(
-                    self.world.clock.now, lambda: self.core.unreachable(peer.decode())
-                )
+        process = node.process if node is not None else None
+        if process is None or process.session != session:  # no such connection (ZeroMQ)
+            self.world.clock.at(self.world.clock.now, lambda: self.core.unreachable(peer))
             return
-        process = node.process
         self.world.net.deliver(
-            self.name, node.name, (self.name, node.name), lambda: process.receive(self.name, msg)
+            self.name, name, (self.name, name), lambda: process.receive(self.name, msg)
         )
 
     def feedback(self, job: JobState, fb: P.Feedback) -> None:
@@ -288,7 +286,7 @@ class Process:
             return
         dist = self.world.dists[link]
         msg = frozen(message)
-        peer = self.node.name.encode()
+        peer = P.routing_id(self.node.name, self.session)
         self.world.net.deliver(
             self.node.name,
             link,
