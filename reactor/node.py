@@ -478,7 +478,7 @@ class Node:
             if watchdog is None:
                 attempt = run_sync(entry, args, fresh)
             else:
-                watchdog.job_started(now, job.name, job.id)
+                watchdog.job_started(now, job)
                 watchdog.lock.release()  # def chains touch no socket: the watchdog may
                 try:
                     attempt = run_sync(entry, args, fresh)

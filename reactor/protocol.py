@@ -9,7 +9,7 @@ where the job runs, so the envelope can be checked cheaply with small limits.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import msgpack
@@ -53,7 +53,8 @@ FAILURE = 1
 CANCELLED = 2
 
 #: (job id, assignment number): one assignment of a job to a node, the fencing token of DESIGN §3.
-Ref = tuple[str, int]
+#: Sent as tuples or lists; decoded as 2-item lists (checked, not copied: acks come in thousands).
+Ref = Sequence[Any]
 
 #: Longest node name: a node's routing id is ``name/session`` and ZeroMQ caps routing ids at 255.
 MAX_NODE_NAME_LEN = 200
@@ -138,13 +139,13 @@ class Rejected(NamedTuple):
 class Parked(NamedTuple):
     """These jobs wait on a retry timer and no longer hold a run slot: (id, asg, attempts made)."""
 
-    items: list[tuple[str, int, int]]
+    items: list[Sequence[Any]]
 
 
 class HandBack(NamedTuple):
     """The node gives these jobs back unstarted: (id, asg, attempts made, seconds until due)."""
 
-    items: list[tuple[str, int, int, float]]
+    items: list[Sequence[Any]]
     reason: str
 
 
@@ -181,7 +182,7 @@ class Feedback(NamedTuple):
 class FeedbackAck(NamedTuple):
     """The distributor has handled these (job id, asg, seq) feedbacks."""
 
-    items: list[tuple[str, int, int]]
+    items: list[Sequence[Any]]
 
 
 class Heartbeat(NamedTuple):
@@ -301,22 +302,68 @@ def _is_error(v: Any) -> bool:
 
 
 def _is_tuples(*checks: Callable[[Any], bool]) -> Callable[[Any], bool]:
-    """A list of fixed-length arrays whose items pass ``checks``."""
+    """A list of fixed-length arrays whose items pass ``checks`` (for the rarer messages)."""
     n = len(checks)
 
     def check(v: Any) -> bool:
-        return type(v) is list and all(
-            type(i) is list and len(i) == n and all(c(x) for c, x in zip(checks, i, strict=True))
-            for i in v
-        )
+        if type(v) is not list:
+            return False
+        for item in v:
+            if type(item) is not list or len(item) != n:
+                return False
+            for c, x in zip(checks, item, strict=True):
+                if not c(x):
+                    return False
+        return True
 
     return check
+
+
+def _is_refs(v: Any) -> bool:
+    """A list of [job id, asg] (stored acks, cancels, revokes, syncs): checked inline, as these
+    come in thousands per frame."""
+    if type(v) is not list:
+        return False
+    for item in v:
+        if type(item) is not list or len(item) != 2:
+            return False
+        job_id, asg = item
+        if (
+            type(job_id) is not str
+            or len(job_id) > MAX_ID_LEN
+            or not job_id.isprintable()
+            or type(asg) is not int
+            or not 0 <= asg < 2**31
+        ):
+            return False
+    return True
+
+
+def _is_acks(v: Any) -> bool:
+    """A list of [job id, asg, seq] feedback acknowledgements, checked inline."""
+    if type(v) is not list:
+        return False
+    for item in v:
+        if type(item) is not list or len(item) != 3:
+            return False
+        job_id, asg, seq = item
+        if (
+            type(job_id) is not str
+            or len(job_id) > MAX_ID_LEN
+            or type(asg) is not int
+            or type(seq) is not int
+            or not 0 <= asg < 2**31
+            or not 0 <= seq < 2**31
+            or not job_id.isprintable()
+        ):
+            return False
+    return True
 
 
 _ID = _is_label(MAX_ID_LEN)
 _NAME = _is_label(MAX_NAME_LEN)
 _TEXT = _is_str(MAX_TEXT_LEN)
-_REFS = _is_tuples(_is_id, _is_count)
+_REFS = _is_refs
 
 
 def _is_args(v: Any) -> bool:
@@ -356,7 +403,7 @@ _register(HANDBACK_ACK, HandBackAck, _REFS)
 _register(CANCEL, Cancel, _REFS)
 _register(REVOKE, Revoke, _REFS)
 _register(FEEDBACK, Feedback, _ID, _is_count, _is_count, _is_count, _is_bool, _is_args, _is_error)
-_register(FEEDBACK_ACK, FeedbackAck, _is_tuples(_is_id, _is_count, _is_count))
+_register(FEEDBACK_ACK, FeedbackAck, _is_acks)
 _register(HEARTBEAT, Heartbeat, _ID, _is_bool, _is_num)
 _register(SYNC, Sync, _is_count, _REFS, _is_bool)
 _register(SYNC_REPLY, SyncReply, _is_count, _REFS, _is_bool)
@@ -437,8 +484,60 @@ class Codec:
         return messages, errors
 
 
+_COUNT_LIMIT = 2**31
+
+
+def _fast(item: list[Any]) -> Message | None:
+    """The two messages that come by the thousand, checked inline (the same checks as their
+    schema); None sends anything unusual down the general path, which explains what is wrong."""
+    kind = item[0]
+    if kind == FEEDBACK and len(item) == 8:
+        _, job_id, asg, seq, outcome, final, args, error = item
+        if (
+            type(job_id) is str
+            and type(asg) is int
+            and type(seq) is int
+            and type(outcome) is int
+            and type(final) is bool
+            and type(args) is bytes
+            and error is None
+            and len(job_id) <= MAX_ID_LEN
+            and 0 <= asg < _COUNT_LIMIT
+            and 0 <= seq < _COUNT_LIMIT
+            and 0 <= outcome < _COUNT_LIMIT
+            and job_id.isprintable()
+        ):
+            return Feedback(job_id, asg, seq, outcome, final, args, None)
+    elif kind == JOB and len(item) == 11:
+        _, job_id, asg, name, args, delay, run_at, period, defer, attempt, enqueued_at = item
+        if (
+            type(job_id) is str
+            and type(asg) is int
+            and type(name) is str
+            and type(args) is bytes
+            and period is None
+            and type(defer) is bool
+            and type(attempt) is int
+            and len(job_id) <= MAX_ID_LEN
+            and len(name) <= MAX_NAME_LEN
+            and 0 <= asg < _COUNT_LIMIT
+            and 0 <= attempt < _COUNT_LIMIT
+            and _is_delay(delay)
+            and _is_num(run_at)
+            and _is_num(enqueued_at)
+            and job_id.isprintable()
+            and name.isprintable()
+        ):
+            return Job(job_id, asg, name, args, delay, run_at, None, defer, attempt, enqueued_at)
+    return None
+
+
 def decode_message(item: Any) -> Message:
     """Check one decoded message against its schema and build its typed form."""
+    if type(item) is list and item:
+        fast = _fast(item)
+        if fast is not None:
+            return fast
     if type(item) is not list or not item or type(item[0]) is not int:
         raise ProtocolError("a message must be an array starting with its integer kind")
     spec = _SCHEMA.get(item[0])
@@ -455,12 +554,7 @@ def decode_message(item: Any) -> Message:
             raise ProtocolError(
                 f"{cls.__name__}.{field} has an invalid value of type {type(value).__name__}"
             )
-    if cls in _TUPLE_ITEMS:
-        index = 1 if cls is Sync else 0
-        values[index] = [tuple(i) for i in values[index]]
-    elif cls is SyncReply:
-        values[1] = [tuple(i) for i in values[1]]
-    elif cls is Feedback and values[6] is not None:
+    if cls is Feedback and values[6] is not None:
         values[6] = tuple(values[6])
     return cls(*values)  # type: ignore[no-any-return]
 

@@ -19,6 +19,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from reactor.record import JobRecord
+
 log = logging.getLogger("reactor.node")
 
 #: How often the watchdog looks at the loop.
@@ -51,8 +53,7 @@ class Watchdog:
         self.lock = threading.Lock()
         self.loop_beat = time.monotonic()  # the loop's own last heartbeat
         self.job_since = 0.0  # when the running def job started (0: none runs)
-        self.job_name = ""
-        self.job_id = ""
+        self.job: JobRecord | None = None
         self.handed_back = False  # this job's queue was handed back
         self._interval = interval
         self._beat = beat
@@ -60,7 +61,7 @@ class Watchdog:
         self._flush = flush
         self._hand_back_after = hand_back_after
         self._slow_warning = slow_warning
-        self._warned = False
+        self._warned_since = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="reactor-watchdog", daemon=True)
 
@@ -74,12 +75,10 @@ class Watchdog:
         self._stop.set()
         self._thread.join(timeout=5)
 
-    def job_started(self, now: float, name: str, job_id: str) -> None:
+    def job_started(self, now: float, job: JobRecord) -> None:
         """The loop is about to run a def job body (and release the lock)."""
         self.job_since = now
-        self.job_name = name
-        self.job_id = job_id
-        self._warned = False
+        self.job = job
 
     def job_ended(self) -> bool:
         """The body returned (the loop holds the lock again); True if its queue was handed back."""
@@ -90,15 +89,15 @@ class Watchdog:
     def _run(self) -> None:
         while not self._stop.wait(CHECK_EVERY):
             now = time.monotonic()
-            since = self.job_since
+            since, job = self.job_since, self.job
             held = now - since if since else 0.0
-            if since and held > self._slow_warning and not self._warned:
-                self._warned = True
+            if since and held > self._slow_warning and self._warned_since != since:
+                self._warned_since = since
                 log.warning(
                     "job %s (%r) has held node's loop for %.1fs; a def job blocks every "
                     "other job on its node: use async def or defer=True",
-                    self.job_id,
-                    self.job_name,
+                    job.id if job else "?",
+                    job.name if job else "?",
                     held,
                 )
             must_beat = now - self.loop_beat >= 1.5 * self._interval
@@ -116,8 +115,8 @@ class Watchdog:
                     if count:
                         log.warning(
                             "job %s (%r) holds node's loop: handed %d queued jobs back",
-                            self.job_id,
-                            self.job_name,
+                            job.id if job else "?",
+                            job.name if job else "?",
                             count,
                         )
                 if must_beat:

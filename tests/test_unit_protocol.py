@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgpack
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reactor import protocol as P
 from reactor.errors import MessageTooLargeError, ProtocolError
@@ -16,19 +20,19 @@ def test_round_trip_of_every_message_kind() -> None:
         P.Welcome(2, "127.0.0.1:5000", "sess", 1.0, 12.5, "node-sess"),
         P.Job("id1", 1, "job", b"\x80", 0.0, 0.0, None, False, 0, 1.5),
         P.Job("id2", 3, "job", b"\x81\xa1a\x01", 12.25, 0.0, 0.5, True, 2, 1.5),
-        P.Stored([("a", 1), ("b", 2)]),
-        P.Rejected([("a", 1)], "stopping"),
-        P.Parked([("a", 1, 2)]),
-        P.HandBack([("a", 1, 0, 2.5)], "stopping"),
-        P.HandBackAck([("a", 1)]),
-        P.Cancel([("a", 1)]),
-        P.Revoke([("a", 1)]),
+        P.Stored([["a", 1], ["b", 2]]),
+        P.Rejected([["a", 1]], "stopping"),
+        P.Parked([["a", 1, 2]]),
+        P.HandBack([["a", 1, 0, 2.5]], "stopping"),
+        P.HandBackAck([["a", 1]]),
+        P.Cancel([["a", 1]]),
+        P.Revoke([["a", 1]]),
         P.Feedback("id", 2, 3, P.FAILURE, True, b"\x80", ("NameError", "x", "tb")),
         P.Feedback("id", 1, 1, P.SUCCESS, False, b"\x80", None),
-        P.FeedbackAck([("a", 1, 1), ("b", 1, 2)]),
+        P.FeedbackAck([["a", 1, 1], ["b", 1, 2]]),
         P.Heartbeat("s", False, 3.5),
-        P.Sync(1, [("a", 1)], True),
-        P.SyncReply(1, [("a", 1)], False),
+        P.Sync(1, [["a", 1]], True),
+        P.SyncReply(1, [["a", 1]], False),
         P.Reset("why"),
         P.Refused("s", "NodeNameTaken", "held by host h pid 1"),
         P.Bye("s"),
@@ -53,7 +57,7 @@ def test_bad_messages_are_rejected_one_by_one() -> None:
         ]
     )
     decoded, errors = codec.decode(frame)
-    assert decoded == [P.Stored([("ok", 1)]), P.Heartbeat("s", True, 1.0)]
+    assert decoded == [P.Stored([["ok", 1]]), P.Heartbeat("s", True, 1.0)]
     assert len(errors) == 5
     assert any("unknown message kind 999" in str(e) for e in errors)
     assert any("Job takes 10 fields" in str(e) for e in errors)
@@ -115,5 +119,55 @@ def test_ids_and_names_with_control_characters_are_refused() -> None:
         ]
     )
     decoded, errors = codec.decode(frame)
-    assert decoded == [P.Stored([("fine-id", 1)])]
+    assert decoded == [P.Stored([["fine-id", 1]])]
     assert len(errors) == 3
+
+
+def _general_path(item: list[Any]) -> Any:
+    """decode_message without its fast path: the schema's own verdict."""
+    original = P._fast
+    P._fast = lambda item: None  # type: ignore[assignment]
+    try:
+        return P.decode_message(item)
+    except ProtocolError as exc:
+        return type(exc)
+    finally:
+        P._fast = original  # type: ignore[assignment]
+
+
+_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 2**31 + 1),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=4),
+    st.binary(max_size=4),
+    st.sampled_from(["j\nforged", "x" * 129, "n" * 257]),
+    st.lists(st.text(max_size=2), max_size=3),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    kind=st.sampled_from([P.JOB, P.FEEDBACK]),
+    values=st.lists(_values, min_size=6, max_size=11),
+    seed=st.lists(st.sampled_from([0, 1, 2]), min_size=11, max_size=11),
+)
+def test_fast_decoding_agrees_with_the_schema(
+    kind: int, values: list[Any], seed: list[int]
+) -> None:
+    # Start from a valid message and replace some fields, so both valid and invalid ones come up.
+    valid = (
+        [P.JOB, "id", 1, "job", b"\x80", 0.5, 0.0, None, False, 0, 1.5]
+        if kind == P.JOB
+        else [P.FEEDBACK, "id", 1, 2, P.SUCCESS, True, b"\x80", None]
+    )
+    item = list(valid)
+    for i, choice in enumerate(seed[1 : len(item)], start=1):
+        if choice == 2 and i - 1 < len(values):
+            item[i] = values[i - 1]
+    try:
+        fast: Any = P.decode_message(list(item))
+    except ProtocolError as exc:
+        fast = type(exc)
+    assert fast == _general_path(list(item))

@@ -209,7 +209,7 @@ class NodeCore:
         link.sync_id += 1
         link.sync_at = now
         link.synced = False
-        refs = [
+        refs: list[P.Ref] = [
             (j.id, j.asg)
             for j in self.jobs.values()
             if j.distributor == link.key and j.dsession == link.dsession
@@ -390,7 +390,7 @@ class NodeCore:
         feedback = link.feedback
         jobs = self.jobs
         for item in msg.items:
-            key = (item[0], item[1], item[2])
+            key = tuple(item)
             if feedback.pop(key, None) is None:
                 continue
             job = jobs.get(item[0])
