@@ -186,12 +186,14 @@ class FeedbackAck(NamedTuple):
 
 
 class Heartbeat(NamedTuple):
-    """I am alive. From a node: whether it takes jobs, and its clock (``stamp``); from the
-    distributor: the latest node clock it received (the node's lease runs from it)."""
+    """I am alive. From a node: whether it takes jobs, its clock (``stamp``) and its capacity
+    (so what its hello said is refreshed every interval); from the distributor: the latest node
+    clock it received (the node's lease runs from it) and capacity 0."""
 
     session: str
     accepting: bool
     stamp: float
+    capacity: int
 
 
 class Sync(NamedTuple):
@@ -404,7 +406,7 @@ _register(CANCEL, Cancel, _REFS)
 _register(REVOKE, Revoke, _REFS)
 _register(FEEDBACK, Feedback, _ID, _is_count, _is_count, _is_count, _is_bool, _is_args, _is_error)
 _register(FEEDBACK_ACK, FeedbackAck, _is_acks)
-_register(HEARTBEAT, Heartbeat, _ID, _is_bool, _is_num)
+_register(HEARTBEAT, Heartbeat, _ID, _is_bool, _is_num, _is_count)
 _register(SYNC, Sync, _is_count, _REFS, _is_bool)
 _register(SYNC_REPLY, SyncReply, _is_count, _REFS, _is_bool)
 _register(RESET, Reset, _TEXT)

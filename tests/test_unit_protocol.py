@@ -30,7 +30,7 @@ def test_round_trip_of_every_message_kind() -> None:
         P.Feedback("id", 2, 3, P.FAILURE, True, b"\x80", ("NameError", "x", "tb")),
         P.Feedback("id", 1, 1, P.SUCCESS, False, b"\x80", None),
         P.FeedbackAck([["a", 1, 1], ["b", 1, 2]]),
-        P.Heartbeat("s", False, 3.5),
+        P.Heartbeat("s", False, 3.5, 1024),
         P.Sync(1, [["a", 1]], True),
         P.SyncReply(1, [["a", 1]], False),
         P.Reset("why"),
@@ -53,11 +53,11 @@ def test_bad_messages_are_rejected_one_by_one() -> None:
             [P.STORED, "not a list of ids"],
             [P.STORED, [["no-asg"]]],
             [P.JOB, "id", "name"],
-            [P.HEARTBEAT, "s", True, 1.0],
+            [P.HEARTBEAT, "s", True, 1.0, 8],
         ]
     )
     decoded, errors = codec.decode(frame)
-    assert decoded == [P.Stored([["ok", 1]]), P.Heartbeat("s", True, 1.0)]
+    assert decoded == [P.Stored([["ok", 1]]), P.Heartbeat("s", True, 1.0, 8)]
     assert len(errors) == 5
     assert any("unknown message kind 999" in str(e) for e in errors)
     assert any("Job takes 10 fields" in str(e) for e in errors)

@@ -336,7 +336,7 @@ class DistributorCore:
         contender = node.contender
         if contender is None or contender.session != hello.session:
             node.contender = Contender(hello.session, now, hello.where)
-            self.port.send(node.peer, P.Heartbeat(self.session, True, node.echo))  # still there?
+            self.port.send(node.peer, P.Heartbeat(self.session, True, node.echo, 0))  # still there?
             log.warning(
                 "a second node says it is %s (%s) while %s is alive; waiting to see which is live",
                 node.name,
@@ -415,6 +415,8 @@ class DistributorCore:
             return
         if hb.stamp > node.echo:
             node.echo = hb.stamp
+        if hb.capacity != node.capacity:
+            node.capacity = max(1, hb.capacity)
         if node.accepting != hb.accepting:
             node.accepting = hb.accepting
             log.info("node %s %s new jobs", node.name, "takes" if hb.accepting else "does not take")
@@ -511,7 +513,7 @@ class DistributorCore:
                 self._gone(node)
         for node in self.router.nodes.values():
             if node.alive:
-                self.port.send(node.peer, P.Heartbeat(self.session, True, node.echo))
+                self.port.send(node.peer, P.Heartbeat(self.session, True, node.echo, 0))
                 if node.connected:
                     self._resend(node, now, everything=False)
         if self._cancelling:

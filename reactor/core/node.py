@@ -146,7 +146,7 @@ class NodeCore:
                     link.hello_at = now
                     self.port.send(link.key, self.hello(now))
                 continue
-            self.port.send(link.key, P.Heartbeat(self.session, self.accepting, now))
+            self.port.send(link.key, P.Heartbeat(self.session, self.accepting, now, self.capacity))
             for message in link.due_again(now, self.rto):
                 self.port.send(link.key, message)
             items = link.handbacks_due(now, self.rto)
@@ -159,7 +159,9 @@ class NodeCore:
         """Tell every welcomed distributor at once whether this node takes jobs."""
         for link in self.links.values():
             if link.welcomed:
-                self.port.send(link.key, P.Heartbeat(self.session, self.accepting, now))
+                self.port.send(
+                    link.key, P.Heartbeat(self.session, self.accepting, now, self.capacity)
+                )
 
     def _on_welcome(self, link: LinkState, msg: P.Welcome, now: float) -> None:
         if msg.version != P.PROTOCOL_VERSION or msg.node_session != self.session:
@@ -292,7 +294,7 @@ class NodeCore:
         if not link.welcomed:
             return  # sent before our hello was answered: it comes again
         if not self.accepting:
-            self.port.send(link.key, P.Heartbeat(self.session, False, now))
+            self.port.send(link.key, P.Heartbeat(self.session, False, now, self.capacity))
             why = "the node is stopping" if self.stopping else "the node cannot take jobs now"
             self.port.send(link.key, P.Rejected([(m.id, m.asg) for m in messages], why))
             return

@@ -120,7 +120,7 @@ def messages_strategy(ids: list[str], names: list[str], sessions: list[str]) -> 
             lambda v: [P.FEEDBACK_ACK, v],
             st.lists(st.tuples(an_id, count, count).map(list), max_size=4),
         ),
-        st.builds(lambda *v: [P.HEARTBEAT, *v], a_session, st.booleans(), num),
+        st.builds(lambda *v: [P.HEARTBEAT, *v], a_session, st.booleans(), num, count),
         st.builds(lambda *v: [P.SYNC, *v], count, refs, st.booleans()),
         st.builds(lambda *v: [P.SYNC_REPLY, *v], count, refs, st.booleans()),
         st.builds(lambda v: [P.RESET, v], text),

@@ -39,7 +39,9 @@ def schedule(world: World) -> None:
         at = rng.uniform(0.0, FAULT_PHASE - 1.0)
         name = rng.choice(names)
         node = world.nodes[name]
-        fault = rng.choice(["crash", "crash", "freeze", "freeze", "stop", "partition", "lose"])
+        fault = rng.choice(
+            ["crash", "crash", "freeze", "freeze", "stop", "partition", "lose", "twin"]
+        )
         if fault == "lose" and len(lost) + 2 <= len(names) and name not in lost:
             lost.add(name)
             clock.at(at, node.crash)
@@ -52,6 +54,9 @@ def schedule(world: World) -> None:
         elif fault == "stop":
             clock.at(at, node.stop)
             clock.at(at + rng.uniform(0.5, 6.0), lambda n=node: _restart(n, lost))
+        elif fault == "twin":
+            seconds = rng.uniform(0.5, 8.0)
+            clock.at(at, lambda n=node, s=seconds: n.start_twin(s))
         elif fault == "partition":
             pair = (rng.choice(world.distributors).name, name)
             clock.at(at, lambda p=pair: world.net.cut.add(p))

@@ -2,9 +2,10 @@
 
 Each seed plays a whole cluster (one or two distributors, two or three nodes with memory or
 durable storage) through message drops, duplicates, reordering, partitions, crashes, restarts,
-freezes, graceful stops and nodes lost for good, then heals everything and checks DESIGN §3's
-invariants. ``REACTOR_SIM_SEEDS`` sets how many seeds run (10,000 by default; fewer for a quick
-local run); a failing seed prints the command that replays it.
+freezes, graceful stops, nodes lost for good and second processes started under a live node's
+name, then heals everything and checks DESIGN §3's invariants. ``REACTOR_SIM_SEEDS`` sets how
+many seeds run (10,000 by default; fewer for a quick local run); a failing seed prints the command
+that replays it.
 """
 
 from __future__ import annotations

@@ -132,11 +132,10 @@ class SimDistributor:
 
     # port
     def send(self, peer: bytes, message: Any) -> None:
-        name, session = P.parse_routing_id(peer)
-        node = self.world.nodes.get(name)
+        name = P.parse_routing_id(peer)[0]
         msg = frozen(message)
-        process = node.process if node is not None else None
-        if process is None or process.session != session:  # no such connection (ZeroMQ)
+        process = self.world.processes.get(peer)
+        if process is None or not process.alive:  # no such connection (ZeroMQ)
             self.world.clock.at(self.world.clock.now, lambda: self.core.unreachable(peer))
             return
         self.world.net.deliver(
@@ -215,14 +214,21 @@ class Storage:
 
 
 class Process:
-    """One run of a node: its core, its timers and the jobs it is running."""
+    """One run of a node: its core, its timers and the jobs it is running.
 
-    def __init__(self, node: SimNode, incarnation: int) -> None:
+    A *twin* is a second process started under a live node's name (a misconfiguration the
+    distributor must refuse, or take as the node's restart once the first one is silent).
+    """
+
+    def __init__(self, node: SimNode, incarnation: int, *, twin: bool = False) -> None:
         self.node = node
         self.world = node.world
+        self.twin = twin
+        self.storage = Storage(False) if twin else node.storage
         self.alive = True
         self.frozen_until = 0.0
-        self.session = f"{node.name}-{incarnation}"
+        self.session = f"{node.name}-{'twin' if twin else ''}{incarnation}"
+        self.world.processes[P.routing_id(node.name, self.session)] = self
         config = Config(
             heartbeat_interval=INTERVAL,
             heartbeat_timeout=TIMEOUT,
@@ -249,7 +255,7 @@ class Process:
         self.kicked = False
         self.timer_at = float("inf")
         now = self.world.clock.now
-        records = [JobRecord.from_dict(dict(r)) for r in node.storage.records.values()]
+        records = [JobRecord.from_dict(dict(r)) for r in self.storage.records.values()]
         unfinished = [r for r in records if r.status in ("new", "in progress", "queued", "error")]
         self.core.resume(unfinished, now, EPOCH + now)
         self.core.started = True
@@ -270,7 +276,7 @@ class Process:
     def _tick(self) -> None:
         self.core.tick(self.world.clock.now)
         self.later(self.world.clock.now + INTERVAL, self._tick)
-        if self.node.stopping and self.core.settled:
+        if self.node.stopping and not self.twin and self.core.settled:
             self.node.finish_stop()
 
     def receive(self, dist: str, msg: Any) -> None:
@@ -297,7 +303,7 @@ class Process:
     def store(self, link: str, records: list[JobRecord]) -> bool:
         """Durable: written with the next batch, in order with every earlier write (as Redis
         storage coalesces them), and acknowledged once that batch is written."""
-        if not self.node.storage.durable:
+        if not self.storage.durable:
             return True
         for r in records:
             self.pending_writes.append(("add", r.id, r))
@@ -322,7 +328,7 @@ class Process:
         self.flush_armed = False
         writes, self.pending_writes = self.pending_writes, []
         acks, self.acks = self.acks, []
-        storage = self.node.storage
+        storage = self.storage
         for kind, job_id, record in writes:
             if kind == "remove":
                 storage.drop(job_id)
@@ -333,11 +339,11 @@ class Process:
             self.core.stored(link, records, self.world.clock.now)
 
     def exists(self, records: list[JobRecord]) -> list[bool] | None:
-        if not self.node.storage.durable:
+        if not self.storage.durable:
             return [True] * len(records)
         pending = {w[1]: w[0] for w in self.pending_writes}
         return [
-            pending.get(r.id, "add" if r.id in self.node.storage.records else "remove") != "remove"
+            pending.get(r.id, "add" if r.id in self.storage.records else "remove") != "remove"
             for r in records
         ]
 
@@ -389,7 +395,10 @@ class Process:
 
     def refused(self, link: str, kind: str, reason: str) -> None:
         self.world.refusals.append((self.node.name, self.session, kind))
-        self.node.crash()
+        if self.twin or self.node.process is not self:
+            self.alive = False  # the refused process exits
+        else:
+            self.node.crash()
 
 
 class SimNode:
@@ -404,6 +413,7 @@ class SimNode:
         self.incarnation = 0
         self.stopping = False
         self.restart_pending = False
+        self.twins = 0
         self.start()
 
     def start(self) -> None:
@@ -422,6 +432,12 @@ class SimNode:
             self.process = None
             if not self.storage.durable:
                 self.storage.records.clear()
+
+    def start_twin(self, seconds: float) -> None:
+        """Start a second process under this name, killed after ``seconds``."""
+        self.twins += 1
+        twin = Process(self, self.twins, twin=True)
+        self.world.clock.at(self.world.clock.now + seconds, lambda: setattr(twin, "alive", False))
 
     def freeze(self, seconds: float) -> None:
         if self.process is not None:
@@ -460,6 +476,7 @@ class World:
         self.runs: dict[str, Run] = {}
         self.refusals: list[tuple[str, str, str]] = []
         self.lost: set[str] = set()
+        self.processes: dict[bytes, Process] = {}
         self.distributors = [SimDistributor(self, f"d{i}") for i in range(rng.choice([1, 1, 2]))]
         self.dists = {d.name: d for d in self.distributors}
         self.nodes: dict[str, SimNode] = {}
