@@ -462,26 +462,47 @@ class SimNode:
 class World:
     """Distributors, nodes and the network of one seeded run."""
 
-    def __init__(self, seed: int) -> None:
+    def __init__(
+        self,
+        seed: int,
+        *,
+        distributors: int | None = None,
+        nodes: list[tuple[str, bool, int]] | None = None,
+        faults: Faults | None = None,
+    ) -> None:
+        """A random cluster for ``seed``, or the one given (scripted scenarios).
+
+        Args:
+            seed: seeds every random choice of the run.
+            distributors: how many distributors (random when None).
+            nodes: (name, durable, capacity) of each node (random when None).
+            faults: the network's faults (random when None).
+        """
         self.seed = seed
         self.rng = random.Random(seed)
         self.clock = Clock()
         rng = self.rng
-        faults = Faults(
-            drop=rng.choice([0.0, 0.0, 0.01, 0.05]),
-            duplicate=rng.choice([0.0, 0.0, 0.02]),
-            reorder=rng.choice([0.0, 0.0, 0.0, 0.02]),
-        )
+        if faults is None:
+            faults = Faults(
+                drop=rng.choice([0.0, 0.0, 0.01, 0.05]),
+                duplicate=rng.choice([0.0, 0.0, 0.02]),
+                reorder=rng.choice([0.0, 0.0, 0.0, 0.02]),
+            )
         self.net = Network(self.clock, rng, faults)
         self.runs: dict[str, Run] = {}
         self.refusals: list[tuple[str, str, str]] = []
         self.lost: set[str] = set()
         self.processes: dict[bytes, Process] = {}
-        self.distributors = [SimDistributor(self, f"d{i}") for i in range(rng.choice([1, 1, 2]))]
+        count = rng.choice([1, 1, 2]) if distributors is None else distributors
+        self.distributors = [SimDistributor(self, f"d{i}") for i in range(count)]
         self.dists = {d.name: d for d in self.distributors}
         self.nodes: dict[str, SimNode] = {}
-        for i in range(rng.choice([2, 3, 3])):
-            name = f"n{i}"
-            self.nodes[name] = SimNode(
-                self, name, durable=rng.random() < 0.5, capacity=rng.choice([1, 2, 8])
-            )
+        if nodes is None:
+            for i in range(rng.choice([2, 3, 3])):
+                name = f"n{i}"
+                self.nodes[name] = SimNode(
+                    self, name, durable=rng.random() < 0.5, capacity=rng.choice([1, 2, 8])
+                )
+        else:
+            for name, durable, capacity in nodes:
+                self.nodes[name] = SimNode(self, name, durable=durable, capacity=capacity)
