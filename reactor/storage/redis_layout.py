@@ -68,6 +68,17 @@ redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
 redis.call('SREM', KEYS[4], ARGV[1])
 return 1
 """
+#: Forget ``job-node`` entries (KEYS[1]) of ids (ARGV[2..]) only where they still name this node
+#: (ARGV[1]): the job may have been reassigned to another node since.
+UNMAP_LUA: Final = """
+local n = 0
+for i = 2, #ARGV do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[1] then
+    n = n + redis.call('HDEL', KEYS[1], ARGV[i])
+  end
+end
+return n
+"""
 #: How long a destroyed job's tombstone lives: longer than any timer a node arms in practice.
 TOMBSTONE_TTL: Final = 7 * 24 * 3600
 

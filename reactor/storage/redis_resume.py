@@ -17,12 +17,14 @@ from reactor.storage.redis_errors import POISON, classify, describe
 from reactor.storage.redis_layout import (
     _CHUNK,
     QUARANTINE_LUA,
+    UNMAP_LUA,
     check_record,
     index_key,
     job_key,
     job_node_key,
     quarantine_key,
     quarantined_key,
+    tombstone_key,
 )
 
 log = logging.getLogger("reactor.storage")
@@ -34,7 +36,7 @@ async def quarantine(client: Client, prefix: str, node: str, job_id: str, reason
     """Move ``job_id``'s raw key aside and out of the node's indexes.
 
     The node's own keys move in one script (one Cluster slot); ``job-node`` lives in another
-    slot and is updated by a separate command.
+    slot and is updated by a separate command, only where it still names this node.
     """
     keys = (
         job_key(prefix, node, job_id),
@@ -43,7 +45,7 @@ async def quarantine(client: Client, prefix: str, node: str, job_id: str, reason
         index_key(prefix, node),
     )
     await client.eval(QUARANTINE_LUA, len(keys), *keys, job_id, reason)
-    await client.hdel(job_node_key(prefix), job_id)
+    await client.eval(UNMAP_LUA, 1, job_node_key(prefix), node, job_id)
     log.warning(
         "quarantined the record of job %s of node %s (%s): it is kept as %s",
         job_id,
@@ -64,6 +66,7 @@ async def load_unfinished(
     found: list[JobRecord] = []
     seen: set[bytes] = set()
     chunk: list[bytes] = []
+    stale: list[str] = []
 
     async def load(ids: list[bytes]) -> None:
         pipe = client.pipeline(transaction=False)
@@ -81,7 +84,9 @@ async def load_unfinished(
             if record is not None:
                 if record.status in UNFINISHED:
                     found.append(record)
-            elif reason != "missing":  # an index entry whose hash was deleted: nothing to save
+            elif reason == "missing":  # a removal cut short between DEL and SREM
+                stale.append(job_id)
+            else:
                 await quarantine(client, prefix, node, job_id, reason)
                 report(None, job_id, reason)
 
@@ -94,5 +99,21 @@ async def load_unfinished(
             chunk = []
     if chunk:
         await load(chunk)
+    if stale:
+        pipe = client.pipeline(transaction=False)
+        for job_id in stale:
+            pipe.exists(tombstone_key(prefix, node, job_id))
+        lost = [
+            job_id for job_id, dead in zip(stale, await pipe.execute(), strict=True) if not dead
+        ]
+        await client.srem(index_key(prefix, node), *stale)
+        if lost:
+            log.warning(
+                "%d records of node %s vanished without a destroy (evicted, or deleted by "
+                "hand): %s",
+                len(lost),
+                node,
+                ", ".join(lost[:10]) + (" ..." if len(lost) > 10 else ""),
+            )
     found.sort(key=lambda job: job.run_at)
     return found

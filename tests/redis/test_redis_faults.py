@@ -256,8 +256,9 @@ async def test_add_stores_the_good_jobs_and_names_the_poisoned_ones(
 
 
 async def test_corrupt_records_are_quarantined_at_resume(
-    redis_url: str, open_redis: Opener
+    redis_url: str, open_redis: Opener, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="reactor.storage")
     storage = await open_redis(redis_url)
     await storage.add(
         [make_job(f"ok-{i}") for i in range(3)] + [make_job(f"x{i}") for i in range(4)]
@@ -269,21 +270,27 @@ async def test_corrupt_records_are_quarantined_at_resume(
         client.hdel(f"{key}x1", "name")
         client.hset(f"{key}x2", "run_at", "soon")
         client.hset(f"{key}x3", "status", "sleeping")
+        client.delete(f"{key}ok-2")  # vanished (evicted): its index entry is dropped
+        client.hset(f"{key}ok-1", "status", "in progress")
+        client.hset("reactor:job-node", "x3", "worker_2")  # reassigned since: keep that entry
     restarted = await open_redis(redis_url)
     poisoned = collect(restarted)
     resumed = await asyncio.wait_for(restarted.unfinished(), 5)
-    assert sorted(j.id for j in resumed) == ["ok-0", "ok-1", "ok-2"]
+    assert sorted(j.id for j in resumed) == ["ok-0", "ok-1"]
     assert sorted(i for _r, i, _w in poisoned) == ["x0", "x1", "x2", "x3"]
     with RedisMonitor(redis_url) as monitor:
         shown = monitor.quarantined("worker_1")
-        assert monitor.node_of("x0") is None
+        assert monitor.node_of("x0") is None and monitor.node_of("x3") == "worker_2"
+    with redis.Redis.from_url(redis_url) as client:
+        assert client.smembers("reactor:{worker_1}:jobs") == {b"ok-0", b"ok-1"}
+    assert "1 records of node worker_1 vanished without a destroy" in caplog.text
     assert set(shown) == {"x0", "x1", "x2", "x3"}
     assert "WRONGTYPE" in shown["x0"]["reason"] and shown["x0"]["raw"] == "a string"
     assert shown["x1"]["reason"] == "no name field" and shown["x1"]["raw"]["id"] == "x1"
     assert "undecodable" in shown["x2"]["reason"] and shown["x2"]["type"] == "hash"
     assert "sleeping" in shown["x3"]["reason"]
     again = await open_redis(redis_url)
-    assert len(await again.unfinished()) == 3  # the next restart is clean
+    assert len(await again.unfinished()) == 2  # the next restart is clean
     assert collect(again) == []
 
 
