@@ -18,6 +18,7 @@ from reactor.storage.redis_layout import (
     _ADD_SHA,
     _CHUNK,
     _REMOVE,
+    _UNMAP_SHA,
     _UPDATE,
     _UPDATE_SHA,
     _pack,
@@ -132,4 +133,5 @@ def queue_writes(
     if removed:
         pipe.delete(*(job_key(prefix, node, job_id) for job_id in removed))
         pipe.srem(node_index, *removed)
-        pipe.hdel(job_node_key(prefix), *removed)
+        # Only where job-node still names this node: the job may have been reassigned since.
+        pipe.execute_command("EVALSHA", _UNMAP_SHA, 1, job_node_key(prefix), node, *removed)

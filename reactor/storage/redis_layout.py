@@ -53,21 +53,6 @@ for i, key in ipairs(KEYS) do
 end
 return n
 """
-_SCRIPTS: Final = {
-    hashlib.sha1(body.encode(), usedforsecurity=False).hexdigest(): body
-    for body in (_ADD_LUA, _UPDATE_LUA)
-}
-_ADD_SHA, _UPDATE_SHA = _SCRIPTS
-_CHUNK: Final = 1000
-_ADD, _UPDATE, _REMOVE = 0, 1, 2
-#: Move one corrupt record aside, in the node's slot. KEYS: the job's key, its quarantined
-#: copy, the quarantine hash, the node's index; ARGV: the job id, why.
-QUARANTINE_LUA: Final = """
-if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('RENAME', KEYS[1], KEYS[2]) end
-redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
-redis.call('SREM', KEYS[4], ARGV[1])
-return 1
-"""
 #: Forget ``job-node`` entries (KEYS[1]) of ids (ARGV[2..]) only where they still name this node
 #: (ARGV[1]): the job may have been reassigned to another node since.
 UNMAP_LUA: Final = """
@@ -78,6 +63,21 @@ for i = 2, #ARGV do
   end
 end
 return n
+"""
+_SCRIPTS: Final = {
+    hashlib.sha1(body.encode(), usedforsecurity=False).hexdigest(): body
+    for body in (_ADD_LUA, _UPDATE_LUA, UNMAP_LUA)
+}
+_ADD_SHA, _UPDATE_SHA, _UNMAP_SHA = _SCRIPTS
+_CHUNK: Final = 1000
+_ADD, _UPDATE, _REMOVE = 0, 1, 2
+#: Move one corrupt record aside, in the node's slot. KEYS: the job's key, its quarantined
+#: copy, the quarantine hash, the node's index; ARGV: the job id, why.
+QUARANTINE_LUA: Final = """
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('RENAME', KEYS[1], KEYS[2]) end
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+redis.call('SREM', KEYS[4], ARGV[1])
+return 1
 """
 #: How long a destroyed job's tombstone lives: longer than any timer a node arms in practice.
 TOMBSTONE_TTL: Final = 7 * 24 * 3600

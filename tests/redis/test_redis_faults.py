@@ -323,3 +323,22 @@ async def test_destroy_all_jobs_for_a_node_leaves_tombstones(
     with RedisMonitor(redis_url) as monitor:
         assert monitor.destroy_all_jobs_for("worker_1") == 5
     assert await storage.tombstoned(jobs) == [True] * 5
+
+
+async def test_a_corrupt_index_key_is_named_unavailability_until_fixed(
+    redis_url: str, open_redis: Opener, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="reactor.storage")
+    storage = await open_redis(redis_url)
+    await storage.add([make_job("a")])
+    with redis.Redis.from_url(redis_url) as client:
+        client.delete("reactor:{worker_1}:jobs")
+        client.set("reactor:{worker_1}:jobs", "oops")  # no job explains this one: not poison
+        with pytest.raises(StorageUnavailableError, match="WRONGTYPE"):
+            await asyncio.wait_for(storage.add([make_job("b")]), 5)
+        await async_wait_until(lambda: "key reactor:{worker_1}:jobs holds" in caplog.text, 5)
+        assert not storage.available
+        client.delete("reactor:{worker_1}:jobs")
+    await asyncio.wait_for(storage.wait_available(), 5)
+    await storage.add([make_job("c")])
+    assert await storage.exists([make_job("c")]) == [True]

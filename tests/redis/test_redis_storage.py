@@ -252,3 +252,16 @@ async def test_ten_thousand_jobs(redis_url: str, open_redis: Opener) -> None:
     print(f"unfinished(): {len(resumed):,} of 11,000 stored jobs in {took:.3f}s")
     assert {j.id for j in resumed} == {j.id for j in jobs[:10_000]}
     assert [j.run_at for j in resumed] == sorted(j.run_at for j in resumed)
+
+
+async def test_removing_a_job_reassigned_elsewhere_keeps_its_new_mapping(
+    redis_url: str, open_redis: Opener
+) -> None:
+    old, new = await open_redis(redis_url, "old"), await open_redis(redis_url, "new")
+    job = make_job("moved")
+    await old.add([job])
+    await new.add([make_job("moved")])  # the lost node's job, reassigned
+    old.remove(job)  # the old node comes back and drops its stale copy
+    await old.flush()
+    with RedisMonitor(redis_url) as monitor:
+        assert monitor.node_of("moved") == "new"
