@@ -134,7 +134,13 @@ class Availability:
                     await asyncio.sleep(self._stable_interval)
                 await self._probe()
 
-        await self._retry().call_with_retry(stably, failed)
+        while True:
+            try:
+                await self._retry().call_with_retry(stably, failed)
+                break
+            except Exception:  # a client bug must not leave the storage down for good
+                log.exception("probing Redis at %s failed unexpectedly", self._shown_url)
+                await asyncio.sleep(self._cap)
         log.info("Redis at %s takes writes again", self._shown_url)
         self._up.set()
 
