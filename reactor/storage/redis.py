@@ -59,11 +59,12 @@ from reactor.storage.redis_batch import (
     _Ack,
     _BatchFailedError,
     _Op,
+    find_poisoned,
     queue_writes,
 )
-from reactor.storage.redis_errors import AUTH, DOWN, NOSCRIPT, POISON, classify
+from reactor.storage.redis_errors import AUTH, DOWN, NOSCRIPT, classify
 from reactor.storage.redis_errors import describe as _describe
-from reactor.storage.redis_health import Availability, check_eviction
+from reactor.storage.redis_health import Availability, check_eviction, probe_writes
 from reactor.storage.redis_layout import (
     _ADD,
     _REMOVE,
@@ -73,9 +74,6 @@ from reactor.storage.redis_layout import (
     encode_record,
     index_key,
     job_key,
-    job_node_key,
-    nodes_key,
-    probe_key,
     safe_url,
     tombstone_key,
 )
@@ -267,26 +265,7 @@ class RedisStorage(Storage):
             await self._detect_cluster()
         except (OSError, RedisClusterException) as exc:
             raise RedisConnectionError(_describe(exc)) from exc
-        shared = {self._index: b"set", job_node_key(self.prefix): b"hash"}
-        shared[nodes_key(self.prefix)] = b"set"
-        try:
-            pipe = self._redis.pipeline(transaction=False)
-            probe = probe_key(self.prefix, self._node)
-            pipe.set(probe, b"1", px=2000)  # refused by a replica (READONLY), OOM, an ACL
-            pipe.delete(probe)
-            for key in shared:
-                pipe.type(key)
-            replies = await pipe.execute()
-            for body in _SCRIPTS.values():  # to every primary of a Cluster
-                await self._redis.script_load(body)
-        except (OSError, RedisClusterException) as exc:  # not RedisErrors: make them retryable
-            raise RedisConnectionError(_describe(exc)) from exc
-        for (key, wanted), found in zip(shared.items(), replies[-len(shared) :], strict=True):
-            if found not in (wanted, b"none", wanted.decode(), "none"):
-                raise ResponseError(
-                    f"WRONGTYPE key {key} holds a {found!r}, not a {wanted.decode()}: "
-                    "rename or delete it"
-                )
+        await probe_writes(self._redis, self.prefix, self._node)
 
     def _mark_down(self, exc: BaseException) -> None:
         assert self._health is not None
@@ -457,21 +436,10 @@ class RedisStorage(Storage):
         harmless. Returns ``{job_id: reason}`` for the jobs whose own write fails.
         """
         assert self._redis is not None
-        pipe = self._redis.pipeline(transaction=False)
-        ids = [job_id for job_id, op in ops.items() if op.kind != _REMOVE and op.job is not None]
-        for job_id in ids:
-            self._queue_writes(pipe, {job_id: ops[job_id]}, index=False)
         try:
-            results = await pipe.execute(raise_on_error=False)
+            return await find_poisoned(self._redis, self.prefix, self._node, ops, rows=self._rows)
         except Exception as exc:
             raise _BatchFailedError(exc) from exc
-        culprits: dict[str, str] = {}
-        for job_id, result in zip(ids, results, strict=True):
-            if isinstance(result, Exception):
-                if classify(result) != POISON:
-                    raise _BatchFailedError(result)
-                culprits[job_id] = _describe(result)
-        return culprits
 
     def _rows(self, ops: list[tuple[str, _Op]]) -> list[tuple[list[bytes | str], list[str]]]:
         """The encoded records of ``ops`` (a seam tests use to write a malformed row)."""

@@ -12,7 +12,7 @@ from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 
 from reactor.errors import PoisonedRecordsError
 from reactor.record import JobRecord
-from reactor.storage.redis_errors import describe
+from reactor.storage.redis_errors import POISON, classify, describe
 from reactor.storage.redis_layout import (
     _ADD,
     _ADD_SHA,
@@ -135,3 +135,31 @@ def queue_writes(
         pipe.srem(node_index, *removed)
         # Only where job-node still names this node: the job may have been reassigned since.
         pipe.execute_command("EVALSHA", _UNMAP_SHA, 1, job_node_key(prefix), node, *removed)
+
+
+async def find_poisoned(
+    client: Client, prefix: str, node: str, ops: dict[str, _Op], *, rows: Rows
+) -> dict[str, str]:
+    """Write each job's record alone (one script call per job) to find the ones that fail.
+
+    The scripts are idempotent, so writing the good jobs here and again with the batch is
+    harmless.
+
+    Returns:
+        ``{job_id: reason}`` for the jobs whose own write fails.
+
+    Raises:
+        RedisError: a failure that is not one job's fault (Redis went unavailable).
+    """
+    pipe = client.pipeline(transaction=False)
+    ids = [job_id for job_id, op in ops.items() if op.kind != _REMOVE and op.job is not None]
+    for job_id in ids:
+        queue_writes(pipe, prefix, node, {job_id: ops[job_id]}, rows=rows, index=False)
+    results = await pipe.execute(raise_on_error=False)
+    culprits: dict[str, str] = {}
+    for job_id, result in zip(ids, results, strict=True):
+        if isinstance(result, Exception):
+            if classify(result) != POISON:
+                raise result
+            culprits[job_id] = describe(result)
+    return culprits

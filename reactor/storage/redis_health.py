@@ -17,11 +17,12 @@ from collections.abc import Awaitable, Callable
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from reactor.storage.redis_batch import Client
 from reactor.storage.redis_errors import AUTH, classify, describe
+from reactor.storage.redis_layout import _SCRIPTS, index_key, job_node_key, nodes_key, probe_key
 
 log = logging.getLogger("reactor.storage")
 
@@ -194,3 +195,33 @@ async def check_eviction(client: Client, shown_url: str) -> None:
 
 def _text(value: object) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+async def probe_writes(client: Client, prefix: str, node: str) -> None:
+    """One write round trip, which also reloads the scripts a restarted Redis forgot.
+
+    Raises:
+        RedisError: Redis refused (READONLY, OOM, NOPERM, ...), or one of the shared index keys
+            holds the wrong type (no batch could be written: a human must fix it). Socket and
+            Cluster-client failures are raised as redis ``ConnectionError`` so they are retried.
+    """
+    shared = {index_key(prefix, node): b"set", job_node_key(prefix): b"hash"}
+    shared[nodes_key(prefix)] = b"set"
+    try:
+        pipe = client.pipeline(transaction=False)
+        probe = probe_key(prefix, node)
+        pipe.set(probe, b"1", px=2000)  # refused by a replica (READONLY), OOM, an ACL
+        pipe.delete(probe)
+        for key in shared:
+            pipe.type(key)
+        replies = await pipe.execute()
+        for body in _SCRIPTS.values():  # to every primary of a Cluster
+            await client.script_load(body)
+    except (OSError, RedisClusterException) as exc:  # not RedisErrors: make them retryable
+        raise RedisConnectionError(describe(exc)) from exc
+    for (key, wanted), found in zip(shared.items(), replies[-len(shared) :], strict=True):
+        if found not in (wanted, b"none", wanted.decode(), "none"):
+            raise ResponseError(
+                f"WRONGTYPE key {key} holds a {found!r}, not a {wanted.decode()}: "
+                "rename or delete it"
+            )
