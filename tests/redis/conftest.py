@@ -18,13 +18,13 @@ _DATABASES = 256
 _next_db = itertools.count(1)
 
 
-def require_redis_server() -> None:
-    """Skip when redis-server is missing, but fail under ``CI=true``: CI must run these."""
-    if redis_server_available():
+def require_redis_server(executable: str = "redis-server") -> None:
+    """Skip when ``executable`` is missing, but fail under ``CI=true``: CI must run these."""
+    if redis_server_available(executable):
         return
     if os.environ.get("CI") == "true":
-        pytest.fail("redis-server is not on PATH, and CI=true requires the Redis tests to run")
-    pytest.skip("redis-server is not on PATH")
+        pytest.fail(f"{executable} is not on PATH, and CI=true requires the Redis tests to run")
+    pytest.skip(f"{executable} is not on PATH")
 
 
 @pytest.fixture(scope="session")
@@ -49,6 +49,7 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
 def redis_cluster() -> Iterator[RedisClusterServers]:
     """A 3-master Redis Cluster on free loopback ports for the whole session."""
     require_redis_server()
+    require_redis_server("redis-cli")  # creates the cluster
     with RedisClusterServers() as cluster:
         yield cluster
 
