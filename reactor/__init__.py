@@ -22,9 +22,11 @@ from reactor.errors import (
     MessageTooLargeError,
     NodeNameTaken,
     NoSuchJob,
+    PoisonedRecordsError,
     ProtocolError,
     ReactorError,
     RemoteError,
+    StorageAuthError,
     StorageUnavailableError,
     TimeLimitExceeded,
 )
@@ -53,9 +55,11 @@ __all__ = [
     "NodeNameTaken",
     "NoSuchJob",
     "Node",
+    "PoisonedRecordsError",
     "ProtocolError",
     "ReactorError",
     "RemoteError",
+    "StorageAuthError",
     "StorageUnavailableError",
     "TimeLimitExceeded",
     # facade

@@ -8,6 +8,8 @@ Tree::
     ├── MessageTooLargeError (also ValueError)         a job or message over the size limit
     ├── BackPressureError                              the distributor's waiting buffer is full
     ├── StorageUnavailableError (also ConnectionError) the job storage cannot be reached
+    ├── StorageAuthError                               the job storage refused our credentials
+    ├── PoisonedRecordsError                           storage could not write some jobs' records
     ├── JobFailed                                      a job ended in error (``handle.result()``)
     ├── JobCancelledError                              a job was cancelled by ``handle.cancel()``
     ├── JobTimeoutError (also TimeoutError)            ``handle.result(timeout)`` ran out
@@ -50,6 +52,29 @@ class BackPressureError(ReactorError):
 
 class StorageUnavailableError(ReactorError, ConnectionError):
     """The node's job storage cannot be reached; the node stops acknowledging jobs until it can."""
+
+
+class StorageAuthError(ReactorError):
+    """The job storage refused the node's credentials (wrong password, NOAUTH, an ACL user
+    without the permissions it needs). Raised at once by ``start()``: retrying cannot help.
+    """
+
+
+class PoisonedRecordsError(ReactorError):
+    """Storage wrote a batch of new jobs except these, whose keys hold data it cannot write over.
+
+    ``Storage.add()`` raises it after the other jobs of the call are stored (and may be
+    acknowledged); the jobs named here are not stored and must be refused.
+
+    Attributes:
+        failed: job id -> why its record could not be written.
+    """
+
+    def __init__(self, failed: dict[str, str]) -> None:
+        shown = ", ".join(f"{job_id} ({why})" for job_id, why in list(failed.items())[:5])
+        more = f" and {len(failed) - 5} more" if len(failed) > 5 else ""
+        super().__init__(f"could not store {len(failed)} job(s): {shown}{more}")
+        self.failed = failed
 
 
 class NoSuchJob(ReactorError):

@@ -20,12 +20,16 @@ from reactor.errors import ProtocolError, StorageUnavailableError
 from reactor.protocol import unpack_args
 from reactor.record import STATUSES, UNFINISHED
 from reactor.storage.redis_layout import (
+    TOMBSTONE_TTL,
     decode_record,
     index_key,
     job_key,
     job_node_key,
     nodes_key,
+    quarantine_key,
+    quarantined_key,
     safe_url,
+    tombstone_key,
 )
 
 __all__ = ["RedisMonitor"]
@@ -154,6 +158,9 @@ class RedisMonitor:
     def destroy(self, job_id: str) -> bool:
         """Delete the job's record; a deferred or periodic job then never runs again.
 
+        A tombstone (``{prefix}:{<node>}:destroyed:<id>``, kept 7 days) is written first, so the
+        node reads the missing record as a cancellation, not as a lost record.
+
         Returns:
             Whether a record was deleted.
         """
@@ -162,17 +169,18 @@ class RedisMonitor:
             return False
         try:
             pipe = self.redis.pipeline(transaction=False)
+            pipe.set(tombstone_key(self.prefix, node, job_id), b"1", ex=TOMBSTONE_TTL)
             pipe.delete(job_key(self.prefix, node, job_id))
             pipe.srem(index_key(self.prefix, node), job_id)
             pipe.hdel(job_node_key(self.prefix), job_id)
-            deleted, _removed, _unmapped = pipe.execute()
+            _tomb, deleted, _removed, _unmapped = pipe.execute()
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise self._down(exc) from exc
         log.info("destroyed job %s of node %s", job_id, node)
         return bool(deleted)
 
     def destroy_all_jobs_for(self, node: str) -> int:
-        """Delete every job record of ``node`` (exactly that node).
+        """Delete every job record of ``node`` (exactly that node), leaving tombstones.
 
         Returns:
             How many records were deleted.
@@ -181,14 +189,57 @@ class RedisMonitor:
         try:
             for chunk in self._ids(node):
                 pipe = self.redis.pipeline(transaction=False)
+                for job_id in chunk:
+                    pipe.set(tombstone_key(self.prefix, node, job_id), b"1", ex=TOMBSTONE_TTL)
                 pipe.delete(*(job_key(self.prefix, node, job_id) for job_id in chunk))
                 pipe.srem(index_key(self.prefix, node), *chunk)
                 pipe.hdel(job_node_key(self.prefix), *chunk)
-                deleted += int(pipe.execute()[0])
+                deleted += int(pipe.execute()[len(chunk)])
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise self._down(exc) from exc
         log.info("destroyed %d jobs of node %s", deleted, node)
         return deleted
+
+    def quarantined(self, node: str) -> dict[str, dict[str, Any]]:
+        """The records of ``node`` its storage moved aside as corrupt.
+
+        Returns:
+            ``{job_id: {"reason": why, "type": the raw key's Redis type, "raw": its content}}``;
+            ``raw`` is the hash's fields (or the string, list, set) with bytes decoded where they
+            are text, None once the raw key was deleted.
+        """
+        try:
+            reasons = self.redis.hgetall(quarantine_key(self.prefix, node))
+            found: dict[str, dict[str, Any]] = {}
+            for job_id, reason in sorted(reasons.items()):
+                key = quarantined_key(self.prefix, node, _text(job_id))
+                kind = _text(self.redis.type(key))
+                readers: dict[str, Any] = {
+                    "hash": self.redis.hgetall,
+                    "string": self.redis.get,
+                    "list": lambda k: self.redis.lrange(k, 0, -1),
+                    "set": self.redis.smembers,
+                    "zset": lambda k: self.redis.zrange(k, 0, -1, withscores=True),
+                }
+                raw = readers[kind](key) if kind in readers else None
+                found[_text(job_id)] = {"reason": _text(reason), "type": kind, "raw": _plain(raw)}
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise self._down(exc) from exc
+        return found
+
+
+def _plain(value: Any) -> Any:
+    """Bytes decoded where they are UTF-8 text, inside dicts, lists and sets too."""
+    if isinstance(value, bytes):
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            return value
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | set | tuple):
+        return [_plain(item) for item in value]
+    return value
 
 
 def _text(value: bytes | str) -> str:

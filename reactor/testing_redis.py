@@ -1,5 +1,7 @@
 """Throwaway redis-server processes for tests: free loopback port, AOF in a temp dir, kill/restart.
 
+Also a throwaway 3-master Redis Cluster (:class:`RedisClusterServers`).
+
 Only the process this helper started is ever signalled, by its PID.
 """
 
@@ -7,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -21,7 +24,7 @@ from urllib.parse import quote
 import redis
 from redis.exceptions import RedisError
 
-__all__ = ["RedisServer", "redis_server", "redis_server_available"]
+__all__ = ["RedisClusterServers", "RedisServer", "redis_server", "redis_server_available"]
 
 
 def redis_server_available(executable: str = "redis-server") -> bool:
@@ -34,6 +37,20 @@ def _free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def _cluster_port() -> int:
+    """A free port at most 55535 whose cluster bus port (+10000) is free too."""
+    for _ in range(100):
+        port = random.randrange(20_000, 55_536)
+        try:
+            with socket.socket() as a, socket.socket() as b:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 10_000))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free port pair for a Redis Cluster node")
 
 
 class RedisServer:
@@ -197,6 +214,91 @@ class RedisServer:
 
     def __repr__(self) -> str:
         return f"<RedisServer 127.0.0.1:{self.port} pid={self.pid}>"
+
+
+class RedisClusterServers:
+    """A throwaway Redis Cluster: ``masters`` cluster-enabled servers joined by ``redis-cli``.
+
+    Args:
+        masters: how many primaries (no replicas); Redis needs at least 3.
+        startup_timeout: how long :meth:`start` waits for ``cluster_state:ok`` everywhere.
+    """
+
+    def __init__(self, *, masters: int = 3, startup_timeout: float = 20.0) -> None:
+        cluster_args = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+                        "--cluster-node-timeout", "2000")  # fmt: skip
+        self.servers = [
+            RedisServer(port=_cluster_port(), extra_args=cluster_args) for _ in range(masters)
+        ]
+        self.startup_timeout = startup_timeout
+
+    @property
+    def url(self) -> str:
+        """``redis+cluster://127.0.0.1:<port of the first server>``."""
+        return f"redis+cluster://127.0.0.1:{self.servers[0].port}"
+
+    def start(self) -> RedisClusterServers:
+        """Start the servers, create the cluster, and wait until every node reports it ok.
+
+        Raises:
+            RuntimeError: ``redis-cli --cluster create`` failed or the cluster never got ok.
+        """
+        for server in self.servers:
+            server.start()
+        nodes = [f"127.0.0.1:{server.port}" for server in self.servers]
+        created = subprocess.run(
+            ["redis-cli", "--cluster", "create", *nodes, "--cluster-replicas", "0",
+             "--cluster-yes"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        if created.returncode != 0:
+            raise RuntimeError(
+                f"redis-cli --cluster create failed:\n{created.stdout}{created.stderr}"
+            )
+        deadline = time.monotonic() + self.startup_timeout
+        while not all(self._ok(server) for server in self.servers):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the Redis Cluster did not reach cluster_state:ok in time")
+            time.sleep(0.05)
+        return self
+
+    @staticmethod
+    def _ok(server: RedisServer) -> bool:
+        with server.client() as client:
+            try:
+                info = client.execute_command("CLUSTER", "INFO")
+            except (RedisError, OSError):
+                return False
+        if isinstance(info, dict):
+            return str(info.get("cluster_state")) == "ok"
+        text = info.decode() if isinstance(info, bytes) else str(info)
+        return "cluster_state:ok" in text
+
+    def flush(self) -> None:
+        """Delete every key on every primary."""
+        for server in self.servers:
+            with server.client() as client:
+                client.flushall()
+
+    def close(self) -> None:
+        """Stop every server and remove their directories."""
+        for server in self.servers:
+            server.close()
+
+    def __enter__(self) -> RedisClusterServers:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 @contextlib.contextmanager

@@ -7,7 +7,9 @@ from reactor.storage.base import Storage
 
 __all__ = ["Storage", "resolve_storage"]
 
-_NAMES = ("memory_storage", "redis_storage", "memory", "redis://...", "rediss://...", "unix://...")
+_NAMES = ("memory_storage", "redis_storage", "memory", "redis://...", "rediss://...", "unix://...",
+          "redis+cluster://...", "rediss+cluster://...")  # fmt: skip
+_URLS = ("redis://", "rediss://", "unix://", "redis+cluster://", "rediss+cluster://")
 
 
 def resolve_storage(spec: str | Storage, *, redis_url: str) -> Storage:
@@ -15,7 +17,8 @@ def resolve_storage(spec: str | Storage, *, redis_url: str) -> Storage:
 
     Args:
         spec: ``"memory_storage"`` (or ``"memory"``), ``"redis_storage"`` (uses ``redis_url``),
-            a ``redis://``, ``rediss://`` or ``unix://`` URL, or a ready Storage instance.
+            a ``redis://``, ``rediss://`` or ``unix://`` URL, a ``redis+cluster://host:port``
+            (or ``rediss+cluster://``) URL of any node of a Redis Cluster, or a Storage.
         redis_url: the URL ``"redis_storage"`` stands for.
     """
     if isinstance(spec, Storage):
@@ -24,7 +27,7 @@ def resolve_storage(spec: str | Storage, *, redis_url: str) -> Storage:
         from reactor.storage.memory import MemoryStorage
 
         return MemoryStorage()
-    if spec == "redis_storage" or spec.startswith(("redis://", "rediss://", "unix://")):
+    if spec == "redis_storage" or spec.startswith(_URLS):
         from reactor.storage.redis import RedisStorage
 
         return RedisStorage(redis_url if spec == "redis_storage" else spec)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from reactor.record import JobRecord
 
@@ -20,6 +21,14 @@ class Storage(ABC):
     #: True when the jobs survive a restart of the node process.
     durable: bool = False
 
+    #: Called on the event loop's thread as ``on_poisoned(record, job_id, reason)`` when the
+    #: stored data of an *acknowledged* job cannot be written or read (``WRONGTYPE``: someone
+    #: replaced its hash; a corrupt record found at resume and quarantined). ``record`` is the
+    #: node's record when the storage has it, else None. The write is dropped; the node should
+    #: fail the job (error feedback). New jobs in an ``add()`` are reported by the
+    #: :class:`~reactor.errors.PoisonedRecordsError` that ``add()`` raises instead.
+    on_poisoned: Callable[[JobRecord | None, str, str], None] | None = None
+
     async def start(self, node_name: str) -> None:
         """Connect and prepare to hold ``node_name``'s jobs."""
 
@@ -32,6 +41,8 @@ class Storage(ABC):
 
         Raises:
             StorageUnavailableError: the backend cannot be reached; nothing was acknowledged.
+            PoisonedRecordsError: the jobs its ``failed`` names could not be written (their
+                keys hold foreign data); every other job of the call *is* stored.
         """
 
     def add_nowait(self, jobs: Sequence[JobRecord]) -> bool:
@@ -56,6 +67,23 @@ class Storage(ABC):
     @abstractmethod
     async def exists(self, jobs: Sequence[JobRecord]) -> list[bool]:
         """Whether each job's record is still stored (a deleted record cancels the job)."""
+
+    async def tombstoned(self, jobs: Sequence[JobRecord]) -> list[bool]:
+        """Whether each job's record was deleted on purpose (a destroy left a tombstone).
+
+        A timer that finds a record missing asks this: True is a cancellation, False a lost
+        record (``JobLost``). Backends without tombstones answer True (every deletion is one).
+        """
+        return [True] * len(jobs)
+
+    def _poisoned(self, job: JobRecord | None, job_id: str, reason: str) -> None:
+        """Report one poisoned record through :attr:`on_poisoned`, if set (never raises)."""
+        if self.on_poisoned is None:
+            return
+        try:
+            self.on_poisoned(job, job_id, reason)
+        except Exception:  # the hook's bug must not stop the storage's writer
+            logging.getLogger("reactor.storage").exception("on_poisoned failed for job %s", job_id)
 
     @abstractmethod
     async def unfinished(self) -> list[JobRecord]:

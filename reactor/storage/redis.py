@@ -6,6 +6,12 @@ Key layout (``prefix`` defaults to ``reactor``; the braces around the node name 
     {prefix}:{<node>}:jobs       set   ids of <node>'s stored jobs (listing never uses KEYS)
     {prefix}:job-node            hash  job id -> node name, so a job is found by its id alone
     {prefix}:nodes               set   names of nodes that have stored jobs
+    {prefix}:{<node>}:probe      string written and deleted to learn whether Redis takes writes
+    {prefix}:{<node>}:destroyed:<id>    string  tombstone a destroy leaves (7 days TTL), so a
+                                          timer tells a deliberate destroy from a lost record
+    {prefix}:{<node>}:quarantine        hash    job id -> why its record was moved aside
+    {prefix}:{<node>}:quarantined:<id>  any     a corrupt record's raw key, renamed (never read
+                                          back by the node; inspect it, then delete it)
 
 ``{<node>}`` is a Redis Cluster hash tag: one node's job hashes and index share a slot, and
 every multi-key command or script names only those. ``job-node`` and ``nodes`` are not in the
@@ -14,6 +20,14 @@ never matches ``node_2``. Hash fields are ``JobRecord.FIELDS``: ``args`` is the 
 bytes, floats are ``repr(float)`` (fractions kept), ints decimal, bools ``"1"``/``"0"``, strings
 as is, and None is an absent field. An update only touches a hash that still exists, so a
 record deleted by the monitor (a cancellation) is never brought back.
+
+Failures (see :mod:`reactor.storage.redis_errors`): connection errors, READONLY, OOM, NOPERM,
+LOADING and MASTERDOWN make the storage unavailable until it has taken writes for a short
+stable period; authentication errors make :meth:`RedisStorage.start` raise
+:class:`~reactor.errors.StorageAuthError`; a write that fails for one job's key (WRONGTYPE) is
+dropped and reported for that job alone. At start, a ``maxmemory-policy`` that can evict job
+keys (``allkeys-*``) is logged as a WARNING; ``volatile-*`` only evicts keys with a TTL, and
+job keys have none, so it is accepted (only tombstones could be evicted).
 """
 
 from __future__ import annotations
@@ -22,89 +36,65 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
+from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
-from reactor.errors import ConfigError, StorageUnavailableError
-from reactor.record import UNFINISHED, JobRecord
+from reactor.errors import (
+    ConfigError,
+    StorageAuthError,
+    StorageUnavailableError,
+)
+from reactor.record import JobRecord
 from reactor.storage.base import Storage
+from reactor.storage.redis_batch import (
+    Client,
+    Reads,
+    _Ack,
+    _BatchFailedError,
+    _Op,
+    find_poisoned,
+    queue_writes,
+)
+from reactor.storage.redis_errors import AUTH, DOWN, NOSCRIPT, classify
+from reactor.storage.redis_errors import describe as _describe
+from reactor.storage.redis_health import Availability, check_eviction, probe_writes
 from reactor.storage.redis_layout import (
     _ADD,
-    _ADD_SHA,
-    _CHUNK,
-    _DOWN_ERRORS,
     _REMOVE,
     _SCRIPTS,
     _UPDATE,
-    _UPDATE_SHA,
-    _describe,
-    _pack,
-    decode_record,
+    cluster_url,
     encode_record,
     index_key,
     job_key,
-    job_node_key,
-    nodes_key,
     safe_url,
+    tombstone_key,
 )
+from reactor.storage.redis_resume import load_unfinished, quarantine
 
 log = logging.getLogger("reactor.storage")
-
-
-@dataclass(slots=True)
-class _Ack:
-    """One ``add`` call waiting until the pipeline carrying its jobs has been written."""
-
-    future: asyncio.Future[None]
-    remaining: int
-
-
-@dataclass(slots=True)
-class _Op:
-    """The latest pending write for one job id (coalesced).
-
-    The record is encoded only when the pipeline is built, from its state at that moment: most
-    updates are superseded by a later one (or a removal) within the same batch, and the latest
-    state is what every coalesced write stands for anyway.
-    """
-
-    kind: int
-    job: JobRecord | None
-    version: int
-    acks: list[_Ack]
-
-    def then(self, later: _Op) -> _Op:
-        """This write followed by ``later``, as one write."""
-        acks = self.acks + later.acks
-        if later.kind == _UPDATE:
-            if self.kind == _REMOVE:  # an update never brings back a removed record
-                return _Op(_REMOVE, None, later.version, acks)
-            return _Op(self.kind, later.job, later.version, acks)
-        return _Op(later.kind, later.job, later.version, acks)
-
-
-class _BatchFailedError(Exception):
-    """A pipeline could not be written; ``down`` when Redis is unreachable."""
-
-    def __init__(self, cause: BaseException, *, down: bool) -> None:
-        super().__init__(_describe(cause))
-        self.cause, self.down = cause, down
 
 
 class RedisStorage(Storage):
     """Jobs in Redis, written in one pipeline per event-loop iteration (see module docstring).
 
     Args:
-        url: ``redis://[:password@]host:port/db``, ``rediss://...`` or ``unix://...``.
+        url: ``redis://[:password@]host:port/db``, ``rediss://...``, ``unix://...``, or
+            ``redis+cluster://[:password@]host:port`` (any node of a Redis Cluster).
         prefix: first part of every key, to share one Redis between several setups.
-        retry_base: first reconnect delay in seconds; doubles up to ``retry_cap``.
-        retry_cap: longest delay between reconnect attempts.
+        retry_base: base of the jittered exponential delay between reconnect probes.
+        retry_cap: longest delay between reconnect probes.
         close_timeout: how long :meth:`close` waits for pending writes.
+        stable_probes: after an outage, consecutive successful write probes needed before the
+            storage is declared available again (hysteresis: no flapping).
+        stable_interval: seconds between those probes.
     """
 
     durable = True
@@ -117,9 +107,12 @@ class RedisStorage(Storage):
         retry_base: float = 0.25,
         retry_cap: float = 5.0,
         close_timeout: float = 5.0,
+        stable_probes: int = 2,
+        stable_interval: float = 0.5,
     ) -> None:
+        self._client_url, self.cluster = cluster_url(url)
         try:
-            parse_url(url)
+            parse_url(self._client_url)
         except ValueError as exc:
             raise ConfigError(f"bad Redis URL {safe_url(url)!r}: {exc}") from exc
         self.url = url
@@ -128,39 +121,102 @@ class RedisStorage(Storage):
         self._retry_base = retry_base
         self._retry_cap = retry_cap
         self._close_timeout = close_timeout
+        self._stable = (stable_probes, stable_interval)
+        self._mode_checked = False
         self._node = ""
         self._index = ""
-        self._redis: aioredis.Redis | None = None
+        self._redis: Client | None = None
+        self._health: Availability | None = None
         self._pending: dict[str, _Op] = {}
         self._inflight: dict[str, _Op] = {}
-        self._reads: list[tuple[list[str], asyncio.Future[list[bool]]]] = []
+        self._reads: Reads = []
         self._version = 0
-        self._up: asyncio.Event | None = None
         self._wake: asyncio.Event | None = None
         self._progress: asyncio.Condition | None = None
         self._writer_task: asyncio.Task[None] | None = None
-        self._reconnect_task: asyncio.Task[None] | None = None
         #: Pipelines written so far (for tests and benchmarks).
         self.batches = 0
 
     # -- lifecycle ------------------------------------------------------------------------
 
     async def start(self, node_name: str) -> None:
-        """Connect, retrying with capped exponential backoff until Redis answers."""
+        """Connect, retrying with jittered exponential backoff until Redis takes writes.
+
+        Cancelling the call (a SIGTERM during start) stops the retries at once and releases
+        the connections.
+
+        Raises:
+            ConfigError: the node name contains a brace (it is a Redis Cluster hash tag).
+            StorageAuthError: Redis refused the credentials, or the ACL user lacks a needed
+                permission; raised at once, without retrying.
+        """
         if "{" in node_name or "}" in node_name:
             raise ConfigError(f"node name {node_name!r} must not contain braces (Redis hash tag)")
         self._node = node_name
         self._index = index_key(self.prefix, node_name)
         # One immediate retry re-dials a pooled connection a restarted Redis closed; longer
-        # outages are handled here, with backoff, not inside redis-py.
-        self._redis = aioredis.Redis.from_url(
-            self.url, retry=Retry(NoBackoff(), 1), socket_connect_timeout=5.0, socket_timeout=10.0
+        # outages are handled by Availability, with backoff, not inside redis-py.
+        if self.cluster:
+            self._redis = self._cluster_client()
+        else:
+            self._redis = aioredis.Redis.from_url(
+                self._client_url,
+                retry=Retry(NoBackoff(), 1),
+                socket_connect_timeout=5.0,
+                socket_timeout=10.0,
+            )
+        self._wake, self._progress = asyncio.Event(), asyncio.Condition()
+        stable_probes, stable_interval = self._stable
+        self._health = Availability(
+            shown_url=self._shown_url,
+            probe=self._probe,
+            retry_base=self._retry_base,
+            retry_cap=self._retry_cap,
+            stable_probes=stable_probes,
+            stable_interval=stable_interval,
         )
-        self._up, self._wake, self._progress = asyncio.Event(), asyncio.Event(), asyncio.Condition()
-        await self._connect(first=True)
+        try:
+            await self._health.connect()
+            await check_eviction(self._redis, self._shown_url)
+        except BaseException as exc:  # cancelled, or refused: leave nothing open behind
+            await self._release()
+            if isinstance(exc, RedisError) and classify(exc, starting=True) == AUTH:
+                raise StorageAuthError(
+                    f"Redis at {self._shown_url} refused authentication or permission "
+                    f"({_describe(exc)}): check the user and password in the Redis URL and "
+                    "the user's ACL"
+                ) from None
+            raise
         self._writer_task = asyncio.create_task(self._write_loop(), name="reactor-redis-writer")
         if self._pending:
             self._wake.set()
+
+    def _cluster_client(self) -> RedisCluster:
+        """A client that follows MOVED/ASK itself and splits pipelines by node."""
+        return RedisCluster.from_url(
+            self._client_url, socket_connect_timeout=5.0, socket_timeout=10.0
+        )
+
+    async def _detect_cluster(self) -> None:
+        """Switch to the Cluster client when a ``redis://`` URL names a Redis Cluster node."""
+        if self.cluster or self._mode_checked or not isinstance(self._redis, aioredis.Redis):
+            return
+        try:
+            info = await self._redis.info("cluster")
+        except ResponseError:  # an ACL without INFO: assume a single Redis, as the URL says
+            info = {}
+        self._mode_checked = True
+        if int(info.get("cluster_enabled", 0)):
+            log.info("Redis at %s is a Redis Cluster node: using a Cluster client", self._shown_url)
+            plain, self._redis, self.cluster = self._redis, self._cluster_client(), True
+            await plain.aclose()
+
+    async def _release(self) -> None:
+        if self._health is not None:
+            await self._health.close()
+        if self._redis is not None:
+            await self._redis.aclose()
+        self._redis = self._health = self._wake = self._progress = None
 
     async def close(self) -> None:
         """Write what is pending (waiting at most ``close_timeout``), then close the pool."""
@@ -172,73 +228,52 @@ class RedisStorage(Storage):
         lost = len(self._pending) + len(self._inflight)
         if lost:
             log.warning("closing Redis storage with %d unwritten job updates", lost)
-        for task in (self._writer_task, self._reconnect_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        self._writer_task = self._reconnect_task = None
+        if self._writer_task is not None:
+            self._writer_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer_task
+        self._writer_task = None
         error = StorageUnavailableError("Redis storage closed")
         self._fail_waiters(list(self._pending.values()) + list(self._inflight.values()), error)
-        await self._redis.aclose()
-        self._redis = self._up = self._wake = self._progress = None
+        await self._release()
 
     @property
     def available(self) -> bool:
-        """False while Redis is known unreachable (and before :meth:`start`)."""
-        return self._up is not None and self._up.is_set()
+        """False while Redis is known unavailable (and before :meth:`start`)."""
+        return self._health is not None and self._health.up
+
+    @property
+    def outages(self) -> int:
+        """How many times the storage went from available to unavailable."""
+        return 0 if self._health is None else self._health.outages
 
     async def wait_available(self) -> None:
-        """Return once Redis answers again."""
-        if self._up is None:
+        """Return once Redis has taken writes again for a stable period."""
+        if self._health is None:
             raise RuntimeError("RedisStorage.start() was not called")
-        await self._up.wait()
+        await self._health.wait()
 
-    async def _connect(self, *, first: bool) -> None:
-        """PING until Redis answers, backing off; then mark it available."""
-        assert self._redis is not None and self._up is not None and self._wake is not None
-        delay, attempts = self._retry_base, 0
-        while True:
-            try:
-                await self._redis.ping()
-                for body in _SCRIPTS.values():  # a restarted Redis has forgotten them
-                    await self._redis.script_load(body)
-                break
-            except (RedisError, OSError) as exc:
-                attempts += 1
-                log.warning(
-                    "cannot reach Redis at %s (%s): retrying in %.1fs",
-                    self._shown_url,
-                    _describe(exc),
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._retry_cap)
-        if not first or attempts:
-            log.info("Redis at %s is reachable again", self._shown_url)
-        self._up.set()
-        self._wake.set()
+    async def _probe(self) -> None:
+        """One write round trip, which also reloads the scripts a restarted Redis forgot.
+
+        Raises:
+            RedisError: Redis refused (READONLY, OOM, NOPERM, ...), or one of the shared index
+                keys holds the wrong type (no batch could be written: a human must fix it).
+        """
+        assert self._redis is not None
+        try:
+            await self._detect_cluster()
+        except (OSError, RedisClusterException) as exc:
+            raise RedisConnectionError(_describe(exc)) from exc
+        await probe_writes(self._redis, self.prefix, self._node)
 
     def _mark_down(self, exc: BaseException) -> None:
-        """Note that Redis is unreachable and start the reconnect loop."""
-        assert self._up is not None
-        if self._up.is_set():
-            self._up.clear()
-            pending = len(self._pending) + len(self._inflight)
-            log.error(
-                "lost Redis at %s (%s); keeping %d job writes until it is back",
-                self._shown_url,
-                _describe(exc),
-                pending,
-            )
-        if self._reconnect_task is None or self._reconnect_task.done():
-            self._reconnect_task = asyncio.create_task(
-                self._connect(first=False), name="reactor-redis-reconnect"
-            )
+        assert self._health is not None
+        self._health.mark_down(exc, len(self._pending) + len(self._inflight))
 
     def _unavailable(self, cause: BaseException | None = None) -> StorageUnavailableError:
         detail = f" ({_describe(cause)})" if cause is not None else ""
-        return StorageUnavailableError(f"Redis at {self._shown_url} is unreachable{detail}")
+        return StorageUnavailableError(f"Redis at {self._shown_url} is unavailable{detail}")
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -246,13 +281,15 @@ class RedisStorage(Storage):
         """Persist new jobs; returns once the pipeline carrying them has been written.
 
         Raises:
-            StorageUnavailableError: Redis is unreachable; none of ``jobs`` is kept.
+            StorageUnavailableError: Redis is unavailable; none of ``jobs`` is kept.
+            PoisonedRecordsError: the jobs it names could not be written (their keys hold
+                foreign data); every other job of the call is stored.
         """
         if not jobs:
             return
         if not self.available:
             raise self._unavailable()
-        ack = _Ack(asyncio.get_running_loop().create_future(), len(jobs))
+        ack = _Ack(asyncio.get_running_loop().create_future(), len(jobs), {})
         for job in jobs:
             self._queue(job.id, _ADD, job, [ack])
         await ack.future
@@ -287,64 +324,74 @@ class RedisStorage(Storage):
         return min(versions, default=float("inf"))
 
     async def _write_loop(self) -> None:
-        assert self._wake is not None and self._up is not None and self._progress is not None
-        delay = self._retry_base
+        assert self._wake is not None and self._health is not None and self._progress is not None
         while True:
             if not (self._pending or self._reads):
                 self._wake.clear()
                 await self._wake.wait()
                 await asyncio.sleep(0)  # let the rest of this loop iteration queue its writes
-            if not self._up.is_set():
+            if not self._health.up:
                 self._fail_reads(self._reads, self._unavailable())
                 self._reads = []
                 self._fail_waiters(list(self._pending.values()), self._unavailable())
-                await self._up.wait()
+                await self._health.wait()
                 continue
             ops, reads = self._pending, self._reads
             self._pending, self._reads, self._inflight = {}, [], ops
             try:
-                found = await self._write(ops, reads)
+                found, poisoned = await self._write(ops, reads)
             except _BatchFailedError as exc:
                 self._inflight = {}
+                ops.update(exc.poisoned)  # not reported yet: found again on the next try
                 for job_id, op in ops.items():
                     later = self._pending.pop(job_id, None)
                     self._pending[job_id] = op if later is None else op.then(later)
-                error = (
-                    self._unavailable(exc.cause)
-                    if exc.down
-                    else StorageUnavailableError(
-                        f"Redis at {self._shown_url} refused a write ({exc})"
-                    )
-                )
+                error = self._unavailable(exc.cause)
                 self._fail_reads(reads, error)
                 self._fail_waiters(list(self._pending.values()), error)
-                if exc.down:
-                    self._mark_down(exc.cause)
-                else:
-                    log.warning("Redis refused a write (%s): retrying in %.1fs", exc, delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, self._retry_cap)
+                self._mark_down(exc.cause)
             else:
                 self._inflight = {}
                 self.batches += 1
-                delay = self._retry_base
                 for op in ops.values():
                     for ack in op.acks:
-                        ack.remaining -= 1
-                        if ack.remaining == 0 and not ack.future.done():
-                            ack.future.set_result(None)
+                        ack.settle()
                 for (_keys, future), answer in zip(reads, found, strict=True):
                     if not future.done():
                         future.set_result(answer)
+                await self._report_poisoned(poisoned)
             async with self._progress:
                 self._progress.notify_all()
 
+    async def _report_poisoned(self, poisoned: dict[str, tuple[_Op, str]]) -> None:
+        """Fail the adds of poisoned new jobs; quarantine and report acknowledged ones."""
+        for job_id, (op, reason) in poisoned.items():
+            log.error("Redis refused the write of job %s (%s); dropping it", job_id, reason)
+            if op.acks:  # not acknowledged yet: add() raises PoisonedRecordsError for it
+                for ack in op.acks:
+                    ack.settle(job_id, reason)
+                continue
+            assert self._redis is not None
+            try:
+                await quarantine(self._redis, self.prefix, self._node, job_id, reason)
+            except (RedisError, OSError) as exc:  # reported all the same; the next resume retries
+                log.warning("could not quarantine job %s (%s)", job_id, _describe(exc))
+            self._poisoned(op.job, job_id, reason)
+
     async def _write(
-        self, ops: dict[str, _Op], reads: list[tuple[list[str], asyncio.Future[list[bool]]]]
-    ) -> list[list[bool]]:
-        """One pipeline: the writes in ``ops``, then the EXISTS checks in ``reads``."""
+        self, ops: dict[str, _Op], reads: Reads
+    ) -> tuple[list[list[bool]], dict[str, tuple[_Op, str]]]:
+        """One pipeline: the writes in ``ops``, then the EXISTS checks in ``reads``.
+
+        A job whose own write fails (WRONGTYPE, a script error) is taken out of ``ops`` and
+        returned with the reason; the rest of the batch is written again without it.
+
+        Raises:
+            _BatchFailedError: Redis is unavailable, or refused a write no single job explains.
+        """
         assert self._redis is not None
-        for attempt in (1, 2):
+        poisoned: dict[str, tuple[_Op, str]] = {}
+        for _attempt in range(4):
             pipe = self._redis.pipeline(transaction=False)
             self._queue_writes(pipe, ops)
             n_writes = len(pipe)
@@ -353,54 +400,63 @@ class RedisStorage(Storage):
                     pipe.exists(key)
             try:
                 results = await pipe.execute(raise_on_error=False)
-            except _DOWN_ERRORS as exc:
-                raise _BatchFailedError(exc, down=True) from exc
-            except Exception as exc:  # a refused or unexpected failure: retried with backoff
-                raise _BatchFailedError(exc, down=False) from exc
+            except Exception as exc:
+                raise _BatchFailedError(exc, poisoned) from exc
             errors = [r for r in results if isinstance(r, Exception)]
-            if any(isinstance(e, NoScriptError) for e in errors) and attempt == 1:
-                await self._load_scripts()  # a restarted Redis forgot it; the batch is idempotent
+            if not errors:
+                answers = iter(bool(r) for r in results[n_writes:])
+                return [[next(answers) for _ in keys] for keys, _future in reads], poisoned
+            kinds = {classify(e) for e in errors}
+            if DOWN in kinds or AUTH in kinds:
+                down = next(e for e in errors if classify(e) in (DOWN, AUTH))
+                raise _BatchFailedError(down, poisoned)
+            if NOSCRIPT in kinds:
+                # A restarted Redis forgot the scripts; the batch is idempotent: write it again.
+                await self._load_scripts(poisoned)
                 continue
-            if errors:
-                raise _BatchFailedError(errors[0], down=isinstance(errors[0], _DOWN_ERRORS))
-            answers = iter(bool(r) for r in results[n_writes:])
-            return [[next(answers) for _ in keys] for keys, _future in reads]
-        raise AssertionError("unreachable")  # pragma: no cover
+            try:
+                culprits = await self._isolate(ops)
+            except _BatchFailedError as exc:
+                exc.poisoned = {job_id: op for job_id, (op, _why) in poisoned.items()}
+                raise
+            if not culprits:  # a shared key (the index, job-node) is broken: not one job's fault
+                raise _BatchFailedError(errors[0], poisoned)
+            for job_id, reason in culprits.items():
+                poisoned[job_id] = (ops[job_id], reason)
+                if ops[job_id].kind == _ADD:  # the batch indexed it already: undo that
+                    ops[job_id] = _Op(_REMOVE, None, ops[job_id].version, [])
+                else:
+                    del ops[job_id]
+        raise _BatchFailedError(errors[0], poisoned)
 
-    def _queue_writes(self, pipe: aioredis.client.Pipeline, ops: dict[str, _Op]) -> None:
-        """Put ``ops`` in ``pipe``: a few commands per thousand jobs, whatever the mix."""
-        prefix, node = self.prefix, self._node
-        added = [(job_id, op) for job_id, op in ops.items() if op.kind == _ADD]
-        updated = [(job_id, op) for job_id, op in ops.items() if op.kind == _UPDATE]
-        removed = [job_id for job_id, op in ops.items() if op.kind == _REMOVE]
-        for i in range(0, len(added), _CHUNK):
-            chunk = added[i : i + _CHUNK]
-            rows = _pack([encode_record(op.job)[0] for _id, op in chunk if op.job is not None])
-            pipe.evalsha(_ADD_SHA, len(chunk), *(job_key(prefix, node, j) for j, _ in chunk), rows)
-        for i in range(0, len(updated), _CHUNK):
-            chunk = updated[i : i + _CHUNK]
-            rows = _pack([encode_record(op.job) for _id, op in chunk if op.job is not None])
-            keys = (job_key(prefix, node, job_id) for job_id, _op in chunk)
-            pipe.evalsha(_UPDATE_SHA, len(chunk), *keys, rows)
-        if added:
-            pipe.sadd(self._index, *(job_id for job_id, _op in added))
-            pairs = (item for job_id, _op in added for item in (job_id, node))
-            pipe.execute_command("HSET", job_node_key(prefix), *pairs)
-            pipe.sadd(nodes_key(prefix), node)
-        if removed:
-            pipe.delete(*(job_key(prefix, node, job_id) for job_id in removed))
-            pipe.srem(self._index, *removed)
-            pipe.hdel(job_node_key(prefix), *removed)
+    async def _isolate(self, ops: dict[str, _Op]) -> dict[str, str]:
+        """Write each job's record alone (one script call per job) to find the ones that fail.
 
-    async def _load_scripts(self) -> None:
+        The scripts are idempotent, so writing the good jobs here and again with the batch is
+        harmless. Returns ``{job_id: reason}`` for the jobs whose own write fails.
+        """
+        assert self._redis is not None
+        try:
+            return await find_poisoned(self._redis, self.prefix, self._node, ops, rows=self._rows)
+        except Exception as exc:
+            raise _BatchFailedError(exc) from exc
+
+    def _rows(self, ops: list[tuple[str, _Op]]) -> list[tuple[list[bytes | str], list[str]]]:
+        """The encoded records of ``ops`` (a seam tests use to write a malformed row)."""
+        return [encode_record(op.job) for _id, op in ops if op.job is not None]
+
+    def _queue_writes(
+        self, pipe: Pipeline | ClusterPipeline, ops: dict[str, _Op], *, index: bool = True
+    ) -> None:
+        queue_writes(pipe, self.prefix, self._node, ops, rows=self._rows, index=index)
+
+    async def _load_scripts(self, poisoned: dict[str, tuple[_Op, str]]) -> None:
         assert self._redis is not None
         try:
             for body in _SCRIPTS.values():
                 await self._redis.script_load(body)
-        except _DOWN_ERRORS as exc:
-            raise _BatchFailedError(exc, down=True) from exc
-        except RedisError as exc:
-            raise _BatchFailedError(exc, down=False) from exc
+        except Exception as exc:
+            raise _BatchFailedError(exc, poisoned) from exc
 
     def _fail_waiters(self, ops: Iterable[_Op], error: StorageUnavailableError) -> None:
         """Fail the ``add`` calls waiting on ``ops``; their jobs are then forgotten again."""
@@ -415,9 +471,7 @@ class RedisStorage(Storage):
                 op.kind, op.job = _REMOVE, None
 
     @staticmethod
-    def _fail_reads(
-        reads: list[tuple[list[str], asyncio.Future[list[bool]]]], error: StorageUnavailableError
-    ) -> None:
+    def _fail_reads(reads: Reads, error: StorageUnavailableError) -> None:
         for _keys, future in reads:
             if not future.done():
                 future.set_exception(error)
@@ -428,7 +482,7 @@ class RedisStorage(Storage):
         """Whether each record is still stored; checked after the writes queued before it.
 
         Raises:
-            StorageUnavailableError: Redis is unreachable.
+            StorageUnavailableError: Redis is unavailable.
         """
         if not jobs:
             return []
@@ -439,37 +493,42 @@ class RedisStorage(Storage):
         self._wake.set()
         return await future
 
+    async def tombstoned(self, jobs: Sequence[JobRecord]) -> list[bool]:
+        """Whether each job's record was destroyed on purpose (a tombstone is there).
+
+        The node asks this when a timer finds a record missing: True is a cancellation (the
+        monitor or API destroyed it within the tombstone's 7 days), False a lost record.
+
+        Raises:
+            StorageUnavailableError: Redis is unavailable.
+        """
+        if not jobs:
+            return []
+        if self._redis is None or not self.available:
+            raise self._unavailable()
+        pipe = self._redis.pipeline(transaction=False)
+        for job in jobs:
+            pipe.exists(tombstone_key(self.prefix, self._node, job.id))
+        try:
+            replies = await pipe.execute()
+        except RedisError as exc:
+            self._mark_down(exc)
+            raise self._unavailable(exc) from exc
+        return [bool(reply) for reply in replies]
+
     async def unfinished(self) -> list[JobRecord]:
         """This node's stored jobs whose status is new, in progress, queued or error.
 
+        A corrupt record is quarantined (see :mod:`reactor.storage.redis_resume`) and reported
+        through :attr:`on_poisoned`; it never makes this call fail.
+
         Raises:
-            StorageUnavailableError: Redis is unreachable.
+            StorageUnavailableError: Redis is unavailable.
         """
         if self._redis is None:
             raise RuntimeError("RedisStorage.start() was not called")
-        found: list[JobRecord] = []
-        seen: set[bytes] = set()
-        chunk: list[bytes] = []
         try:
-            async for member in self._redis.sscan_iter(self._index, count=_CHUNK):
-                if member not in seen:
-                    seen.add(member)
-                    chunk.append(member)
-                if len(chunk) >= _CHUNK:
-                    found += await self._load_unfinished(chunk)
-                    chunk = []
-            if chunk:
-                found += await self._load_unfinished(chunk)
-        except _DOWN_ERRORS as exc:
+            return await load_unfinished(self._redis, self.prefix, self._node, self._poisoned)
+        except (RedisError, OSError) as exc:
             self._mark_down(exc)
             raise self._unavailable(exc) from exc
-        found.sort(key=lambda job: job.run_at)
-        return found
-
-    async def _load_unfinished(self, ids: list[bytes]) -> list[JobRecord]:
-        assert self._redis is not None
-        pipe = self._redis.pipeline(transaction=False)
-        for job_id in ids:
-            pipe.hgetall(job_key(self.prefix, self._node, job_id.decode()))
-        records = (decode_record(raw) for raw in await pipe.execute())
-        return [job for job in records if job is not None and job.status in UNFINISHED]

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 import msgpack
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from reactor.record import FIELDS, JobRecord
+from reactor.record import FIELDS, STATUSES, JobRecord
 
 log = logging.getLogger("reactor.storage")
 
@@ -54,14 +53,34 @@ for i, key in ipairs(KEYS) do
 end
 return n
 """
+#: Forget ``job-node`` entries (KEYS[1]) of ids (ARGV[2..]) only where they still name this node
+#: (ARGV[1]): the job may have been reassigned to another node since.
+UNMAP_LUA: Final = """
+local n = 0
+for i = 2, #ARGV do
+  if redis.call('HGET', KEYS[1], ARGV[i]) == ARGV[1] then
+    n = n + redis.call('HDEL', KEYS[1], ARGV[i])
+  end
+end
+return n
+"""
 _SCRIPTS: Final = {
     hashlib.sha1(body.encode(), usedforsecurity=False).hexdigest(): body
-    for body in (_ADD_LUA, _UPDATE_LUA)
+    for body in (_ADD_LUA, _UPDATE_LUA, UNMAP_LUA)
 }
-_ADD_SHA, _UPDATE_SHA = _SCRIPTS
+_ADD_SHA, _UPDATE_SHA, _UNMAP_SHA = _SCRIPTS
 _CHUNK: Final = 1000
 _ADD, _UPDATE, _REMOVE = 0, 1, 2
-_DOWN_ERRORS: Final = (RedisConnectionError, RedisTimeoutError, OSError)
+#: Move one corrupt record aside, in the node's slot. KEYS: the job's key, its quarantined
+#: copy, the quarantine hash, the node's index; ARGV: the job id, why.
+QUARANTINE_LUA: Final = """
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('RENAME', KEYS[1], KEYS[2]) end
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+redis.call('SREM', KEYS[4], ARGV[1])
+return 1
+"""
+#: How long a destroyed job's tombstone lives: longer than any timer a node arms in practice.
+TOMBSTONE_TTL: Final = 7 * 24 * 3600
 
 
 def job_key(prefix: str, node: str, job_id: str) -> str:
@@ -74,6 +93,26 @@ def index_key(prefix: str, node: str) -> str:
     return f"{prefix}:{{{node}}}:jobs"
 
 
+def tombstone_key(prefix: str, node: str, job_id: str) -> str:
+    """Left by a destroy for :data:`TOMBSTONE_TTL` seconds: the record is gone on purpose."""
+    return f"{prefix}:{{{node}}}:destroyed:{job_id}"
+
+
+def quarantine_key(prefix: str, node: str) -> str:
+    """Hash of the node's quarantined job ids -> why each was moved aside."""
+    return f"{prefix}:{{{node}}}:quarantine"
+
+
+def quarantined_key(prefix: str, node: str, job_id: str) -> str:
+    """Where a corrupt record's raw key was renamed to."""
+    return f"{prefix}:{{{node}}}:quarantined:{job_id}"
+
+
+def probe_key(prefix: str, node: str) -> str:
+    """The short-lived key a reconnecting node writes to learn whether Redis takes writes."""
+    return f"{prefix}:{{{node}}}:probe"
+
+
 def job_node_key(prefix: str) -> str:
     """The hash mapping every job id to its node."""
     return f"{prefix}:job-node"
@@ -82,6 +121,17 @@ def job_node_key(prefix: str) -> str:
 def nodes_key(prefix: str) -> str:
     """The set of nodes that have stored jobs."""
     return f"{prefix}:nodes"
+
+
+CLUSTER_SCHEMES: Final = ("redis+cluster://", "rediss+cluster://")
+
+
+def cluster_url(url: str) -> tuple[str, bool]:
+    """``(url for redis-py, whether it names a Redis Cluster)``: ``redis+cluster://`` and
+    ``rediss+cluster://`` become ``redis://`` and ``rediss://``."""
+    if url.startswith(CLUSTER_SCHEMES):
+        return url.replace("+cluster", "", 1), True
+    return url, False
 
 
 def safe_url(url: str) -> str:
@@ -134,6 +184,36 @@ _DECODERS: Final[dict[bytes, Callable[[bytes], Any]]] = {
     else _decode_bool if name in _BOOL_FIELDS else _keep if name == "args" else _decode_str
     for name in FIELDS
 }  # fmt: skip
+
+
+def check_record(raw: Mapping[bytes, bytes], job_id: str) -> tuple[JobRecord | None, str]:
+    """Rebuild and validate the record stored under ``job_id`` from an HGETALL reply.
+
+    Returns:
+        ``(record, "")``, or ``(None, why)`` for a record a node cannot resume: a missing id,
+        name or args, another job's id, an undecodable field, a non-finite time, an unknown
+        status. An empty reply gives ``(None, "missing")``.
+    """
+    if not raw:
+        return None, "missing"
+    try:
+        data = {
+            key.decode(): _DECODERS[key](value) for key, value in raw.items() if key in _DECODERS
+        }
+    except (ValueError, UnicodeDecodeError) as exc:
+        return None, f"undecodable field ({_describe(exc)})"
+    lacking = [name for name in ("id", "name", "args") if name not in data]
+    if lacking:
+        return None, f"no {'/'.join(lacking)} field"
+    if data["id"] != job_id:
+        return None, f"holds job id {data['id']!r}"
+    if data.get("status", "new") not in STATUSES:
+        return None, f"unknown status {data['status']!r}"
+    for name in ("run_at", "make_after", "enqueued_at", "period", "failed_at"):
+        value = data.get(name)
+        if value is not None and not math.isfinite(value):
+            return None, f"{name} is {value!r}"
+    return JobRecord.from_dict(data), ""
 
 
 def decode_record(raw: Mapping[bytes, bytes]) -> JobRecord | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 
@@ -12,19 +12,19 @@ from reactor.record import JobRecord
 from reactor.testing import async_wait_until, wait_until
 
 __all__ = ["async_wait_until", "make_job", "wait_until"]
-from reactor.testing_redis import RedisServer, redis_server_available
+from reactor.testing_redis import RedisClusterServers, RedisServer, redis_server_available
 
 _DATABASES = 256
 _next_db = itertools.count(1)
 
 
-def require_redis_server() -> None:
-    """Skip when redis-server is missing, but fail under ``CI=true``: CI must run these."""
-    if redis_server_available():
+def require_redis_server(executable: str = "redis-server") -> None:
+    """Skip when ``executable`` is missing, but fail under ``CI=true``: CI must run these."""
+    if redis_server_available(executable):
         return
     if os.environ.get("CI") == "true":
-        pytest.fail("redis-server is not on PATH, and CI=true requires the Redis tests to run")
-    pytest.skip("redis-server is not on PATH")
+        pytest.fail(f"{executable} is not on PATH, and CI=true requires the Redis tests to run")
+    pytest.skip(f"{executable} is not on PATH")
 
 
 @pytest.fixture(scope="session")
@@ -45,6 +45,23 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
         client.flushdb()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServers]:
+    """A 3-master Redis Cluster on free loopback ports for the whole session."""
+    require_redis_server()
+    require_redis_server("redis-cli")  # creates the cluster
+    with RedisClusterServers() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def redis_cluster_url(redis_cluster: RedisClusterServers) -> Iterator[str]:
+    """A ``redis+cluster://`` URL to the session's cluster, empty at the start and flushed after."""
+    redis_cluster.flush()
+    yield redis_cluster.url
+    redis_cluster.flush()
+
+
 ServerFactory = Callable[..., RedisServer]
 
 
@@ -54,8 +71,10 @@ def make_redis_server() -> Iterator[ServerFactory]:
     require_redis_server()
     started: list[RedisServer] = []
 
-    def factory(*, password: str | None = None, start: bool = True) -> RedisServer:
-        server = RedisServer(password=password)
+    def factory(
+        *, password: str | None = None, start: bool = True, extra_args: Sequence[str] = ()
+    ) -> RedisServer:
+        server = RedisServer(password=password, extra_args=extra_args)
         started.append(server)
         return server.start() if start else server
 

@@ -26,11 +26,18 @@ from tests.redis.conftest import make_job
 Opener = Callable[..., Awaitable[Storage]]
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("redis-cluster", marks=pytest.mark.redis),
+    ]
+)
 async def open_storage(request: pytest.FixtureRequest) -> AsyncIterator[Opener]:
     """Open started storages of one backend; a second open for the same node is a restart."""
     opened: list[Storage] = []
-    url = request.getfixturevalue("redis_url") if request.param == "redis" else ""
+    fixtures = {"memory": "", "redis": "redis_url", "redis-cluster": "redis_cluster_url"}
+    url = request.getfixturevalue(fixtures[request.param]) if request.param != "memory" else ""
 
     async def opener(node: str = "worker_1") -> Storage:
         storage: Storage = MemoryStorage() if not url else RedisStorage(url, retry_base=0.05)
