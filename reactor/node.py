@@ -23,10 +23,17 @@ from pathlib import Path
 from typing import Any
 
 from reactor import protocol as P
+from reactor import record as R
 from reactor.chain import run_async, run_sync
 from reactor.config import Config
 from reactor.core.node import NodeCore
-from reactor.errors import NodeNameTaken, ProtocolError, ReactorError, StorageUnavailableError
+from reactor.errors import (
+    NodeNameTaken,
+    PoisonedRecordsError,
+    ProtocolError,
+    ReactorError,
+    StorageUnavailableError,
+)
 from reactor.link import Link, parse_address
 from reactor.loader import load_jobs
 from reactor.record import JobRecord
@@ -127,6 +134,7 @@ class Node:
             thread_name_prefix=f"reactor-{self.name}-defer",
         )
         self.storage = resolve_storage(self._storage_spec, redis_url=self.config["redis_url"])
+        self.storage.on_poisoned = self._on_poisoned
         await self.storage.start(self.name)
         core = self.core = NodeCore(
             self,
@@ -305,7 +313,28 @@ class Node:
             self.core.store_failed(link, records, f"storage unavailable: {exc}")
             self._storage_down(exc)
             return
+        except PoisonedRecordsError as exc:  # the others are stored; these are refused
+            bad = [r for r in records if r.id in exc.failed]
+            self.core.store_failed(link, bad, f"storage could not write the job: {exc}")
+            records = [r for r in records if r.id not in exc.failed]
         self.core.stored(link, records, time.monotonic())
+
+    def _on_poisoned(self, record: JobRecord | None, job_id: str, reason: str) -> None:
+        """Storage could not write a job's record (its key holds other data): the job fails
+        with error feedback instead of blocking every write after it."""
+        core = self.core
+        if record is None or core is None or core.jobs.get(job_id) is not record:
+            return  # a corrupt record found at resume: quarantined and reported by storage
+        if record.phase == R.RUNNING:
+            record.cancel_requested = True  # its run ends; nothing can be stored for it
+            return
+        core.fail(
+            record,
+            "PoisonedRecord",
+            f"storage cannot write this job: {reason}",
+            time.monotonic(),
+            time.time(),
+        )
 
     def _storage_down(self, exc: Exception) -> None:
         core = self.core
@@ -345,11 +374,22 @@ class Node:
 
     async def _check(self, records: list[JobRecord]) -> None:
         assert self.storage is not None and self.core is not None
+        lost: list[bool] | None = None
         try:
             alive = await self.storage.exists(records)
+            missing = [r for r, ok in zip(records, alive, strict=True) if not ok]
+            if missing:  # destroyed on purpose (a tombstone), or lost (eviction, FLUSHDB)?
+                destroyed = dict(
+                    zip(
+                        (r.id for r in missing), await self.storage.tombstoned(missing), strict=True
+                    )
+                )
+                lost = [
+                    not ok and not destroyed[r.id] for r, ok in zip(records, alive, strict=True)
+                ]
         except StorageUnavailableError:
             alive = [True] * len(records)  # cannot tell: run rather than lose a job
-        self.core.timers_checked(records, alive, time.monotonic())
+        self.core.timers_checked(records, alive, time.monotonic(), lost)
 
     def arm(self, due: float) -> None:
         """Wake the core at monotonic ``due`` (the core's port)."""

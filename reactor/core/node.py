@@ -518,10 +518,23 @@ class NodeCore:
         if alive is not None:
             self.timers_checked(due, alive, now)
 
-    def timers_checked(self, jobs: list[JobRecord], alive: list[bool], now: float) -> None:
-        """Storage answered whether the due jobs still exist (a deleted record cancels a job)."""
-        for job, exists in zip(jobs, alive, strict=True):
+    def timers_checked(
+        self, jobs: list[JobRecord], alive: list[bool], now: float, lost: list[bool] | None = None
+    ) -> None:
+        """Storage answered whether the due jobs still exist: a record destroyed on purpose
+        cancels its job; one that vanished otherwise (``lost``) fails it with ``JobLost``."""
+        for i, (job, exists) in enumerate(zip(jobs, alive, strict=True)):
             if job.phase != R.WAITING or job.revoked:
+                continue
+            if not exists and lost is not None and lost[i]:
+                message = "the job's record vanished from storage without a destroy (evicted?)"
+                log.error("job %s (%r): %s", job.id, job.name, message)
+                job.failed_at = job.run_at
+                job.last_error = f"JobLost: {message}"
+                self.stats["failed"] += 1
+                self._end(
+                    job, P.FAILURE, job.args, ("JobLost", message, ""), R.FAILED, now, deleted=True
+                )
                 continue
             if not exists:
                 log.info("job %s (%r) was deleted from storage: not running it", job.id, job.name)
