@@ -79,7 +79,20 @@ class JsonFormatter(logging.Formatter):
 
 
 class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
-    """The handler :func:`configure` installs, marked so a second call replaces it."""
+    """The handler :func:`configure` installs, marked so a second call replaces it.
+
+    Without a stream of its own it writes to whatever ``sys.stderr`` is at each record, so a
+    replaced stderr (a test's capture, a daemon's redirect) never leaves it on a closed file.
+    """
+
+    def __init__(self, stream: IO[str] | None) -> None:
+        super().__init__(sys.stderr if stream is None else stream)
+        self._follow_stderr = stream is None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._follow_stderr:
+            self.stream = sys.stderr
+        super().emit(record)
 
 
 def configure(
@@ -95,7 +108,8 @@ def configure(
     Args:
         level: DEBUG, INFO, WARNING or ERROR (any case).
         fmt: ``text`` or ``json``.
-        stream: where lines go; stderr when None, never stdout unless asked.
+        stream: where lines go; None for stderr (whatever ``sys.stderr`` is when a record is
+            written), never stdout unless asked.
 
     Returns:
         The installed handler.
@@ -108,7 +122,7 @@ def configure(
         raise ValueError(f"unknown log level {level!r}")
     if fmt not in ("text", "json"):
         raise ValueError(f"unknown log format {fmt!r}; valid: text, json")
-    handler = _Handler(sys.stderr if stream is None else stream)
+    handler = _Handler(stream)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     for old in [h for h in root.handlers if isinstance(h, _Handler)]:

@@ -51,5 +51,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"reactor: {exc}", file=sys.stderr)
         return 2
-    logs.configure(level, fmt, sys.stderr)
+    logs.configure(level, fmt)  # stderr
     return int(ns.func(ns))
