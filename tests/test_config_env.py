@@ -3,19 +3,27 @@ environment; precedence: code / command line > environment > default."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
+from reactor import Distributor
 from reactor.cli import build_parser
 from reactor.cli.options import log_settings
 from reactor.config import DEFAULTS, Config, apply_settings, env_name, from_environment, parse_value
 from reactor.errors import ConfigError
+from reactor.testing import async_wait_until
+from tests.conftest import JOBS
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """No REACTOR_* variable from the developer's shell leaks into these tests."""
-    import os
-
     for name in list(os.environ):
         if name.startswith("REACTOR_"):
             monkeypatch.delenv(name)
@@ -173,3 +181,30 @@ def test_log_defaults_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REACTOR_LOG_FORMAT", "xml")
     with pytest.raises(ConfigError, match="REACTOR_LOG_FORMAT: 'xml' is not one of text, json"):
         log_settings(parse(["monitor", "nodes"]))
+
+
+async def test_a_node_configured_only_by_the_environment_connects(
+    distributor: Distributor, tmp_path: Path
+) -> None:
+    """What a container does: ``reactor node`` with no arguments but REACTOR_* variables."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REACTOR_")}
+    env.update({
+        "REACTOR_NAME": "env-node",
+        "REACTOR_DISTRIBUTOR": f"127.0.0.1:1,{distributor.address}",  # a dead one, then ours
+        "REACTOR_JOBS": str(JOBS),
+        "REACTOR_HEARTBEAT_INTERVAL": "0.2",
+        "REACTOR_LOG_FORMAT": "json",
+    })  # fmt: skip
+    log = tmp_path / "node.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "reactor", "node"], stdout=out, stderr=out, env=env
+        )
+    try:
+        await async_wait_until(lambda: distributor.node_alive("env-node"), 15.0)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0, log.read_text()
+    entries = [json.loads(line) for line in log.read_text().splitlines()]  # JSON, line by line
+    assert entries and all(e["level"] in ("INFO", "WARNING") for e in entries)
+    assert any(e["logger"].startswith("reactor") for e in entries)
