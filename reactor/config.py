@@ -1,8 +1,15 @@
-"""The configuration mapping behind ``JR.config``: known keys, their defaults and their checks."""
+"""The configuration mapping behind ``JR.config``: known keys, their defaults, their checks, and
+how a key is read from text (``--set KEY=VALUE`` and the ``REACTOR_<KEY>`` environment variables).
+
+Precedence, highest first: a value set in code (``Config(key=...)``, ``config[key] = ...``) or on
+the command line (``--set``), then the environment variable ``REACTOR_<KEY>`` (read when a
+``Config`` is made), then the default below.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping
+import os
+from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
 
 from reactor.errors import ConfigError
@@ -74,14 +81,106 @@ def _check(key: str, value: Any) -> Any:
     return value
 
 
+#: The prefix of the environment variables that set config keys (``REACTOR_MAX_ATTEMPT``).
+ENV_PREFIX = "REACTOR_"
+
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
+
+
+def env_name(key: str) -> str:
+    """The variable that sets config ``key``: ``max_attempt`` -> ``REACTOR_MAX_ATTEMPT``."""
+    return ENV_PREFIX + key.upper()
+
+
+def parse_value(key: str, text: str, *, source: str) -> Any:
+    """Read config ``key``'s value from ``text``, typed after the key's default, and check it.
+
+    Booleans take true/false, 1/0, yes/no, on/off (any case); numbers whose default is a whole
+    number may still be given with a fraction (``retry_multiplier=0.5``).
+
+    Args:
+        key: a config key.
+        text: the value as written.
+        source: where it was written, for the error message (``--set max_attempt``,
+            ``REACTOR_MAX_ATTEMPT``).
+
+    Raises:
+        ConfigError: an unknown key, or a value that does not parse or does not suit the key;
+            the message starts with ``source``.
+    """
+    if key not in DEFAULTS:
+        raise ConfigError(f"unknown config key {key!r}; valid keys: {', '.join(sorted(DEFAULTS))}")
+    default = DEFAULTS[key]
+    value: Any
+    try:
+        if isinstance(default, bool):
+            lowered = text.strip().lower()
+            if lowered not in _TRUE + _FALSE:
+                raise ValueError(text)
+            value = lowered in _TRUE
+        elif isinstance(default, int):
+            stripped = text.strip()
+            value = int(stripped) if stripped.lstrip("-").isdigit() else float(stripped)
+        elif isinstance(default, float):
+            value = float(text)
+        else:
+            value = text
+    except ValueError:
+        raise ConfigError(f"{source}: {text!r} is not a valid {type(default).__name__}") from None
+    try:
+        return _check(key, value)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def apply_settings(config: MutableMapping[str, Any], settings: list[str]) -> None:
+    """Apply ``KEY=VALUE`` strings (the CLI's ``--set``) to ``config``.
+
+    Raises:
+        ConfigError: a malformed pair, an unknown key or a bad value.
+    """
+    for item in settings:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set takes KEY=VALUE, not {item!r}")
+        config[key] = parse_value(key, text, source=f"--set {key}")
+
+
+def from_environment(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The config keys set by ``REACTOR_<KEY>`` variables, parsed and checked.
+
+    Other ``REACTOR_*`` variables (the CLI's options, the benchmarks' own) are not config keys
+    and are left alone. An empty variable counts as unset.
+
+    Raises:
+        ConfigError: a bad value; the message names the variable.
+    """
+    env = os.environ if environ is None else environ
+    found: dict[str, Any] = {}
+    for key in DEFAULTS:
+        name = env_name(key)
+        text = env.get(name)
+        if text:
+            found[key] = parse_value(key, text, source=f"environment variable {name}")
+    return found
+
+
 class Config(MutableMapping[str, Any]):
     """A dict-like set of settings that rejects unknown keys and bad values at once.
 
     Values are read when they are used, so a change applies to whatever happens after it.
+    Making one reads the ``REACTOR_<KEY>`` environment variables (see the module docstring for
+    the precedence); keyword arguments override them.
+
+    Raises:
+        ConfigError: an unknown key or a bad value, in ``overrides`` or in the environment
+            (then the message names the variable).
     """
 
     def __init__(self, **overrides: Any) -> None:
-        self._values = dict(DEFAULTS)
+        self._base = {**DEFAULTS, **from_environment()}
+        self._values = dict(self._base)
         for key, value in overrides.items():
             self[key] = value
 
@@ -96,9 +195,9 @@ class Config(MutableMapping[str, Any]):
         self._values[key] = _check(key, value)
 
     def __delitem__(self, key: str) -> None:
-        """Deleting a key restores its default."""
+        """Deleting a key restores its value from the environment, or else its default."""
         _check(key, DEFAULTS.get(key))
-        self._values[key] = DEFAULTS[key]
+        self._values[key] = self._base[key]
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._values)
@@ -107,12 +206,19 @@ class Config(MutableMapping[str, Any]):
         return len(self._values)
 
     def copy(self) -> Config:
-        """An independent snapshot, e.g. for a node that must not see later changes."""
-        return Config(**self._values)
+        """An independent snapshot, e.g. for a node that must not see later changes.
+
+        The environment is not read again: the copy holds exactly this config's values.
+        """
+        clone = Config.__new__(Config)
+        clone._base = dict(self._base)
+        clone._values = dict(self._values)
+        return clone
 
     def reset(self) -> None:
-        """Put every key back to its default."""
-        self._values = dict(DEFAULTS)
+        """Put every key back to its value from the environment (as read when this config was
+        made), or else its default."""
+        self._values = dict(self._base)
 
     def __repr__(self) -> str:
         return f"Config({self._values!r})"

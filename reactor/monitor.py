@@ -2,12 +2,20 @@
 
 It reads and deletes the keys :mod:`reactor.storage.redis` writes. Deleting a job's record is how
 a deferred or periodic job is cancelled: its node checks the record when the job's timer fires.
+
+Retrying a job (:meth:`RedisMonitor.retry`) resets its record (status ``new``, attempt 0, due
+now, no ``failed_at`` / ``last_error``) and pushes its id onto the list
+``{prefix}:{<node>}:retry`` (RPUSH; the node pops from the head). The list carries the node's
+name as a hash tag, like the node's other keys, so it lives in their Redis Cluster slot and one
+script updates the record and the list atomically. The node consumes the list and schedules each
+id it pops whose record is ``new``; ids of records gone since are dropped.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Collection, Iterator
 from types import TracebackType
 from typing import Any
 
@@ -18,7 +26,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from reactor.config import DEFAULTS
 from reactor.errors import ProtocolError, StorageUnavailableError
 from reactor.protocol import unpack_args
-from reactor.record import STATUSES, UNFINISHED
+from reactor.record import CANCELLED, ERROR, FAILED, STATUSES, UNFINISHED
 from reactor.storage.redis_layout import (
     TOMBSTONE_TTL,
     decode_record,
@@ -32,11 +40,58 @@ from reactor.storage.redis_layout import (
     tombstone_key,
 )
 
-__all__ = ["RedisMonitor"]
+__all__ = ["RETRYABLE", "RedisMonitor", "retry_key"]
 
 log = logging.getLogger("reactor.monitor")
 
 _CHUNK = 1000
+#: Ids asked of SSCAN per round trip when paging (a 1,000-id batch costs about a millisecond).
+_PAGE_SCAN = 1000
+#: A page cursor is ``sscan_cursor * _SKIP_BASE + ids_of_that_batch_already_read``.
+_SKIP_BASE = 1 << 32
+#: Statuses :meth:`RedisMonitor.retry` accepts.
+RETRYABLE = frozenset({FAILED, ERROR, CANCELLED})
+
+#: KEYS: the job's hash, the node's retry list. ARGV: now (epoch seconds), retryable statuses.
+#: Returns 1 when the record was reset and queued, 0 when it is missing or not retryable.
+_RETRY_LUA = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return 0 end
+local ok = false
+for i = 2, #ARGV do if ARGV[i] == status then ok = true end end
+if not ok then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'new', 'attempt', '0', 'run_at', ARGV[1])
+redis.call('HDEL', KEYS[1], 'failed_at', 'last_error')
+redis.call('RPUSH', KEYS[2], redis.call('HGET', KEYS[1], 'id'))
+return 1
+"""
+
+
+#: KEYS: job hashes of one node. ARGV: how many matches are wanted, the job name ('' for any),
+#: then the statuses (none for any). Returns {ids read, 1-based positions of the matches...}:
+#: the filter runs inside Redis, so scanning thousands of jobs for a rare status stays cheap.
+_MATCH_LUA = """
+local wanted = tonumber(ARGV[1])
+local name = ARGV[2]
+local statuses, any_status = {}, true
+for i = 3, #ARGV do statuses[ARGV[i]] = true; any_status = false end
+local found, read = {}, 0
+for i, key in ipairs(KEYS) do
+  read = i
+  local v = redis.call('HMGET', key, 'status', 'name')
+  if v[1] and (any_status or statuses[v[1]]) and (name == '' or v[2] == name) then
+    found[#found + 1] = i
+    if #found >= wanted then break end
+  end
+end
+table.insert(found, 1, read)
+return found
+"""
+
+
+def retry_key(prefix: str, node: str) -> str:
+    """The list of job ids the monitor asks ``node`` to retry (same hash tag as its other keys)."""
+    return f"{prefix}:{{{node}}}:retry"
 
 
 class RedisMonitor:
@@ -54,6 +109,8 @@ class RedisMonitor:
         self.url = url
         self.prefix = prefix
         self.redis = redis.Redis.from_url(url, socket_connect_timeout=5.0, socket_timeout=30.0)
+        self._retry_script = self.redis.register_script(_RETRY_LUA)
+        self._match_script = self.redis.register_script(_MATCH_LUA)
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -135,6 +192,180 @@ class RedisMonitor:
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise self._down(exc) from exc
         return counts
+
+    def size(self, node: str) -> int:
+        """How many job ids ``node``'s index holds (one SCARD)."""
+        try:
+            return int(self.redis.scard(index_key(self.prefix, node)))
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise self._down(exc) from exc
+
+    def jobs_page(
+        self,
+        node: str,
+        *,
+        status: str | Collection[str] | None = None,
+        name: str | None = None,
+        limit: int = 20,
+        cursor: int = 0,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """One page of ``node``'s jobs, read with SSCAN a few hundred ids at a time.
+
+        With a filter, a script reads each job's status and name inside Redis (one call per
+        batch, all keys in the node's slot); only the matches' records are read (pipelined
+        HGETALL). Reading stops as soon as ``limit``
+        records are found, so a page costs the same on a node with fifty or fifty million jobs
+        (a rare filter still scans until it finds ``limit`` matches or reaches the end).
+
+        Args:
+            node: the node's exact name.
+            status: only jobs in this status (or in one of these statuses).
+            name: only jobs of this job name.
+            limit: at most this many records (>= 1).
+            cursor: 0 for the first page, then the ``next_cursor`` of the previous page.
+
+        Returns:
+            ``(records, next_cursor)``, records in SSCAN order; ``next_cursor`` is 0 after the
+            last page. Like SCAN, a job added or removed while you page may be listed twice or
+            not at all; a job present throughout is listed once (unless the set is resized
+            between two pages, when it may be listed twice).
+
+        Raises:
+            ValueError: ``limit`` < 1 or a negative cursor.
+        """
+        if limit < 1 or cursor < 0:
+            raise ValueError(f"need limit >= 1 and cursor >= 0, not {limit} and {cursor}")
+        statuses = {status} if isinstance(status, str) else None if status is None else set(status)
+        scan, skip = divmod(cursor, _SKIP_BASE)
+        found: list[dict[str, Any]] = []
+        index = index_key(self.prefix, node)
+        try:
+            while True:
+                next_scan, members = self.redis.sscan(index, scan, count=_PAGE_SCAN)
+                ids = [_text(m) for m in members][skip:]
+                read = skip
+                skip = 0
+                if statuses is not None or name is not None:
+                    ids, read = self._matching(node, ids, read, statuses, name, limit - len(found))
+                else:
+                    ids = ids[: limit - len(found)]
+                    read += len(ids)
+                if ids:
+                    pipe = self.redis.pipeline(transaction=False)
+                    for job_id in ids:
+                        pipe.hgetall(job_key(self.prefix, node, job_id))
+                    for raw in pipe.execute():
+                        record = _as_dict(raw)
+                        if record is not None and _wanted(record, statuses, name):
+                            found.append(record)
+                if read < len(members):  # stopped inside this batch: resume inside it
+                    return found, scan * _SKIP_BASE + read
+                scan = int(next_scan)
+                if scan == 0 or len(found) >= limit:
+                    return found, scan * _SKIP_BASE
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise self._down(exc) from exc
+
+    def _matching(
+        self,
+        node: str,
+        ids: list[str],
+        read: int,
+        statuses: set[str] | None,
+        name: str | None,
+        wanted: int,
+    ) -> tuple[list[str], int]:
+        """The first ``wanted`` of ``ids`` whose status and name match, and how many ids of the
+        batch are read once they are found (``read`` counts those skipped before ``ids``)."""
+        if not ids:
+            return [], read
+        reply = self._match_script(
+            keys=[job_key(self.prefix, node, job_id) for job_id in ids],
+            args=[wanted, name or "", *sorted(statuses or ())],
+        )
+        return [ids[int(i) - 1] for i in reply[1:]], read + int(reply[0])
+
+    def retry(self, job_id: str) -> bool:
+        """Run a failed (or error, or cancelled) job again from its first attempt.
+
+        Resets the record (status ``new``, attempt 0, due now, ``failed_at`` and ``last_error``
+        cleared) and queues its id on the node's retry list (see the module docstring), in one
+        atomic script.
+
+        Returns:
+            Whether the job was reset; False when no such job is stored or it is not in a
+            retryable status (it is new, in progress, queued or complete).
+        """
+        node = self.node_of(job_id)
+        if node is None:
+            return False
+        try:
+            done = self._retry_script(
+                keys=[job_key(self.prefix, node, job_id), retry_key(self.prefix, node)],
+                args=[repr(time.time()), *sorted(RETRYABLE)],
+            )
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise self._down(exc) from exc
+        if done:
+            log.info(
+                "job %s of node %s queued for retry",
+                job_id,
+                node,
+                extra={"job_id": job_id, "node": node},
+            )
+        return bool(done)
+
+    def retry_failed(
+        self,
+        node: str,
+        *,
+        statuses: Collection[str] = (FAILED,),
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Retry every job of ``node`` in one of ``statuses`` (failed ones by default).
+
+        Args:
+            node: the node's exact name.
+            statuses: which records to retry; each one of :data:`RETRYABLE`.
+            progress: called after each chunk with how many more ids were examined.
+
+        Returns:
+            How many jobs were reset and queued.
+
+        Raises:
+            ValueError: a status that cannot be retried.
+        """
+        wanted = sorted(set(statuses))
+        if not set(wanted) <= RETRYABLE:
+            raise ValueError(f"only {', '.join(sorted(RETRYABLE))} jobs can be retried")
+        retried = 0
+        queue = retry_key(self.prefix, node)
+        try:
+            for chunk in self._ids(node):
+                pipe = self.redis.pipeline(transaction=False)
+                for job_id in chunk:
+                    pipe.hget(job_key(self.prefix, node, job_id), "status")
+                chosen = [
+                    job_id
+                    for job_id, raw in zip(chunk, pipe.execute(), strict=True)
+                    if raw is not None and _text(raw) in wanted
+                ]
+                if chosen:
+                    now = repr(time.time())
+                    pipe = self.redis.pipeline(transaction=False)
+                    for job_id in chosen:
+                        self._retry_script(
+                            keys=[job_key(self.prefix, node, job_id), queue],
+                            args=[now, *wanted],
+                            client=pipe,
+                        )
+                    retried += sum(int(done) for done in pipe.execute())
+                if progress is not None:
+                    progress(len(chunk))
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise self._down(exc) from exc
+        log.info("queued %d jobs of node %s for retry", retried, node, extra={"node": node})
+        return retried
 
     def node_of(self, job_id: str) -> str | None:
         """The node that stores ``job_id``, or None."""
@@ -240,6 +471,13 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list | set | tuple):
         return [_plain(item) for item in value]
     return value
+
+
+def _wanted(record: dict[str, Any], statuses: set[str] | None, name: str | None) -> bool:
+    """Whether a record read after its status and name were matched still matches."""
+    if statuses is not None and record["status"] not in statuses:
+        return False
+    return name is None or record["name"] == name
 
 
 def _text(value: bytes | str) -> str:

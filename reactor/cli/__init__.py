@@ -1,34 +1,44 @@
-"""The ``reactor`` command: one subcommand module per task (node, demo, monitor, keys, bench)."""
+"""The ``reactor`` command: one subcommand module per task (node, demo, monitor, keys, bench).
+
+Logs go to stderr (text, or JSON lines with ``--log-format json``); stdout carries only a
+command's own output (tables, ``--json`` documents).
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from collections.abc import Sequence
 
+from reactor import logs
 from reactor._version import __version__
+from reactor.cli.options import add_global_options, add_to_subcommands, log_settings
+from reactor.errors import ConfigError
 
 _SUBCOMMANDS = ("node", "demo", "monitor", "keys", "bench")
+
+_EPILOG = """\
+environment: every option marked [env REACTOR_...] takes its default from that variable, and every
+config key KEY from REACTOR_<KEY> (e.g. REACTOR_MAX_ATTEMPT=3). Precedence: the command line, then
+the environment, then the default."""
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser, with every subcommand registered by its own module."""
     parser = argparse.ArgumentParser(
-        prog="reactor", description="Distributed background jobs over ZeroMQ."
+        prog="reactor",
+        description="Distributed background jobs over ZeroMQ.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument(
-        "--log-level",
-        default="INFO",
-        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-        help="log verbosity",
-    )
+    add_global_options(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in _SUBCOMMANDS:
         module = importlib.import_module(f"reactor.cli.{name}_cmd")
         module.add_parser(sub)
+    add_to_subcommands(parser)
     return parser
 
 
@@ -36,9 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``reactor`` console script; returns the exit code."""
     parser = build_parser()
     ns = parser.parse_args(argv)
-    logging.basicConfig(
-        level=ns.log_level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    try:
+        level, fmt = log_settings(ns)
+    except ConfigError as exc:
+        print(f"reactor: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(level, fmt)  # stderr
     return int(ns.func(ns))

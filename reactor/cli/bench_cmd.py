@@ -55,7 +55,8 @@ def run(ns: argparse.Namespace) -> int:
         roots = " or ".join(str(r) for r in candidate_roots())
         print(
             f"reactor bench: no reactor benchmarks/ package found in {roots}; the suite is not "
-            "installed with the package: run this from the root of a reactor checkout"
+            "installed with the package: run this from the root of a reactor checkout",
+            file=sys.stderr,
         )
         return 2
     code: int = module.main(list(ns.bench_args))

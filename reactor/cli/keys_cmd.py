@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 from typing import Any
 
 from reactor.errors import ConfigError
+
+log = logging.getLogger("reactor.cli")
 
 
 def add_parser(sub: Any) -> None:
@@ -40,8 +44,11 @@ def run(ns: argparse.Namespace) -> int:
     try:
         public, secret = generate_keys(ns.directory, ns.name, overwrite=ns.force)
     except (ConfigError, OSError) as exc:
-        print(f"reactor keys: {exc}")
+        print(f"reactor keys: {exc}", file=sys.stderr)
         return 2
+    log.info(
+        "wrote CURVE key pair %r", ns.name, extra={"public": str(public), "secret": str(secret)}
+    )
     print(f"public key: {public}")
     print(f"secret key: {secret}  (keep it private)")
     return 0

@@ -1,48 +1,84 @@
-"""`reactor monitor`: list nodes and jobs stored in Redis, show one job, delete jobs.
+"""`reactor monitor`: list nodes and jobs stored in Redis, show one job, retry or delete jobs.
 
-Exit codes: 0 done, 1 no such job or node / deletion refused, 2 Redis unreachable.
+Tables go to stdout (or one JSON document with ``--json``); progress bars, questions and errors
+to stderr. Exit codes: 0 done, 1 no such job or node / refused, 2 Redis unreachable.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pprint import pformat
 from typing import Any
 
-from tabulate import tabulate
+from rich import box
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
 
-from reactor.config import DEFAULTS
+from reactor.cli.options import env_help, from_env
+from reactor.config import DEFAULTS, env_name
 from reactor.errors import StorageUnavailableError
-from reactor.monitor import RedisMonitor
-from reactor.record import STATUSES
+from reactor.monitor import RETRYABLE, RedisMonitor
+from reactor.record import FAILED, STATUSES, UNFINISHED
 
 
 def add_parser(sub: Any) -> None:
     """Register the `monitor` subcommand and its actions."""
     p = sub.add_parser(
         "monitor",
-        help="inspect and delete jobs stored in Redis",
-        description="Inspect and delete the jobs nodes keep in Redis storage.",
+        help="inspect, retry and delete jobs stored in Redis",
+        description="Inspect, retry and delete the jobs nodes keep in Redis storage.",
     )
     p.add_argument(
         "--redis",
         metavar="URL",
-        default=DEFAULTS["redis_url"],
-        help="Redis URL (default: %(default)s)",
+        default=from_env("--redis") or from_env("--redis-url") or DEFAULTS["redis_url"],
+        help=env_help("--redis", f"Redis URL (also {env_name('redis_url')}; default: %(default)s)"),
     )
-    p.add_argument("--prefix", default="reactor", help="key prefix (default: %(default)s)")
+    p.add_argument(
+        "--prefix",
+        default=from_env("--prefix") or "reactor",
+        help=env_help("--prefix", "key prefix (default: %(default)s)"),
+    )
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    actions.add_parser("nodes", help="nodes with stored jobs, and their counts per status")
-    jobs = actions.add_parser("jobs", help="one node's jobs")
+    nodes = actions.add_parser("nodes", help="nodes with stored jobs, and their counts per status")
+    _json_option(nodes)
+    jobs = actions.add_parser("jobs", help="one page of one node's jobs")
     jobs.add_argument("node", metavar="NODE")
-    jobs.add_argument("--unfinished", action="store_true", help="only new/in progress/queued/error")
     jobs.add_argument(
-        "--limit", type=int, default=200, help="rows to print, soonest due first (0: all)"
+        "--status",
+        action="append",
+        choices=STATUSES,
+        metavar="S",
+        help=f"only jobs in this status (repeatable): {', '.join(STATUSES)}",
     )
+    jobs.add_argument("--name", help="only jobs of this job name")
+    jobs.add_argument(
+        "--unfinished", action="store_true", help="only new/in progress/queued/error jobs"
+    )
+    jobs.add_argument("--limit", type=int, default=20, help="rows per page (default: %(default)s)")
+    jobs.add_argument(
+        "--cursor", type=int, default=0, help="where the page starts: a previous next_cursor"
+    )
+    _json_option(jobs)
     show = actions.add_parser("show", help="one job's stored record")
     show.add_argument("job_id", metavar="JOB_ID")
+    _json_option(show)
+    retry = actions.add_parser(
+        "retry", help="run a failed (or error/cancelled) job again from its first attempt"
+    )
+    retry.add_argument("job_id", metavar="JOB_ID")
+    _json_option(retry)
+    retry_failed = actions.add_parser("retry-failed", help="retry every failed job of one node")
+    retry_failed.add_argument("node", metavar="NODE")
+    retry_failed.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    _json_option(retry_failed)
     destroy = actions.add_parser(
         "destroy", help="delete one job (cancels a deferred or periodic job)"
     )
@@ -52,6 +88,10 @@ def add_parser(sub: Any) -> None:
     destroy_all.add_argument("node", metavar="NODE")
     destroy_all.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p.set_defaults(func=run)
+
+
+def _json_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print one JSON document instead")
 
 
 def run(ns: argparse.Namespace) -> int:
@@ -65,6 +105,28 @@ def run(ns: argparse.Namespace) -> int:
         return 2
 
 
+def _out() -> Console:
+    """The console tables go to: as wide as the terminal, or 200 columns into a pipe or file."""
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console = Console(highlight=False, width=200, no_color=True)
+    return console
+
+
+def _err() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+def _print_json(document: Any) -> None:
+    sys.stdout.write(json.dumps(document, default=_jsonable, sort_keys=True) + "\n")
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    return str(value)
+
+
 def _when(epoch: float | None) -> str:
     """An epoch time as ``YYYY-MM-DD HH:MM:SS.mmm UTC``; ``-`` when unset."""
     if not epoch:
@@ -73,42 +135,64 @@ def _when(epoch: float | None) -> str:
 
 
 def _confirm(question: str) -> bool:
+    print(f"{question} [y/N] ", end="", file=sys.stderr, flush=True)
     try:
-        answer = input(f"{question} [y/N] ")
+        answer = input()
     except EOFError:
         answer = ""
     return answer.strip().lower() in ("y", "yes")
 
 
+def _table(*headers: str) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
+    for header in headers:
+        table.add_column(header, overflow="fold")
+    return table
+
+
 def _nodes(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
-    names = monitor.nodes()
-    if not names:
+    counts = {name: monitor.counts(name) for name in monitor.nodes()}
+    if ns.json:
+        _print_json(
+            {"nodes": {name: {**c, "total": sum(c.values())} for name, c in counts.items()}}
+        )
+        return 0
+    if not counts:
         print("no node has stored jobs")
         return 0
-    rows = []
-    for name in names:
-        counts = monitor.counts(name)
-        rows.append([name, *(counts.get(s, 0) for s in STATUSES), sum(counts.values())])
-    print(tabulate(rows, headers=["node", *STATUSES, "total"]))
+    table = _table("node", *STATUSES, "total")
+    for name, per_status in counts.items():
+        values = [per_status.get(s, 0) for s in STATUSES]
+        table.add_row(name, *(str(v) for v in values), str(sum(values)))
+    _out().print(table)
     return 0
 
 
 def _jobs(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
-    records = sorted(
-        monitor.jobs_for(ns.node, to_be_retried=ns.unfinished).values(),
-        key=lambda r: (r["run_at"], r["id"]),
+    statuses: set[str] | None = set(ns.status) if ns.status else None
+    if ns.unfinished:
+        statuses = set(UNFINISHED) if statuses is None else statuses & UNFINISHED
+    if ns.limit < 1:
+        print("reactor monitor: --limit must be >= 1", file=sys.stderr)
+        return 2
+    records, next_cursor = monitor.jobs_page(
+        ns.node, status=statuses, name=ns.name, limit=ns.limit, cursor=ns.cursor
     )
+    if ns.json:
+        _print_json({"node": ns.node, "jobs": records, "next_cursor": next_cursor})
+        return 0
     if not records:
-        print(f"no {'unfinished ' if ns.unfinished else ''}jobs stored for node {ns.node!r}")
+        print(f"no matching jobs stored for node {ns.node!r}", file=sys.stderr)
         return 1
-    shown = records[: ns.limit] if ns.limit > 0 else records
-    rows = [
-        [r["id"], r["status"], r["name"], r["attempt"], _when(r["run_at"]), r["last_error"] or ""]
-        for r in shown
-    ]
-    print(tabulate(rows, headers=["id", "status", "name", "attempt", "due (UTC)", "last error"]))
-    if len(shown) < len(records):
-        print(f"... {len(records) - len(shown)} more (use --limit 0 to list all)")
+    table = _table("id", "status", "name", "attempt", "due (UTC)", "last error")
+    for r in sorted(records, key=lambda r: (r["run_at"] or 0.0, r["id"])):
+        table.add_row(
+            r["id"], r["status"], r["name"], str(r["attempt"]), _when(r["run_at"]),
+            r["last_error"] or "",
+        )  # fmt: skip
+    _out().print(table)
+    if next_cursor:
+        print(f"... more: add --cursor {next_cursor}")
     return 0
 
 
@@ -117,14 +201,58 @@ def _show(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
     if record is None:
         print(f"no stored job {ns.job_id!r}", file=sys.stderr)
         return 1
-    rows: list[list[Any]] = []
+    if ns.json:
+        _print_json({"job": record, "node": monitor.node_of(ns.job_id)})
+        return 0
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
     for field, value in record.items():
         if field in ("run_at", "enqueued_at", "failed_at") and value:
             value = f"{_when(value)}  ({value!r})"
         elif field == "args":
             value = pformat(value, width=80, sort_dicts=True)
-        rows.append([field, "-" if value is None else value])
-    print(tabulate(rows, tablefmt="plain"))
+        table.add_row(field, "-" if value is None else str(value))
+    _out().print(table)
+    return 0
+
+
+def _retry(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
+    record = monitor.load(ns.job_id)
+    retried = record is not None and monitor.retry(ns.job_id)
+    if ns.json:
+        _print_json({"job_id": ns.job_id, "retried": retried})
+    if record is None:
+        print(f"no stored job {ns.job_id!r}", file=sys.stderr)
+        return 1
+    if not retried:
+        allowed = ", ".join(sorted(RETRYABLE))
+        print(
+            f"job {ns.job_id} is {record['status']}: only {allowed} jobs can be retried",
+            file=sys.stderr,
+        )
+        return 1
+    if not ns.json:
+        print(f"job {ns.job_id} queued for retry on node {monitor.node_of(ns.job_id)}")
+    return 0
+
+
+def _retry_failed(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
+    failed = monitor.counts(ns.node).get(FAILED, 0)
+    if not failed:
+        if ns.json:
+            _print_json({"node": ns.node, "retried": 0})
+        print(f"no failed jobs stored for node {ns.node!r}", file=sys.stderr)
+        return 1
+    if not ns.yes and not _confirm(f"Retry all {failed} failed jobs of node {ns.node!r}?"):
+        print("not retried", file=sys.stderr)
+        return 1
+    with _progress(f"retrying failed jobs of {ns.node}", monitor.size(ns.node)) as advance:
+        retried = monitor.retry_failed(ns.node, progress=advance)
+    if ns.json:
+        _print_json({"node": ns.node, "retried": retried})
+    else:
+        print(f"queued {retried} jobs of node {ns.node!r} for retry")
     return 0
 
 
@@ -153,14 +281,71 @@ def _destroy_all(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
     if not ns.yes and not _confirm(f"Destroy all {total} jobs of node {ns.node!r}?"):
         print("not destroyed")
         return 1
-    print(f"destroyed {monitor.destroy_all_jobs_for(ns.node)} jobs of node {ns.node!r}")
+    size = monitor.size(ns.node)
+    # destroy_all_jobs_for takes no callback: follow it by watching the node's index shrink.
+    with (
+        _progress(f"destroying jobs of {ns.node}", size) as advance,
+        _watch(lambda: size - monitor.size(ns.node), advance),
+    ):
+        deleted = monitor.destroy_all_jobs_for(ns.node)
+    print(f"destroyed {deleted} jobs of node {ns.node!r}")
     return 0
 
 
-_ACTIONS = {
+@contextmanager
+def _progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr (shown only on a terminal); yields ``advance(n)``."""
+    console = _err()
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not console.is_terminal,
+        transient=False,
+    ) as bar:
+        task = bar.add_task(description, total=total)
+
+        def advance(n: int) -> None:
+            bar.advance(task, n)
+
+        yield advance
+        bar.update(task, completed=total)
+
+
+@contextmanager
+def _watch(done: Callable[[], int], advance: Callable[[int], None]) -> Iterator[None]:
+    """Call ``advance`` from a thread with the growth of ``done()`` every 0.2 s while inside."""
+    stop = threading.Event()
+    seen = 0
+
+    def poll() -> None:
+        nonlocal seen
+        while not stop.wait(0.2):
+            try:
+                now = done()
+            except StorageUnavailableError:
+                return
+            if now > seen:
+                advance(now - seen)
+                seen = now
+
+    thread = threading.Thread(target=poll, name="reactor-monitor-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+_ACTIONS: dict[str, Callable[[RedisMonitor, argparse.Namespace], int]] = {
     "nodes": _nodes,
     "jobs": _jobs,
     "show": _show,
+    "retry": _retry,
+    "retry-failed": _retry_failed,
     "destroy": _destroy,
     "destroy-all": _destroy_all,
 }

@@ -10,7 +10,8 @@ import signal
 import sys
 from typing import Any
 
-from reactor.config import DEFAULTS, Config
+from reactor.cli.options import env_help, env_int, env_list, from_env
+from reactor.config import DEFAULTS, Config, apply_settings
 from reactor.errors import ConfigError, ReactorError
 from reactor.node import Node
 from reactor.runtime import new_event_loop
@@ -25,32 +26,50 @@ def add_parser(sub: Any) -> None:
         help="run a worker node",
         description="Run a node that takes jobs from one or more distributors.",
     )
-    p.add_argument("--name", required=True, help="the node's name (jobs pin to it with node=)")
+    name = from_env("--name")
+    p.add_argument(
+        "--name",
+        required=name is None,
+        default=name,
+        help=env_help("--name", "the node's name (jobs pin to it with node=)"),
+    )
     p.add_argument(
         "--distributor",
         action="append",
-        required=True,
+        required=env_list("--distributor") is None,
+        default=None,  # not the env list: argparse would append to it instead of replacing it
         metavar="HOST:PORT",
-        help="a distributor to connect to (repeat for several)",
+        help=env_help(
+            "--distributor",
+            "a distributor to connect to (repeatable; in the variable: comma-separated)",
+        ),
     )
     p.add_argument(
         "--storage",
-        default="memory",
-        help="memory (default), redis (uses redis_url) or a redis://... URL",
+        default=from_env("--storage") or "memory",
+        help=env_help("--storage", "memory (default), redis (uses redis_url) or a redis://... URL"),
     )
     p.add_argument(
         "--jobs",
-        default=None,
+        default=from_env("--jobs"),
         metavar="DIR",
-        help="job directory (default: config job_directory, 'reactor_jobs')",
+        help=env_help("--jobs", "job directory (default: config job_directory, 'reactor_jobs')"),
     )
-    p.add_argument("--capacity", type=int, default=None, help="jobs taken at once")
+    p.add_argument(
+        "--capacity",
+        type=int,
+        default=None,
+        help=env_help("--capacity", "jobs taken at once (default: config node_capacity)"),
+    )
     p.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help=f"set a config key (repeatable): {', '.join(sorted(DEFAULTS))}",
+        help=(
+            "set a config key (repeatable; overrides its REACTOR_<KEY> variable): "
+            f"{', '.join(sorted(DEFAULTS))}"
+        ),
     )
     add_curve_arguments(p)
     p.set_defaults(func=run)
@@ -62,40 +81,6 @@ def add_curve_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--curve-server-key", metavar="FILE", help="the distributor's CURVE public key file"
     )
-
-
-def apply_settings(config: Config, settings: list[str]) -> None:
-    """Apply ``KEY=VALUE`` strings to ``config``, typed after each key's default.
-
-    Raises:
-        ConfigError: a malformed pair, an unknown key or a bad value.
-    """
-    for item in settings:
-        key, sep, text = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set takes KEY=VALUE, not {item!r}")
-        if key not in DEFAULTS:
-            raise ConfigError(
-                f"unknown config key {key!r}; valid keys: {', '.join(sorted(DEFAULTS))}"
-            )
-        default = DEFAULTS[key]
-        value: Any
-        try:
-            if isinstance(default, bool):
-                if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError(text)
-                value = text.lower() in ("true", "1", "yes")
-            elif isinstance(default, int):
-                value = int(text) if text.lstrip("-").isdigit() else float(text)
-            elif isinstance(default, float):
-                value = float(text)
-            else:
-                value = text
-        except ValueError:
-            raise ConfigError(
-                f"--set {key}: {text!r} is not a valid {type(default).__name__}"
-            ) from None
-        config[key] = value
 
 
 def storage_spec(text: str) -> str:
@@ -116,20 +101,20 @@ def curve_client(ns: argparse.Namespace) -> Any:
 
 def run(ns: argparse.Namespace) -> int:
     """Run the node until a signal; 0 on a graceful stop."""
-    config = Config()
     try:
+        config = Config()  # defaults, then REACTOR_<KEY> variables, then --set
         apply_settings(config, ns.set)
         node = Node(
             ns.name,
-            distributors=ns.distributor,
+            distributors=ns.distributor or env_list("--distributor") or [],
             storage=storage_spec(ns.storage),
             job_directory=ns.jobs,
-            capacity=ns.capacity,
+            capacity=ns.capacity if ns.capacity is not None else env_int("--capacity"),
             config=config,
             curve=curve_client(ns),
         )
     except (ReactorError, ValueError) as exc:
-        print(f"reactor node: {exc}")
+        print(f"reactor node: {exc}", file=sys.stderr)
         return 2
     loop = new_event_loop()
     try:

@@ -47,7 +47,7 @@ def test_keys_generate_writes_a_key_pair_only_its_owner_reads(
     assert no_secret is None and secret_key is not None and same_pub == pub_key
     assert str(public) in capsys.readouterr().out
     assert cli(["keys", "generate", str(tmp_path / "k"), "--name", "w9"]) == 2
-    assert "already exists" in capsys.readouterr().out
+    assert "already exists" in capsys.readouterr().err  # errors go to stderr
     assert read_key_file(public)[0] == pub_key
     assert cli(["keys", "generate", str(tmp_path / "k"), "--name", "w9", "--force"]) == 0
     assert read_key_file(public)[0] != pub_key
