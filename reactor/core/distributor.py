@@ -410,7 +410,7 @@ class DistributorCore:
         self.port.feedback(job, fb)
 
     def _on_heartbeat(self, node: NodeState, hb: P.Heartbeat, now: float) -> None:
-        if hb.session != node.session:
+        if hb.session != node.session or not node.alive:  # a gone node must hello and sync
             self._ask_hello(node.peer, now)
             return
         if hb.stamp > node.echo:

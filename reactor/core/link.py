@@ -55,10 +55,11 @@ class LinkState:
         """Whether jobs of this distributor's current session may start now."""
         return self.synced and now < self.lease_until
 
-    def renew(self, stamp: float, timeout: float) -> None:
-        """The distributor echoed our clock reading ``stamp``: extend the lease."""
+    def renew(self, stamp: float, timeout: float, now: float) -> None:
+        """The distributor echoed our clock reading ``stamp``: extend the lease (a reading from
+        the future is not ours, and would make the lease last forever: it is ignored)."""
         until = stamp + LEASE_SHARE * timeout
-        if until > self.lease_until:
+        if until > self.lease_until and stamp <= now:
             self.lease_until = until
 
     def lapse(self) -> None:

@@ -167,13 +167,13 @@ class NodeCore:
         if msg.version != P.PROTOCOL_VERSION or msg.node_session != self.session:
             return
         if link.welcomed and msg.session == link.dsession:
-            link.renew(msg.echo, self.timeout)
+            link.renew(msg.echo, self.timeout, now)
             return
         if link.dsession and msg.session != link.dsession:
             self._orphan(link, now)
         link.dsession = msg.session
         link.welcomed = True
-        link.renew(msg.echo, self.timeout)
+        link.renew(msg.echo, self.timeout, now)
         log.info("connected to distributor %s", link.key)
         for entry in link.feedback.values():
             entry[1] = now
@@ -253,7 +253,7 @@ class NodeCore:
                 self._on_feedback_ack(link, msg)  # type: ignore[arg-type]
             elif kind is P.Heartbeat:
                 if link.welcomed and msg.session == link.dsession:  # type: ignore[union-attr]
-                    link.renew(msg.stamp, self.timeout)  # type: ignore[union-attr]
+                    link.renew(msg.stamp, self.timeout, now)  # type: ignore[union-attr]
                     if self.held and link.runnable(now):
                         self._release_held()
             elif kind is P.Cancel or kind is P.Revoke:
