@@ -518,13 +518,15 @@ class Node:
             if watchdog is None:
                 attempt = run_sync(entry, args, fresh)
             else:
-                watchdog.job_started(now, job)
+                watchdog.job = job  # what job_started() does, inlined on this hot path
+                watchdog.job_since = now
                 watchdog.lock.release()  # def chains touch no socket: the watchdog may
                 try:
                     attempt = run_sync(entry, args, fresh)
                 finally:
                     watchdog.lock.acquire()
-                    if watchdog.job_ended():
+                    watchdog.job_since = 0.0
+                    if watchdog.handed_back and watchdog.job_ended():
                         core.blocked = False
                         core.announce(time.monotonic())
             now = time.monotonic()
