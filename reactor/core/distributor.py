@@ -139,13 +139,17 @@ class DistributorCore:
         if job.cancel:
             self.port.send(node.peer, P.Cancel([(job.id, wire[W_ASG])]))
 
-    def _take_back(self, job: JobState) -> None:
-        """Undo the current assignment (the job goes back to waiting, or ends if cancelled)."""
+    def _unassign(self, job: JobState) -> None:
+        """Detach the job from its owner: credit, unacknowledged and held lists."""
         owner = job.owner
         if owner is not None:
             self.router.release(job)
             owner.unacked.pop(job.id, None)
             owner.owned.pop(job.id, None)
+
+    def _take_back(self, job: JobState) -> None:
+        """Undo the current assignment (the job goes back to waiting, or ends if cancelled)."""
+        self._unassign(job)
         job.owner = None
         job.acked = False
         if job.cancel:
@@ -154,11 +158,7 @@ class DistributorCore:
             self.router.park(job, front=True)
 
     def _forget(self, job: JobState) -> None:
-        owner = job.owner
-        if owner is not None:
-            self.router.release(job)
-            owner.unacked.pop(job.id, None)
-            owner.owned.pop(job.id, None)
+        self._unassign(job)
         self.jobs.pop(job.id, None)
         if job.cancel:
             self._cancelling.pop(job.id, None)
