@@ -80,6 +80,17 @@ async def wait_for_node(
     await async_wait_until(up, timeout, message=f"node {name} did not connect in {timeout}s")
 
 
+async def start_two(
+    d: Distributor, start_node: NodeFactory, **kw: Any
+) -> tuple[NodeProcess, NodeProcess]:
+    """Node processes A and B dialing ``d`` (``kw`` goes to both), once ``d`` sees both."""
+    a = start_node("A", [d.address], **kw)
+    b = start_node("B", [d.address], **kw)
+    await wait_for_node(d, "A", proc=a)
+    await wait_for_node(d, "B", proc=b)
+    return a, b
+
+
 def lines(path: Path) -> list[str]:
     """The lines a job wrote to ``path`` so far."""
     return path.read_text().splitlines() if path.exists() else []

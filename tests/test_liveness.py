@@ -10,16 +10,13 @@ from pathlib import Path
 from reactor import Distributor
 from reactor.testing import async_wait_until
 
-from .conftest import NodeFactory, Recorder, lines, wait_for_node
+from .conftest import NodeFactory, Recorder, lines, start_two, wait_for_node
 
 
 async def test_frozen_node_has_its_unacked_jobs_resent(
     distributor: Distributor, start_node: NodeFactory, tmp_path: Path
 ) -> None:
-    a = start_node("A", [distributor.address])
-    b = start_node("B", [distributor.address])
-    await wait_for_node(distributor, "A", proc=a)
-    await wait_for_node(distributor, "B", proc=b)
+    a, b = await start_two(distributor, start_node)
     ok = Recorder()
     a.signal(signal.SIGSTOP)
     frozen_at = time.monotonic()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from reactor import Distributor
-from tests.conftest import FAST, NodeFactory, wait_for_node
+from tests.conftest import FAST, NodeFactory, start_two
 
 from .conftest import loss_problems, report, runs, settle
 
@@ -24,10 +24,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.faults]
 async def test_both_nodes_frozen_past_the_timeout_then_thawed_give_no_phantom_cancel(
     distributor: Distributor, start_node: NodeFactory, tmp_path: Path
 ) -> None:
-    a = start_node("A", [distributor.address])
-    b = start_node("B", [distributor.address])
-    await wait_for_node(distributor, "A", proc=a)
-    await wait_for_node(distributor, "B", proc=b)
+    a, b = await start_two(distributor, start_node)
     a.signal(signal.SIGSTOP)
     b.signal(signal.SIGSTOP)
     path = tmp_path / "ran.txt"

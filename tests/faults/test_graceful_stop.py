@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from reactor import Distributor
-from tests.conftest import NodeFactory, wait_for_node
+from tests.conftest import NodeFactory, start_two
 
 from .conftest import loss_problems, report, run_pids, runs, settle
 
@@ -38,10 +38,7 @@ async def test_sigterm_with_400_queued_def_jobs_loses_none(
     tmp_path: Path,
 ) -> None:
     storage = _storage(request, kind)
-    a = start_node("A", [distributor.address], storage=storage)
-    b = start_node("B", [distributor.address], storage=storage)
-    await wait_for_node(distributor, "A", proc=a)
-    await wait_for_node(distributor, "B", proc=b)
+    a, _ = await start_two(distributor, start_node, storage=storage)
     path = tmp_path / "ran.txt"
     tags = [f"j{i}" for i in range(400)]
     start = time.monotonic()
@@ -76,10 +73,7 @@ async def test_sigterm_with_5_jobs_pinned_to_it_loses_none(
     tmp_path: Path,
 ) -> None:
     storage = _storage(request, kind)
-    a = start_node("A", [distributor.address], storage=storage)
-    b = start_node("B", [distributor.address], storage=storage)
-    await wait_for_node(distributor, "A", proc=a)
-    await wait_for_node(distributor, "B", proc=b)
+    a, _ = await start_two(distributor, start_node, storage=storage)
     path = tmp_path / "ran.txt"
     tags = [f"p{i}" for i in range(5)]
     start = time.monotonic()

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from reactor import Distributor
-from tests.conftest import NodeFactory, wait_for_node
+from tests.conftest import NodeFactory, start_two
 
 from .conftest import loss_problems, report, runs, settle
 
@@ -32,10 +32,7 @@ MAX_WAIT = 1.0 + SHORT * 0.010  # 1 s beyond the short jobs' own work on the fre
 async def test_short_jobs_do_not_wait_behind_a_20s_def_job(
     distributor: Distributor, start_node: NodeFactory, tmp_path: Path
 ) -> None:
-    a = start_node("A", [distributor.address])
-    b = start_node("B", [distributor.address])
-    await wait_for_node(distributor, "A", proc=a)
-    await wait_for_node(distributor, "B", proc=b)
+    await start_two(distributor, start_node)
     path = tmp_path / "ran.txt"
     start = time.monotonic()
     long = distributor.enqueue("sleep_def", {"seconds": BLOCK, "path": str(path), "tag": "long"})
