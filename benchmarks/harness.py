@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 from reactor import Distributor
 from reactor.config import Config
 from reactor.runtime import new_event_loop
-from reactor.testing import NodeProcess
+from reactor.testing.support import NodeProcess
 
 T = TypeVar("T")
 

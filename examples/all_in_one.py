@@ -4,7 +4,7 @@ Run from the repository root:  python examples/all_in_one.py
 """
 
 import reactor as JR
-from reactor.testing import free_port
+from reactor.testing.support import free_port
 
 port = free_port()
 JR.config["log_job_processing"] = False

@@ -8,7 +8,7 @@ import asyncio
 from collections import Counter
 
 from reactor import Config, Distributor
-from reactor.testing import NodeProcess, free_port
+from reactor.testing.support import NodeProcess, free_port
 
 
 async def main() -> None:

@@ -80,7 +80,7 @@ __all__ = [
 
 #: The facade's settings (the one documented global, with the runtime below).
 config = Config()
-_runtime = Runtime(config)
+_runtime = Runtime.facade = Runtime(config)
 
 run = _runtime.run
 run_forever = _runtime.run_forever

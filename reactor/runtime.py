@@ -13,7 +13,7 @@ import signal
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from reactor.config import Config
 from reactor.distributor import Distributor
@@ -37,6 +37,10 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 class Runtime:
     """A loop on a thread, plus the distributor and nodes started on it."""
+
+    #: The runtime behind the ``reactor`` module facade (``JR.enqueue`` & co.), so the testing
+    #: helpers can route the facade's enqueues to a test distributor (:mod:`reactor.testing`).
+    facade: ClassVar[Runtime | None] = None
 
     def __init__(self, config: Config) -> None:
         self.config = config

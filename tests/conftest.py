@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from reactor import Config, Distributor
-from reactor.testing import NodeProcess, async_wait_until
+from reactor.testing.support import NodeProcess, async_wait_until
 
 JOBS = Path(__file__).parent / "jobs"
 

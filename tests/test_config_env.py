@@ -17,7 +17,7 @@ from reactor.cli import build_parser
 from reactor.cli.options import log_settings
 from reactor.config import DEFAULTS, Config, apply_settings, env_name, from_environment, parse_value
 from reactor.errors import ConfigError
-from reactor.testing import async_wait_until
+from reactor.testing.support import async_wait_until
 from tests.conftest import JOBS
 
 

@@ -21,7 +21,7 @@ ROOT = Path(__file__).parent.parent
 
 
 def test_facade_runs_a_distributor_and_a_node_in_one_process(tmp_path: Path) -> None:
-    from reactor.testing import free_port
+    from reactor.testing.support import free_port
 
     port = free_port()
     saved = dict(JR.config)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from reactor import Distributor, JobFailed, MessageTooLargeError, RemoteError
-from reactor.testing import async_wait_until, free_port
+from reactor.testing.support import async_wait_until, free_port
 
 from .conftest import NodeFactory, Recorder, lines, wait_for_node
 

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from reactor import Distributor
-from reactor.testing import async_wait_until
+from reactor.testing.support import async_wait_until
 
 from .conftest import NodeFactory, Recorder, lines, start_two, wait_for_node
 
@@ -71,7 +71,7 @@ async def test_node_reconnects_to_a_restarted_distributor(
     start_node: NodeFactory,
     config,  # type: ignore[no-untyped-def]
 ) -> None:
-    from reactor.testing import free_port
+    from reactor.testing.support import free_port
 
     port = free_port()
     async with Distributor("127.0.0.1", port, config=config) as first:

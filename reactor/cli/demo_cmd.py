@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from reactor.errors import JobFailed, ReactorError
-from reactor.testing import NodeProcess, free_port, wait_until
+from reactor.testing.support import NodeProcess, free_port, wait_until
 
 log = logging.getLogger("reactor.cli")
 

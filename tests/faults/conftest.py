@@ -23,7 +23,7 @@ import pytest
 from reactor import Config, Distributor
 from reactor.errors import JobCancelledError, JobFailed
 from reactor.handle import JobHandle
-from reactor.testing import async_wait_until
+from reactor.testing.support import async_wait_until
 from tests.conftest import FAST, JOBS
 from tests.faults.netns import NetLab, require_netns
 from tests.faults.proxy import TcpProxy
@@ -45,7 +45,7 @@ def node_command(
     settings: dict[str, Any] | None = None,
     jobs: Path = JOBS,
 ) -> list[str]:
-    """The ``reactor node`` command line :class:`reactor.testing.NodeProcess` would run."""
+    """The ``reactor node`` command line :class:`reactor.testing.support.NodeProcess` would run."""
     cmd = [sys.executable, "-m", "reactor", "--log-level", "INFO", "node", "--name", name]
     cmd += ["--jobs", str(jobs), "--storage", storage]
     for d in distributors:

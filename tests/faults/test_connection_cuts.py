@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from reactor import Distributor
-from reactor.testing import async_wait_until
+from reactor.testing.support import async_wait_until
 from tests.conftest import NodeFactory, wait_for_node
 
 from .conftest import ProxyFactory, loss_problems, report, runs, settle

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from reactor import Distributor
-from reactor.testing import async_wait_until, free_port
+from reactor.testing.support import async_wait_until, free_port
 from tests.conftest import NodeFactory, wait_for_node
 
 from .conftest import fault_config, loss_problems, report, runs, settle, tally

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Sequence
 import pytest
 
 from reactor.record import JobRecord
-from reactor.testing import async_wait_until, wait_until
+from reactor.testing.support import async_wait_until, wait_until
 
 __all__ = ["async_wait_until", "make_job", "wait_until"]
 from reactor.testing_redis import RedisClusterServers, RedisServer, redis_server_available

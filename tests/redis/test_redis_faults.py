@@ -19,7 +19,7 @@ from reactor.monitor import RedisMonitor
 from reactor.record import QUEUED, JobRecord
 from reactor.storage.redis import RedisStorage
 from reactor.storage.redis_batch import _Op
-from reactor.testing import free_port
+from reactor.testing.support import free_port
 from tests.redis.conftest import ServerFactory, async_wait_until, make_job
 
 pytestmark = pytest.mark.redis

@@ -11,7 +11,7 @@ import pytest
 
 from reactor import Config, Distributor, JobFailed
 from reactor.monitor import RedisMonitor
-from reactor.testing import async_wait_until
+from reactor.testing.support import async_wait_until
 from reactor.testing_redis import RedisServer
 
 from ..conftest import NodeFactory, Recorder, lines, wait_for_node

@@ -17,7 +17,7 @@ from reactor import Config, ConfigError
 from reactor import protocol as P
 from reactor.cli import main as cli
 from reactor.security import _ZAP, CurveServer, read_key_file
-from reactor.testing import NodeProcess, async_wait_until
+from reactor.testing.support import NodeProcess, async_wait_until
 
 from .conftest import (
     FAST,

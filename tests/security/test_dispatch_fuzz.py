@@ -20,7 +20,7 @@ from reactor import Config, Distributor, Node
 from reactor import protocol as P
 from reactor.errors import ProtocolError
 from reactor.runtime import new_event_loop
-from reactor.testing import async_wait_until, free_port
+from reactor.testing.support import async_wait_until, free_port
 
 from .conftest import FAST, Cleanup, LoopErrors, start_node
 

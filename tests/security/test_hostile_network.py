@@ -23,7 +23,7 @@ import zmq
 import reactor
 from reactor import BackPressureError, Config, Distributor, JobFailed, MessageTooLargeError
 from reactor import protocol as P
-from reactor.testing import NodeProcess, async_wait_until, free_port
+from reactor.testing.support import NodeProcess, async_wait_until, free_port
 
 from .conftest import (
     FAST,

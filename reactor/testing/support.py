@@ -1,4 +1,5 @@
-"""Helpers for tests and benchmarks: free ports, deadline waits, and node subprocesses."""
+"""Helpers for reactor's own tests, benchmarks and examples: free ports, deadline waits, node
+subprocesses. Application authors want :mod:`reactor.testing` instead."""
 
 from __future__ import annotations
 

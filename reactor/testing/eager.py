@@ -1,0 +1,133 @@
+"""Eager mode: ``enqueue`` runs the job's chain inline and calls its feedback before returning,
+like Celery's ``task_always_eager``."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from reactor import protocol as P
+from reactor.chain import Attempt, Outcome, run_async, run_sync
+from reactor.config import Config
+from reactor.core.lifecycle import error_triple
+from reactor.feedback import run_feedback
+from reactor.handle import Feedback, JobHandle
+from reactor.registry import JobEntry
+from reactor.testing.jobs import Jobs, registry_from
+from reactor.testing.offline import OfflineDistributor
+
+log = logging.getLogger("reactor.testing")
+T = TypeVar("T")
+
+
+class EagerDistributor(OfflineDistributor):
+    """A distributor that runs every job at once, in the caller, through the real chain runner.
+
+    ``enqueue`` checks the job as production does, runs the body and callbacks (errbacks on an
+    exception, retrying up to the job's ``max_attempt`` without waiting), calls ``on_success`` or
+    ``on_error`` with the final args, and returns a handle that is already done. The args cross
+    msgpack both ways, as on the wire. ``after=``/``run_at=`` are ignored (the job runs now) and a
+    periodic job runs once. ``async def`` chains run on a loop of their own.
+
+    Args:
+        jobs: the jobs (see :func:`reactor.testing.registry_from`).
+        config: settings (``max_attempt`` is read); a private default when omitted.
+    """
+
+    def __init__(self, jobs: Jobs, *, config: Config | None = None) -> None:
+        super().__init__(config=config)
+        self.registry = registry_from(jobs)
+        #: Every handle this distributor returned, oldest first.
+        self.handles: list[JobHandle] = []
+
+    def enqueue(
+        self,
+        name: str,
+        args: dict[str, Any] | None = None,
+        *,
+        after: float | None = None,
+        run_at: dt.datetime | float | None = None,
+        period: float | None = None,
+        defer: bool = False,
+        node: str | None = None,
+        not_node: str | None = None,
+        on_success: Feedback | None = None,
+        on_error: Feedback | None = None,
+    ) -> JobHandle:
+        """Run the job now; returns its finished handle (see the class docstring)."""
+        job_id, packed, _, _ = self._checked(
+            name,
+            args,
+            after=after,
+            run_at=run_at,
+            period=period,
+            node=node,
+            not_node=not_node,
+            on_success=on_success,
+            on_error=on_error,
+        )
+        handle = JobHandle(job_id, name, self, self._lock, on_success, on_error)
+        self.handles.append(handle)
+        fb = self._run(job_id, name, packed)
+        result, error = run_feedback(name, handle, fb)
+        handle._resolve(result, error)
+        return handle
+
+    def _run(self, job_id: str, name: str, packed: bytes) -> P.Feedback:
+        """Every attempt of the job, as the final feedback a node would send."""
+        entry = self.registry.get(name)
+        if entry is None:
+            known = ", ".join(self.registry.names()) or "none"
+            message = f"no job named {name!r} in this test's jobs (known: {known})"
+            return P.Feedback(job_id, 1, 1, P.FAILURE, True, packed, ("NoSuchJob", message, ""))
+        max_attempt = entry.max_attempt or int(self.config["max_attempt"])
+        for number in range(1, max_attempt + 1):
+            attempt = self._attempt(entry, packed)
+            if attempt.outcome in (Outcome.DONE, Outcome.CANCELLED):
+                out = P.pack_result_args(attempt.args)
+                return P.Feedback(job_id, 1, number, P.SUCCESS, True, out, None)
+            assert attempt.error is not None
+            if attempt.outcome is Outcome.FAILED_CANCELLED or number == max_attempt:
+                kept = {k: v for k, v in attempt.args.items() if k != "error"}
+                error = error_triple(attempt.error)
+                out = P.pack_result_args(kept)
+                return P.Feedback(job_id, 1, number, P.FAILURE, True, out, error)
+            log.info("eager job %s (%r) failed attempt %d: %s", job_id, name, number, attempt.error)
+        raise AssertionError("unreachable: max_attempt >= 1")  # pragma: no cover
+
+    def _attempt(self, entry: JobEntry, packed: bytes) -> Attempt:
+        args = P.unpack_args(packed)
+
+        def fresh() -> dict[str, Any]:
+            return P.unpack_args(packed)
+
+        if entry.is_async:
+            return _run_blocking(run_async(entry, args, fresh))
+        return run_sync(entry, args, fresh)
+
+
+def _run_blocking(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to completion from sync code, even when this thread already runs a loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    box: list[T] = []
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            box.append(asyncio.run(coro))
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, name="reactor-eager")
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+    return box[0]
