@@ -6,6 +6,7 @@ daylight-saving change never skips or doubles a fixed-time job (see :class:`Cron
 
 from __future__ import annotations
 
+import functools
 import math
 import reprlib
 from dataclasses import dataclass, field
@@ -197,3 +198,14 @@ class CronSchedule:
             return cls(value[0], value[1])
         except ConfigError as exc:
             raise ProtocolError(f"invalid cron schedule: {exc}") from None
+
+
+@functools.lru_cache(maxsize=1024)
+def cron_schedule(expr: str, tz: str) -> CronSchedule:
+    """The :class:`CronSchedule` for ``expr`` in ``tz``, built once per pair (parsing it costs
+    more than finding a next run, and a node holds many jobs on few schedules).
+
+    Raises:
+        ConfigError: the expression is malformed or never fires, or the zone is unknown.
+    """
+    return CronSchedule(expr, tz)

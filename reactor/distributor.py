@@ -25,6 +25,7 @@ from reactor import protocol as P
 from reactor.config import Config
 from reactor.core.distributor import DistributorCore
 from reactor.core.routing import JobState
+from reactor.cron import cron_schedule
 from reactor.errors import (
     BackPressureError,
     JobCancelledError,
@@ -32,7 +33,7 @@ from reactor.errors import (
 )
 from reactor.feedback import run_feedback
 from reactor.handle import Feedback, JobHandle
-from reactor.jobspec import check_options, timing
+from reactor.jobspec import check_job_options, check_options, timing
 from reactor.transport import Endpoint, tune
 
 log = logging.getLogger("reactor.distributor")
@@ -203,21 +204,56 @@ class Distributor:
         not_node: str | None = None,
         on_success: Feedback | None = None,
         on_error: Feedback | None = None,
+        timeout: float | None = None,
+        max_attempt: int | None = None,
+        cron: str | None = None,
+        tz: str | None = None,
+        priority: int = 0,
     ) -> JobHandle:
         """Send a job to a node; returns at once with a handle. Safe from any thread.
 
+        ``timeout``, ``max_attempt`` override the job's ``@job`` options (and the node's
+        settings); ``cron`` (read in ``tz``, UTC by default) runs the job on a schedule, like a
+        periodic job; ``priority`` orders waiting jobs, higher first.
+
         Raises:
-            TypeError: ``args`` is not a dict of msgpack-serializable values (the key is named).
+            TypeError: ``args`` is not a dict of msgpack-serializable values (the key is named),
+                or an option has the wrong type.
             MessageTooLargeError: the encoded args exceed ``max_message_size``.
-            ValueError: an invalid ``after``/``run_at``/``period``.
+            ValueError: an invalid ``after``/``run_at``/``period``/``timeout``/``max_attempt``/
+                ``priority``, a bad cron expression or time zone, or ``cron`` with ``after``,
+                ``run_at`` or ``period``.
             BackPressureError: ``max_waiting_jobs`` jobs already wait for a node.
             ReactorError: the distributor is not started (or stopped).
         """
         if self._loop is None or self._closed:
             raise ReactorError("the distributor is not running; start it before enqueueing")
         check_options(name, period, node, not_node, on_success, on_error)
+        options: list[Any] = []
+        if (
+            timeout is not None
+            or max_attempt is not None
+            or cron is not None
+            or tz is not None
+            or priority != 0
+        ):
+            check_job_options(
+                timeout=timeout,
+                max_attempt=max_attempt,
+                cron=cron,
+                tz=tz,
+                priority=priority,
+                after=after,
+                run_at=run_at,
+                period=period,
+            )
+            options = P.job_options_wire(
+                None if timeout is None else float(timeout), max_attempt, cron, tz, priority
+            )
         packed = P.pack_args({} if args is None else args, max_size=self._max_args)
         delay, at = (0.0, 0.0) if after is None and run_at is None else timing(after, run_at)
+        if cron is not None:  # the first run; the node that holds the job computes the next ones
+            at = cron_schedule(cron, tz or "UTC").next_after(time.time())
         core = self.core
         assert core is not None
         if len(self._inbox) + core.router.waiting >= self.config["max_waiting_jobs"]:
@@ -239,6 +275,8 @@ class Distributor:
             0,
             time.time(),
         ]
+        if options:
+            wire += options
         handle = JobHandle(job_id, name, self, self._lock, on_success, on_error)
         self._inbox.append(
             JobState(
@@ -250,7 +288,8 @@ class Distributor:
                 not_node=not_node,
                 due=time.monotonic() + delay if delay else 0.0,
                 deferred=delay > 0.0 or at > 0.0 or period is not None,
-                periodic=period is not None,
+                periodic=period is not None or cron is not None,
+                priority=priority,
             )
         )
         if not self._wake_pending:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import reprlib
 from typing import Any
 
 from reactor import protocol as P
+from reactor.cron import cron_schedule
+from reactor.errors import ConfigError
 
 
 def timing(after: float | None, run_at: dt.datetime | float | None) -> tuple[float, float]:
@@ -79,3 +82,66 @@ def check_options(
         raise TypeError("on_success= must be callable")
     if on_error is not None and not callable(on_error):
         raise TypeError("on_error= must be callable")
+
+
+def check_job_options(
+    *,
+    timeout: Any,
+    max_attempt: Any,
+    cron: Any,
+    tz: Any,
+    priority: Any,
+    after: Any,
+    run_at: Any,
+    period: Any,
+) -> None:
+    """Refuse bad per-job options (issue 13) at enqueue, saying what was wrong.
+
+    Only called when one of them differs from its default, so a plain enqueue pays nothing.
+
+    Raises:
+        TypeError: an option of the wrong type.
+        ValueError: ``timeout`` <= 0, ``max_attempt`` < 1, ``priority`` out of range, a bad
+            cron expression or unknown time zone, ``tz`` without ``cron``, or ``cron`` together
+            with ``after``/``run_at``/``period``.
+    """
+    if timeout is not None:
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+            raise TypeError(f"timeout= must be a number of seconds, not {timeout!r}")
+        if not (math.isfinite(timeout) and timeout > 0):
+            raise ValueError(f"timeout= must be a finite number of seconds > 0, not {timeout!r}")
+    if max_attempt is not None:
+        if isinstance(max_attempt, bool) or not isinstance(max_attempt, int):
+            raise TypeError(f"max_attempt= must be a whole number, not {max_attempt!r}")
+        if not 1 <= max_attempt < 2**31:
+            raise ValueError(f"max_attempt= must be between 1 and 2**31 - 1, not {max_attempt!r}")
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise TypeError(f"priority= must be a whole number, not {priority!r}")
+    if not P.MIN_PRIORITY <= priority <= P.MAX_PRIORITY:
+        raise ValueError(
+            f"priority= must be between {P.MIN_PRIORITY} and {P.MAX_PRIORITY} (higher runs "
+            f"first), not {priority!r}"
+        )
+    if cron is None:
+        if tz is not None:
+            raise ValueError("tz= is the time zone of a cron= schedule; give cron= with it")
+        return
+    clash = [
+        n for n, v in (("after", after), ("run_at", run_at), ("period", period)) if v is not None
+    ]
+    if clash:
+        raise ValueError(
+            f"cron= sets when the job runs; it cannot be combined with {clash[0]}= "
+            "(drop one of them)"
+        )
+    if type(cron) is not str or len(cron) > P.MAX_CRON_LEN or not cron.isprintable():
+        raise TypeError(
+            f"cron= must be a cron expression string of at most {P.MAX_CRON_LEN} characters, "
+            f"not {reprlib.repr(cron)}"
+        )
+    if tz is not None and (type(tz) is not str or len(tz) > P.MAX_TZ_LEN):
+        raise TypeError(f"tz= must be an IANA time zone name such as 'Europe/Paris', not {tz!r}")
+    try:
+        cron_schedule(cron, "UTC" if tz is None else tz)
+    except ConfigError as exc:
+        raise ValueError(f"cron=/tz=: {exc}") from None

@@ -109,6 +109,12 @@ class Job(NamedTuple):
     ``delay`` is seconds after receipt (a duration, measured on the node's monotonic clock);
     ``run_at`` is a wall-clock instant (epoch seconds, 0: none); ``attempt`` counts the attempts
     already made elsewhere, so a reassigned retrying job keeps its count.
+
+    The last five fields are per-job options (issue 13), sent only when one differs from its
+    default (the wire list is cut after the last non-default one, see :func:`job_wire`), so a
+    plain job costs nothing more: ``timeout`` seconds an attempt may take (None: no limit),
+    ``max_attempt`` overriding the node's setting, a ``cron`` expression read in time zone ``tz``
+    (the node computes each next run), and ``priority`` (higher first wherever jobs wait).
     """
 
     id: str
@@ -121,6 +127,24 @@ class Job(NamedTuple):
     defer: bool
     attempt: int
     enqueued_at: float
+    timeout: float | None = None
+    max_attempt: int | None = None
+    cron: str | None = None
+    tz: str | None = None
+    priority: int = 0
+
+
+#: The JOB wire list's length without options (kind + 10 fields) and with all five.
+JOB_BASE_LEN = 11
+JOB_FULL_LEN = 16
+#: The options' defaults, in wire order (what :func:`job_wire` trims off the end).
+JOB_OPTION_DEFAULTS: tuple[Any, ...] = (None, None, None, None, 0)
+#: Priorities are 32-bit signed integers: any ordering structure and storage can hold them.
+MIN_PRIORITY = -(2**31)
+MAX_PRIORITY = 2**31 - 1
+#: Longest cron expression and time zone name a JOB may carry.
+MAX_CRON_LEN = 256
+MAX_TZ_LEN = 64
 
 
 class Stored(NamedTuple):
@@ -372,6 +396,39 @@ def _is_args(v: Any) -> bool:
     return type(v) is bytes
 
 
+def _is_timeout(v: Any) -> bool:
+    return v is None or (_is_num(v) and v > 0)
+
+
+def _is_max_attempt(v: Any) -> bool:
+    return v is None or (type(v) is int and 1 <= v < 2**31)
+
+
+def _is_opt_label(limit: int) -> Callable[[Any], bool]:
+    def check(v: Any) -> bool:
+        return v is None or (type(v) is str and 0 < len(v) <= limit and v.isprintable())
+
+    return check
+
+
+def _is_priority(v: Any) -> bool:
+    return type(v) is int and MIN_PRIORITY <= v <= MAX_PRIORITY
+
+
+_JOB_OPTION_CHECKS = (
+    _is_timeout,
+    _is_max_attempt,
+    _is_opt_label(MAX_CRON_LEN),
+    _is_opt_label(MAX_TZ_LEN),
+    _is_priority,
+)
+
+
+def _job_options_ok(extra: list[Any]) -> bool:
+    """Whether the options after a JOB's tenth field are valid (there may be fewer than five)."""
+    return all(check(value) for check, value in zip(_JOB_OPTION_CHECKS, extra, strict=False))
+
+
 _SCHEMA: dict[int, tuple[type[Any], tuple[Callable[[Any], bool], ...], tuple[str, ...]]] = {}
 
 
@@ -396,6 +453,7 @@ _register(
     _is_bool,
     _is_count,
     _is_num,
+    *_JOB_OPTION_CHECKS,
 )
 _register(STORED, Stored, _REFS)
 _register(REJECTED, Rejected, _REFS, _TEXT)
@@ -449,7 +507,10 @@ class Codec:
 
     def encode(self, messages: list[Message] | list[list[Any]]) -> bytes:
         """One frame holding ``messages`` (NamedTuples or ready wire lists)."""
-        wire = [m if type(m) is list else [_KIND_OF[type(m)], *m] for m in messages]
+        wire = [
+            m if type(m) is list else job_wire(m) if type(m) is Job else [_KIND_OF[type(m)], *m]
+            for m in messages
+        ]
         return self._packer.pack(wire)  # type: ignore[no-any-return]
 
     def decode(self, frame: bytes) -> tuple[list[Message], list[ProtocolError]]:
@@ -510,8 +571,9 @@ def _fast(item: list[Any]) -> Message | None:
             and job_id.isprintable()
         ):
             return Feedback(job_id, asg, seq, outcome, final, args, None)
-    elif kind == JOB and len(item) == 11:
-        _, job_id, asg, name, args, delay, run_at, period, defer, attempt, enqueued_at = item
+    elif kind == JOB and JOB_BASE_LEN <= (n := len(item)) <= JOB_FULL_LEN:
+        head = item if n == JOB_BASE_LEN else item[:JOB_BASE_LEN]  # options: see below
+        _, job_id, asg, name, args, delay, run_at, period, defer, attempt, enqueued_at = head
         if (
             type(job_id) is str
             and type(asg) is int
@@ -530,7 +592,16 @@ def _fast(item: list[Any]) -> Message | None:
             and job_id.isprintable()
             and name.isprintable()
         ):
-            return Job(job_id, asg, name, args, delay, run_at, None, defer, attempt, enqueued_at)
+            if n == JOB_BASE_LEN:
+                return Job(
+                    job_id, asg, name, args, delay, run_at, None, defer, attempt, enqueued_at
+                )
+            extra = item[JOB_BASE_LEN:]
+            if _job_options_ok(extra):
+                return Job(
+                    job_id, asg, name, args, delay, run_at, None, defer, attempt, enqueued_at,
+                    *extra,
+                )  # fmt: skip
     return None
 
 
@@ -547,11 +618,13 @@ def decode_message(item: Any) -> Message:
         raise ProtocolError(f"unknown message kind {item[0]}")
     cls, checks, fields = spec
     values = item[1:]
-    if len(values) != len(checks):
+    required = len(checks) - len(cls._field_defaults)
+    if not required <= len(values) <= len(checks):
+        count = f"{len(checks)}" if required == len(checks) else f"{required} to {len(checks)}"
         raise ProtocolError(
-            f"{cls.__name__} takes {len(checks)} fields ({', '.join(fields)}), got {len(values)}"
+            f"{cls.__name__} takes {count} fields ({', '.join(fields)}), got {len(values)}"
         )
-    for check, value, field in zip(checks, values, fields, strict=True):
+    for check, value, field in zip(checks, values, fields, strict=False):
         if not check(value):
             raise ProtocolError(
                 f"{cls.__name__}.{field} has an invalid value of type {type(value).__name__}"
@@ -562,8 +635,23 @@ def decode_message(item: Any) -> Message:
 
 
 def job_wire(job: Job) -> list[Any]:
-    """The wire list of a job message, built once at enqueue and reused for re-sends."""
-    return [JOB, *job]
+    """The wire list of a job message, its options cut after the last non-default one."""
+    wire = [JOB, *job]
+    while (
+        len(wire) > JOB_BASE_LEN and wire[-1] == JOB_OPTION_DEFAULTS[len(wire) - 1 - JOB_BASE_LEN]
+    ):
+        wire.pop()
+    return wire
+
+
+def job_options_wire(
+    timeout: float | None, max_attempt: int | None, cron: str | None, tz: str | None, priority: int
+) -> list[Any]:
+    """The options to append to a JOB wire list: [] when all are defaults (a plain job)."""
+    options = [timeout, max_attempt, cron, tz, priority]
+    while options and options[-1] == JOB_OPTION_DEFAULTS[len(options) - 1]:
+        options.pop()
+    return options
 
 
 # ---------------------------------------------------------------------------------------------

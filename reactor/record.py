@@ -35,7 +35,21 @@ FIELDS: Final = (
     "seq",
     "asg",
     "dsession",
+    "timeout",
+    "max_attempt",
+    "cron",
+    "tz",
+    "priority",
 )
+#: The per-job options among FIELDS: set at enqueue, never changed, and stored only when they
+#: differ from these defaults (so a plain job's record is no bigger for them).
+OPTION_DEFAULTS: Final = {
+    "timeout": None,
+    "max_attempt": None,
+    "cron": None,
+    "tz": None,
+    "priority": 0,
+}
 
 # Where a record stands on its node (runtime only, never stored).
 STORING: Final = 0  # being written; not acknowledged yet
@@ -56,6 +70,9 @@ class JobRecord:
     clock, which timers use. ``seq`` counts the feedback messages sent for this job, so the
     distributor can drop duplicates; ``asg`` is the assignment number the job was sent with and
     ``dsession`` the session of the distributor that sent it (the fencing token of DESIGN §3).
+    ``timeout``, ``max_attempt``, ``cron``/``tz`` and ``priority`` are the enqueue's per-job
+    options (None: the job's ``@job`` option or the node's setting; a cron job repeats on its
+    schedule the way a periodic one repeats after ``period``).
     """
 
     __slots__ = (
@@ -63,6 +80,7 @@ class JobRecord:
         "asg",
         "attempt",
         "cancel_requested",
+        "cron",
         "defer",
         "distributor",
         "dsession",
@@ -73,15 +91,19 @@ class JobRecord:
         "id",
         "last_error",
         "make_after",
+        "max_attempt",
         "name",
         "node",
         "period",
         "phase",
+        "priority",
         "revoked",
         "run_at",
         "seq",
         "status",
+        "timeout",
         "timer",
+        "tz",
     )
 
     def __init__(
@@ -104,6 +126,11 @@ class JobRecord:
         seq: int = 0,
         asg: int = 0,
         dsession: str = "",
+        timeout: float | None = None,
+        max_attempt: int | None = None,
+        cron: str | None = None,
+        tz: str | None = None,
+        priority: int = 0,
     ) -> None:
         self.id = id
         self.name = name
@@ -122,6 +149,11 @@ class JobRecord:
         self.seq = seq
         self.asg = asg
         self.dsession = dsession
+        self.timeout = timeout
+        self.max_attempt = max_attempt
+        self.cron = cron
+        self.tz = tz
+        self.priority = priority
         self.due = 0.0
         self.phase = STORING
         self.cancel_requested = False

@@ -228,6 +228,11 @@ class Runtime:
         not_node: str | None = None,
         on_success: Feedback | None = None,
         on_error: Feedback | None = None,
+        timeout: float | None = None,
+        max_attempt: int | None = None,
+        cron: str | None = None,
+        tz: str | None = None,
+        priority: int = 0,
     ) -> JobHandle:
         """Enqueue through the facade's distributor (see :meth:`Distributor.enqueue`)."""
         if self.distributor is None:
@@ -243,6 +248,11 @@ class Runtime:
             not_node=not_node,
             on_success=on_success,
             on_error=on_error,
+            timeout=timeout,
+            max_attempt=max_attempt,
+            cron=cron,
+            tz=tz,
+            priority=priority,
         )
 
     def snapshot(self) -> dict[str, Any]:

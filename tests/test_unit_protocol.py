@@ -60,7 +60,7 @@ def test_bad_messages_are_rejected_one_by_one() -> None:
     assert decoded == [P.Stored([["ok", 1]]), P.Heartbeat("s", True, 1.0, 8)]
     assert len(errors) == 5
     assert any("unknown message kind 999" in str(e) for e in errors)
-    assert any("Job takes 10 fields" in str(e) for e in errors)
+    assert any("Job takes 10 to 15 fields" in str(e) for e in errors)
 
 
 @pytest.mark.parametrize(
@@ -147,22 +147,44 @@ _values = st.one_of(
 )
 
 
-@settings(max_examples=400, deadline=None)
+_VALID = {
+    "job": [P.JOB, "id", 1, "job", b"\x80", 0.5, 0.0, None, False, 0, 1.5],
+    "job+options": [
+        P.JOB,
+        "id",
+        1,
+        "job",
+        b"\x80",
+        0.5,
+        0.0,
+        None,
+        False,
+        0,
+        1.5,
+        30.0,
+        3,
+        "*/5 * * * *",
+        "Europe/Paris",
+        -7,
+    ],
+    "feedback": [P.FEEDBACK, "id", 1, 2, P.SUCCESS, True, b"\x80", None],
+}
+
+
+@settings(max_examples=600, deadline=None)
 @given(
-    kind=st.sampled_from([P.JOB, P.FEEDBACK]),
-    values=st.lists(_values, min_size=6, max_size=11),
-    seed=st.lists(st.sampled_from([0, 1, 2]), min_size=11, max_size=11),
+    kind=st.sampled_from(sorted(_VALID)),
+    values=st.lists(_values, min_size=6, max_size=16),
+    seed=st.lists(st.sampled_from([0, 1, 2]), min_size=16, max_size=16),
+    cut=st.integers(0, 5),
 )
 def test_fast_decoding_agrees_with_the_schema(
-    kind: int, values: list[Any], seed: list[int]
+    kind: str, values: list[Any], seed: list[int], cut: int
 ) -> None:
     # Start from a valid message and replace some fields, so both valid and invalid ones come up.
-    valid = (
-        [P.JOB, "id", 1, "job", b"\x80", 0.5, 0.0, None, False, 0, 1.5]
-        if kind == P.JOB
-        else [P.FEEDBACK, "id", 1, 2, P.SUCCESS, True, b"\x80", None]
-    )
-    item = list(valid)
+    item = list(_VALID[kind])
+    if kind == "job+options":
+        item = item[: len(item) - cut]  # the options are cut after the last non-default one
     for i, choice in enumerate(seed[1 : len(item)], start=1):
         if choice == 2 and i - 1 < len(values):
             item[i] = values[i - 1]
@@ -171,3 +193,47 @@ def test_fast_decoding_agrees_with_the_schema(
     except ProtocolError as exc:
         fast = type(exc)
     assert fast == _general_path(list(item))
+
+
+def test_job_options_travel_only_when_set() -> None:
+    codec = P.Codec()
+    plain = P.Job("a", 1, "job", b"\x80", 0.0, 0.0, None, False, 0, 1.5)
+    timed = plain._replace(timeout=2.5)
+    cron = plain._replace(cron="30 2 * * *", tz="Europe/Paris")
+    urgent = plain._replace(priority=9)
+    assert P.job_wire(plain) == [P.JOB, *plain[:10]]  # a plain job is no longer than before
+    assert P.job_wire(timed) == [P.JOB, *plain[:10], 2.5]
+    assert P.job_wire(urgent)[-5:] == [None, None, None, None, 9]
+    assert P.job_options_wire(None, None, None, None, 0) == []
+    assert P.job_options_wire(None, 4, None, None, 0) == [None, 4]
+    assert len(codec.encode([plain])) < len(codec.encode([timed]))
+    decoded, errors = codec.decode(codec.encode([plain, timed, cron, urgent]))
+    assert errors == []
+    assert decoded == [plain, timed, cron, urgent]
+    assert decoded[2].tz == "Europe/Paris" and decoded[3].priority == 9
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ([0.0], "timeout"),
+        ([-1.0], "timeout"),
+        ([float("inf")], "timeout"),
+        ([None, 0], "max_attempt"),
+        ([None, 2**31], "max_attempt"),
+        ([None, True], "max_attempt"),
+        ([None, None, ""], "cron"),
+        ([None, None, "* * * * *\n"], "cron"),
+        ([None, None, "*" * 300], "cron"),
+        ([None, None, "* * * * *", 3], "tz"),
+        ([None, None, None, None, 2**31], "priority"),
+        ([None, None, None, None, 1.0], "priority"),
+        ([None, None, None, None, 0, "extra"], None),
+    ],
+)
+def test_bad_job_options_are_refused_by_name(options: list[Any], field: str | None) -> None:
+    item = [P.JOB, "id", 1, "job", b"\x80", 0.0, 0.0, None, False, 0, 1.5, *options]
+    decoded, errors = P.Codec().decode(msgpack.packb([item]))
+    assert decoded == []
+    assert len(errors) == 1
+    assert (f"Job.{field} " if field else "takes 10 to 15 fields") in str(errors[0])

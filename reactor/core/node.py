@@ -335,6 +335,12 @@ class NodeCore:
                 asg=m.asg,
                 dsession=link.dsession,
             )
+            if m.timeout is not None or m.max_attempt is not None or m.cron or m.priority:
+                record.timeout = m.timeout
+                record.max_attempt = m.max_attempt
+                record.cron = m.cron
+                record.tz = m.tz
+                record.priority = m.priority
             record.due = due
             jobs[m.id] = record
             fresh.append(record)

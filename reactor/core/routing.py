@@ -39,6 +39,7 @@ class JobState:
         "not_node",
         "owner",
         "periodic",
+        "priority",
         "sent_at",
         "wire",
     )
@@ -55,6 +56,7 @@ class JobState:
         due: float,
         deferred: bool,
         periodic: bool,
+        priority: int = 0,
     ) -> None:
         self.id = job_id
         self.name = name
@@ -65,6 +67,7 @@ class JobState:
         self.due = due  # monotonic instant an after= job is due (0: none)
         self.deferred = deferred
         self.periodic = periodic
+        self.priority = priority  # higher first where jobs wait (also in the wire's options)
         self.owner: NodeState | None = None  # the node of the current assignment
         self.acked = False  # the owner has stored the current assignment
         self.counted = False  # it holds one of the owner's credits

@@ -15,18 +15,23 @@ from urllib.parse import urlsplit
 
 import msgpack
 
-from reactor.record import FIELDS, STATUSES, JobRecord
+from reactor.record import FIELDS, OPTION_DEFAULTS, STATUSES, JobRecord
 
 log = logging.getLogger("reactor.storage")
 
 _STR_FIELDS: Final = frozenset(
-    {"id", "name", "status", "distributor", "node", "last_error", "dsession"}
+    {"id", "name", "status", "distributor", "node", "last_error", "dsession", "cron", "tz"}
 )
-_INT_FIELDS: Final = frozenset({"attempt", "seq", "asg"})
-_FLOAT_FIELDS: Final = frozenset({"run_at", "make_after", "enqueued_at", "period", "failed_at"})
+_INT_FIELDS: Final = frozenset({"attempt", "seq", "asg", "max_attempt", "priority"})
+_FLOAT_FIELDS: Final = frozenset(
+    {"run_at", "make_after", "enqueued_at", "period", "failed_at", "timeout"}
+)
 _BOOL_FIELDS: Final = frozenset({"defer"})
 if _STR_FIELDS | _INT_FIELDS | _FLOAT_FIELDS | _BOOL_FIELDS | {"args"} != set(FIELDS):
     raise ImportError("reactor.storage.redis does not know how to encode every JobRecord field")
+
+_OPTIONS: Final = tuple(OPTION_DEFAULTS.items())
+_BASE_FIELDS: Final = tuple(f for f in FIELDS if f not in OPTION_DEFAULTS)
 
 # Scripts take one msgpack blob of rows (one per KEYS entry), so a batch of a thousand jobs is
 # one command with few arguments. All KEYS of one call are one node's (one Cluster slot).
@@ -145,10 +150,14 @@ def safe_url(url: str) -> str:
 
 
 def encode_record(job: JobRecord) -> tuple[list[bytes | str], list[str]]:
-    """Snapshot a record as flat HSET field/value pairs, and its None fields (stored as absent)."""
+    """Snapshot a record as flat HSET field/value pairs, and its None fields (stored as absent).
+
+    The per-job options never change after enqueue: at their defaults they are neither written
+    nor deleted, so a plain job's writes stay as small as before they existed.
+    """
     pairs: list[bytes | str] = []
     nulls: list[str] = []
-    for name in FIELDS:
+    for name in _BASE_FIELDS:
         value = getattr(job, name)
         if value is None:
             nulls.append(name)
@@ -164,6 +173,10 @@ def encode_record(job: JobRecord) -> tuple[list[bytes | str], list[str]]:
         else:
             text = str(value)
         pairs += (name, text)
+    for name, default in _OPTIONS:
+        value = getattr(job, name)
+        if value != default:
+            pairs += (name, repr(float(value)) if name in _FLOAT_FIELDS else str(value))
     return pairs, nulls
 
 
@@ -209,7 +222,7 @@ def check_record(raw: Mapping[bytes, bytes], job_id: str) -> tuple[JobRecord | N
         return None, f"holds job id {data['id']!r}"
     if data.get("status", "new") not in STATUSES:
         return None, f"unknown status {data['status']!r}"
-    for name in ("run_at", "make_after", "enqueued_at", "period", "failed_at"):
+    for name in _FLOAT_FIELDS:
         value = data.get(name)
         if value is not None and not math.isfinite(value):
             return None, f"{name} is {value!r}"

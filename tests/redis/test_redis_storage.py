@@ -61,6 +61,19 @@ async def test_key_layout_and_field_encoding(redis_url: str, open_redis: Opener)
         assert client.keys("*") == [b"reactor:nodes"]
 
 
+async def test_job_options_are_stored_only_when_set(redis_url: str, open_redis: Opener) -> None:
+    storage = await open_redis(redis_url, "worker_1")
+    options = {"timeout": 2.5, "max_attempt": 3, "cron": "30 2 * * *", "tz": "Europe/Paris"}
+    await storage.add([make_job("plain"), make_job("opts", priority=-4, **options)])
+    with redis.Redis.from_url(redis_url) as client:
+        plain = client.hgetall("reactor:{worker_1}:job:plain")
+        opts = client.hgetall("reactor:{worker_1}:job:opts")
+    assert not {b"timeout", b"max_attempt", b"cron", b"tz", b"priority"} & plain.keys()
+    assert opts[b"timeout"] == b"2.5" and opts[b"max_attempt"] == b"3"
+    assert opts[b"cron"] == b"30 2 * * *" and opts[b"tz"] == b"Europe/Paris"
+    assert opts[b"priority"] == b"-4"
+
+
 async def test_custom_prefix(redis_url: str, open_redis: Opener) -> None:
     storage = await open_redis(redis_url, "w", prefix="myapp")
     await storage.add([make_job("j1")])

@@ -131,6 +131,25 @@ async def test_updates_survive_a_restart_with_every_type_kept(open_storage: Open
     assert back.args == bytes(range(256))
 
 
+async def test_job_options_survive_a_restart(open_storage: Opener) -> None:
+    storage = await open_storage()
+    options = {"timeout": 2.5, "max_attempt": 3, "cron": "30 2 * * *", "tz": "Europe/Paris"}
+    job = make_job("opts", priority=-4, **options)
+    plain = make_job("plain")
+    await storage.add([job, plain])
+    job.status, job.attempt = ERROR, 1
+    storage.update(job)
+    await storage.flush()
+    if not storage.durable:
+        assert await storage.exists([job, plain]) == [True, True]
+        return
+    back = {r.id: r for r in await (await open_storage()).unfinished()}
+    same(job, back["opts"])
+    same(plain, back["plain"])
+    assert back["opts"].cron == "30 2 * * *" and back["opts"].priority == -4
+    assert back["plain"].timeout is None and back["plain"].priority == 0
+
+
 async def test_none_stays_none(open_storage: Opener) -> None:
     storage = await open_storage()
     job = make_job("nones", period=None, failed_at=1.5, last_error="boom")
