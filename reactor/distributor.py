@@ -35,6 +35,7 @@ from reactor.feedback import run_feedback
 from reactor.handle import Feedback, JobHandle
 from reactor.jobspec import check_job_options, check_options, timing
 from reactor.transport import Endpoint, tune
+from reactor.unique import ForeignJobHandle, UniqueKeys, check_unique
 
 log = logging.getLogger("reactor.distributor")
 
@@ -62,6 +63,9 @@ class Distributor:
         config: settings (``max_message_size``, heartbeats, ``node_lost_after``,
             ``always_use_specified_node``, ``max_waiting_jobs``); a private default when omitted.
         curve: optional CURVE server settings (see ``reactor.security``).
+        unique_store: a Redis URL (``redis://``, ``redis+cluster://``, ...) shared by the
+            distributors whose ``unique_key`` enqueues must be unique together; without it a
+            key is unique within this distributor.
     """
 
     def __init__(
@@ -71,6 +75,7 @@ class Distributor:
         *,
         config: Config | None = None,
         curve: Any = None,
+        unique_store: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -90,6 +95,7 @@ class Distributor:
         self._max_args = 0
         self._closed = False
         self.core: DistributorCore | None = None
+        self.unique = UniqueKeys(unique_store)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -179,6 +185,7 @@ class Distributor:
         if self.core is not None:
             self.core.jobs.clear()
         self._inbox.clear()
+        self.unique.close()
         if self.curve is not None:
             self.curve.close()
 
@@ -209,26 +216,31 @@ class Distributor:
         cron: str | None = None,
         tz: str | None = None,
         priority: int = 0,
+        unique_key: str | None = None,
+        unique_for: float | None = None,
     ) -> JobHandle:
         """Send a job to a node; returns at once with a handle. Safe from any thread.
 
         ``timeout``, ``max_attempt`` override the job's ``@job`` options (and the node's
         settings); ``cron`` (read in ``tz``, UTC by default) runs the job on a schedule, like a
-        periodic job; ``priority`` orders waiting jobs, higher first.
+        periodic job; ``priority`` orders waiting jobs, higher first. A second enqueue with the
+        same ``unique_key`` within ``unique_for`` seconds of the first sends nothing and returns
+        the first job's handle (its feedback callables are the first enqueue's); see
+        :mod:`reactor.unique`.
 
         Raises:
             TypeError: ``args`` is not a dict of msgpack-serializable values (the key is named),
                 or an option has the wrong type.
             MessageTooLargeError: the encoded args exceed ``max_message_size``.
             ValueError: an invalid ``after``/``run_at``/``period``/``timeout``/``max_attempt``/
-                ``priority``, a bad cron expression or time zone, or ``cron`` with ``after``,
-                ``run_at`` or ``period``.
+                ``priority``/``unique_for``, a bad cron expression or time zone, or ``cron``
+                with ``after``, ``run_at`` or ``period``.
             BackPressureError: ``max_waiting_jobs`` jobs already wait for a node.
             ReactorError: the distributor is not started (or stopped).
         """
-        if self._loop is None or self._closed:
-            raise ReactorError("the distributor is not running; start it before enqueueing")
+        self._admit()
         check_options(name, period, node, not_node, on_success, on_error)
+        window = 0.0 if unique_key is None else check_unique(unique_key, unique_for)
         options: list[Any] = []
         if (
             timeout is not None
@@ -254,13 +266,7 @@ class Distributor:
         delay, at = (0.0, 0.0) if after is None and run_at is None else timing(after, run_at)
         if cron is not None:  # the first run; the node that holds the job computes the next ones
             at = cron_schedule(cron, tz or "UTC").next_after(time.time())
-        core = self.core
-        assert core is not None
-        if len(self._inbox) + core.router.waiting >= self.config["max_waiting_jobs"]:
-            raise BackPressureError(
-                f"{self.config['max_waiting_jobs']} jobs already wait for a node; start more "
-                "nodes, slow down, or raise config['max_waiting_jobs']"
-            )
+        self._make_room()
         job_id = f"{self._id_prefix}{next(self._ids):x}"
         wire = [
             P.JOB,
@@ -278,7 +284,13 @@ class Distributor:
         if options:
             wire += options
         handle = JobHandle(job_id, name, self, self._lock, on_success, on_error)
-        self._inbox.append(
+        if unique_key is not None:
+            first = self.unique.claim(
+                unique_key, window, handle, lambda i: ForeignJobHandle(i, name, unique_key, self)
+            )
+            if first is not handle:
+                return first
+        self._accept(
             JobState(
                 job_id,
                 name,
@@ -292,9 +304,30 @@ class Distributor:
                 priority=priority,
             )
         )
+        return handle
+
+    # The three steps of an enqueue that the offline test distributors (reactor.testing) replace.
+
+    def _admit(self) -> None:
+        """Refuse an enqueue before any work when the distributor is not serving."""
+        if self._loop is None or self._closed:
+            raise ReactorError("the distributor is not running; start it before enqueueing")
+
+    def _make_room(self) -> None:
+        """Refuse a job when ``max_waiting_jobs`` already wait (before its unique key is taken)."""
+        core = self.core
+        assert core is not None
+        if len(self._inbox) + core.router.waiting >= self.config["max_waiting_jobs"]:
+            raise BackPressureError(
+                f"{self.config['max_waiting_jobs']} jobs already wait for a node; start more "
+                "nodes, slow down, or raise config['max_waiting_jobs']"
+            )
+
+    def _accept(self, job: JobState) -> None:
+        """Take a checked job: the loop sends it to a node."""
+        self._inbox.append(job)
         if not self._wake_pending:
             self._wake()
-        return handle
 
     def _wake(self) -> None:
         loop = self._loop

@@ -173,11 +173,15 @@ class Runtime:
 
     # -- roles ------------------------------------------------------------------------------------
 
-    def start_distributor(self, host: str, port: int, *, curve: Any = None) -> Distributor:
+    def start_distributor(
+        self, host: str, port: int, *, curve: Any = None, unique_store: str | None = None
+    ) -> Distributor:
         """Bind a distributor on the reactor loop (starting it if needed); returns once bound."""
         if self.distributor is not None and self.distributor.started:
             raise ReactorError(f"a distributor already runs on {self.distributor.address}")
-        distributor = Distributor(host, port, config=self.config, curve=curve)
+        distributor = Distributor(
+            host, port, config=self.config, curve=curve, unique_store=unique_store
+        )
         if self.loop is None or not self.loop.is_running():
             self.run()
         assert self.loop is not None
@@ -233,6 +237,8 @@ class Runtime:
         cron: str | None = None,
         tz: str | None = None,
         priority: int = 0,
+        unique_key: str | None = None,
+        unique_for: float | None = None,
     ) -> JobHandle:
         """Enqueue through the facade's distributor (see :meth:`Distributor.enqueue`)."""
         if self.distributor is None:
@@ -253,6 +259,8 @@ class Runtime:
             cron=cron,
             tz=tz,
             priority=priority,
+            unique_key=unique_key,
+            unique_for=unique_for,
         )
 
     def snapshot(self) -> dict[str, Any]:

@@ -16,22 +16,24 @@ names stay importable from here for older imports.
 
 from __future__ import annotations
 
-from reactor.testing.capture import CapturedJob, CapturingDistributor
+from reactor.testing.capture import CapturingDistributor
 from reactor.testing.cluster import Cluster
 from reactor.testing.eager import EagerDistributor
 from reactor.testing.facade import facade_routed_to
 from reactor.testing.jobs import Jobs, registry_from
+from reactor.testing.offline import EnqueuedJob, OfflineDistributor
 from reactor.testing.support import NodeProcess as NodeProcess
 from reactor.testing.support import async_wait_until as async_wait_until
 from reactor.testing.support import free_port as free_port
 from reactor.testing.support import wait_until as wait_until
 
 __all__ = [
-    "CapturedJob",
     "CapturingDistributor",
     "Cluster",
     "EagerDistributor",
+    "EnqueuedJob",
     "Jobs",
+    "OfflineDistributor",
     "facade_routed_to",
     "registry_from",
 ]

@@ -2,37 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from reactor import protocol as P
 from reactor.config import Config
-from reactor.handle import Feedback, JobHandle
-from reactor.testing.offline import OfflineDistributor
-
-
-@dataclass(slots=True)
-class CapturedJob:
-    """One enqueue a :class:`CapturingDistributor` recorded.
-
-    ``args`` went through msgpack (as a node would see them); ``delay`` is the seconds from the
-    enqueue until the job is due (``after=``, or ``run_at=`` minus the enqueue's wall time).
-    """
-
-    id: str
-    name: str
-    args: dict[str, Any]
-    delay: float
-    run_at: float
-    period: float | None
-    defer: bool
-    node: str | None
-    not_node: str | None
-    enqueued_at: float
-    handle: JobHandle = field(repr=False)
-    cancelled: bool = False
+from reactor.testing.offline import EnqueuedJob, OfflineDistributor
 
 
 class CapturingDistributor(OfflineDistributor):
@@ -45,53 +19,12 @@ class CapturingDistributor(OfflineDistributor):
     def __init__(self, *, config: Config | None = None) -> None:
         super().__init__(config=config)
         #: What was enqueued, oldest first.
-        self.jobs: list[CapturedJob] = []
+        self.jobs: list[EnqueuedJob] = []
 
-    def enqueue(
-        self,
-        name: str,
-        args: dict[str, Any] | None = None,
-        *,
-        after: float | None = None,
-        run_at: dt.datetime | float | None = None,
-        period: float | None = None,
-        defer: bool = False,
-        node: str | None = None,
-        not_node: str | None = None,
-        on_success: Feedback | None = None,
-        on_error: Feedback | None = None,
-    ) -> JobHandle:
-        """Record the job; returns a handle that stays pending."""
-        job_id, packed, delay, at = self._checked(
-            name,
-            args,
-            after=after,
-            run_at=run_at,
-            period=period,
-            node=node,
-            not_node=not_node,
-            on_success=on_success,
-            on_error=on_error,
-        )
-        now = time.time()
-        handle = JobHandle(job_id, name, self, self._lock, on_success, on_error)
+    def accept(self, job: EnqueuedJob) -> None:
+        """Record ``job``."""
         with self._lock:
-            self.jobs.append(
-                CapturedJob(
-                    job_id,
-                    name,
-                    P.unpack_args(packed),
-                    delay if not at else at - now,
-                    at,
-                    None if period is None else float(period),
-                    bool(defer),
-                    node,
-                    not_node,
-                    now,
-                    handle,
-                )
-            )
-        return handle
+            self.jobs.append(job)
 
     def cancel(self, job_id: str) -> None:
         """Mark the captured job cancelled."""
@@ -104,7 +37,7 @@ class CapturingDistributor(OfflineDistributor):
         with self._lock:
             self.jobs.clear()
 
-    def enqueued(self, name: str | None = None) -> list[CapturedJob]:
+    def enqueued(self, name: str | None = None) -> list[EnqueuedJob]:
         """The captured jobs named ``name`` (every one when None), oldest first."""
         return [j for j in self.jobs if name is None or j.name == name]
 
@@ -115,7 +48,7 @@ class CapturingDistributor(OfflineDistributor):
         args: dict[str, Any] | None = None,
         count: int | None = None,
         after_between: tuple[float, float] | None = None,
-    ) -> list[CapturedJob]:
+    ) -> list[EnqueuedJob]:
         """Assert that jobs named ``name`` were enqueued, and return them.
 
         Args:

@@ -4,7 +4,6 @@ like Celery's ``task_always_eager``."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import threading
 from collections.abc import Coroutine
@@ -15,10 +14,10 @@ from reactor.chain import Attempt, Outcome, run_async, run_sync
 from reactor.config import Config
 from reactor.core.lifecycle import error_triple
 from reactor.feedback import run_feedback
-from reactor.handle import Feedback, JobHandle
+from reactor.handle import JobHandle
 from reactor.registry import JobEntry
 from reactor.testing.jobs import Jobs, registry_from
-from reactor.testing.offline import OfflineDistributor
+from reactor.testing.offline import EnqueuedJob, OfflineDistributor
 
 log = logging.getLogger("reactor.testing")
 T = TypeVar("T")
@@ -31,7 +30,8 @@ class EagerDistributor(OfflineDistributor):
     exception, retrying up to the job's ``max_attempt`` without waiting), calls ``on_success`` or
     ``on_error`` with the final args, and returns a handle that is already done. The args cross
     msgpack both ways, as on the wire. ``after=``/``run_at=`` are ignored (the job runs now) and a
-    periodic job runs once. ``async def`` chains run on a loop of their own.
+    periodic or cron job runs once; ``timeout``, ``priority`` and ``node`` have no effect.
+    ``async def`` chains run on a loop of their own.
 
     Args:
         jobs: the jobs (see :func:`reactor.testing.registry_from`).
@@ -44,47 +44,21 @@ class EagerDistributor(OfflineDistributor):
         #: Every handle this distributor returned, oldest first.
         self.handles: list[JobHandle] = []
 
-    def enqueue(
-        self,
-        name: str,
-        args: dict[str, Any] | None = None,
-        *,
-        after: float | None = None,
-        run_at: dt.datetime | float | None = None,
-        period: float | None = None,
-        defer: bool = False,
-        node: str | None = None,
-        not_node: str | None = None,
-        on_success: Feedback | None = None,
-        on_error: Feedback | None = None,
-    ) -> JobHandle:
-        """Run the job now; returns its finished handle (see the class docstring)."""
-        job_id, packed, _, _ = self._checked(
-            name,
-            args,
-            after=after,
-            run_at=run_at,
-            period=period,
-            node=node,
-            not_node=not_node,
-            on_success=on_success,
-            on_error=on_error,
-        )
-        handle = JobHandle(job_id, name, self, self._lock, on_success, on_error)
-        self.handles.append(handle)
-        fb = self._run(job_id, name, packed)
-        result, error = run_feedback(name, handle, fb)
-        handle._resolve(result, error)
-        return handle
+    def accept(self, job: EnqueuedJob) -> None:
+        """Run every attempt of ``job`` now, call its feedback and settle its handle."""
+        fb = self._run(job)
+        result, error = run_feedback(job.name, job.handle, fb)
+        job.handle._resolve(result, error)
 
-    def _run(self, job_id: str, name: str, packed: bytes) -> P.Feedback:
+    def _run(self, job: EnqueuedJob) -> P.Feedback:
         """Every attempt of the job, as the final feedback a node would send."""
+        job_id, name, packed = job.id, job.name, job.packed
         entry = self.registry.get(name)
         if entry is None:
             known = ", ".join(self.registry.names()) or "none"
             message = f"no job named {name!r} in this test's jobs (known: {known})"
             return P.Feedback(job_id, 1, 1, P.FAILURE, True, packed, ("NoSuchJob", message, ""))
-        max_attempt = entry.max_attempt or int(self.config["max_attempt"])
+        max_attempt = job.max_attempt or entry.max_attempt or int(self.config["max_attempt"])
         for number in range(1, max_attempt + 1):
             attempt = self._attempt(entry, packed)
             if attempt.outcome in (Outcome.DONE, Outcome.CANCELLED):

@@ -3,15 +3,16 @@ checks as a real :class:`~reactor.distributor.Distributor`, without the network.
 
 from __future__ import annotations
 
-import datetime as dt
-import itertools
+import time
 from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from typing import Any, Self
 
 from reactor import protocol as P
 from reactor.config import Config
+from reactor.core.routing import JobState
 from reactor.distributor import Distributor
-from reactor.jobspec import check_options, timing
+from reactor.handle import JobHandle
 from reactor.testing.facade import facade_routed_to
 
 
@@ -21,11 +22,12 @@ class OfflineDistributor(Distributor):
     It checks a job exactly as the real one does (name, options, msgpack-serialisable args), so a
     test fails where production would, and it is a ``Distributor``, so it goes wherever the
     application passes one. :meth:`routing_facade` sends ``JR.enqueue`` to it as well.
+    Subclasses implement :meth:`accept`; ``unique_key`` works as in production (in memory).
     """
 
     def __init__(self, *, config: Config | None = None) -> None:
         super().__init__("127.0.0.1", 0, config=config)
-        self._counter = itertools.count(1)
+        self._max_args = int(self.config["max_message_size"]) - 1024  # as start() sets it
 
     # A test distributor is always "running": it serves no socket.
     @property
@@ -56,26 +58,70 @@ class OfflineDistributor(Distributor):
         """A context manager routing ``JR.enqueue`` to this distributor inside its block."""
         return facade_routed_to(self)
 
-    def _checked(
-        self,
-        name: str,
-        args: dict[str, Any] | None,
-        *,
-        after: float | None,
-        run_at: dt.datetime | float | None,
-        period: float | None,
-        node: str | None,
-        not_node: str | None,
-        on_success: Any,
-        on_error: Any,
-    ) -> tuple[str, bytes, float, float]:
-        """Check a job like ``Distributor.enqueue`` does: ``(job id, packed args, delay, at)``.
+    def _admit(self) -> None:
+        """Always running: nothing to refuse."""
 
-        Raises:
-            TypeError, ValueError, MessageTooLargeError: as ``Distributor.enqueue``.
-        """
-        check_options(name, period, node, not_node, on_success, on_error)
-        max_size = int(self.config["max_message_size"]) - 1024
-        packed = P.pack_args({} if args is None else args, max_size=max_size)
-        delay, at = timing(after, run_at)
-        return f"{self._id_prefix}{next(self._counter):x}", packed, delay, at
+    def _make_room(self) -> None:
+        """No waiting buffer: nothing to refuse."""
+
+    def _accept(self, job: JobState) -> None:
+        """The job passed every check of ``enqueue`` (and is not a unique duplicate)."""
+        wire = P.Job(*job.wire[1:])
+        now = time.time()
+        self.accept(
+            EnqueuedJob(
+                job.id,
+                job.name,
+                wire.args,
+                wire.delay if not wire.run_at else wire.run_at - now,
+                wire.run_at,
+                wire.period,
+                wire.defer,
+                job.node,
+                job.not_node,
+                now,
+                job.handle,
+                timeout=wire.timeout,
+                max_attempt=wire.max_attempt,
+                cron=wire.cron,
+                tz=wire.tz,
+                priority=wire.priority,
+            )
+        )
+
+    def accept(self, job: EnqueuedJob) -> None:
+        """Fulfil one checked enqueue (run it, record it, ...)."""
+        raise NotImplementedError
+
+
+@dataclass(slots=True)
+class EnqueuedJob:
+    """One checked enqueue, as an offline distributor received it.
+
+    ``packed`` is the msgpack of the args (:attr:`args` decodes it, as a node would); ``delay``
+    is the seconds from the enqueue until the job is due (``after=``, or ``run_at=`` minus the
+    enqueue's wall time).
+    """
+
+    id: str
+    name: str
+    packed: bytes = field(repr=False)
+    delay: float
+    run_at: float
+    period: float | None
+    defer: bool
+    node: str | None
+    not_node: str | None
+    enqueued_at: float
+    handle: JobHandle = field(repr=False)
+    timeout: float | None = None
+    max_attempt: int | None = None
+    cron: str | None = None
+    tz: str | None = None
+    priority: int = 0
+    cancelled: bool = False
+
+    @property
+    def args(self) -> dict[str, Any]:
+        """The job's args, decoded afresh (a node's view of them)."""
+        return P.unpack_args(self.packed)

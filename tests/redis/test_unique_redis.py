@@ -1,0 +1,98 @@
+"""Unique jobs across two distributors that share a real redis-server (and on a Cluster)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Any
+
+import pytest
+import redis
+
+from reactor import Config, Distributor, Node, ReactorError
+from reactor.handle import JobHandle
+from reactor.testing import registry_from
+from reactor.unique import KEY_PREFIX, ForeignJobHandle, UniqueKeys
+
+from .conftest import async_wait_until
+
+pytestmark = pytest.mark.redis
+
+RUNS: list[int] = []
+
+
+def charge(args: dict[str, Any]) -> None:
+    RUNS.append(args["invoice"])
+    args["charged"] = True
+
+
+async def test_two_distributors_sharing_a_redis_run_one_job_per_key_and_window(
+    redis_url: str,
+) -> None:
+    RUNS.clear()
+    config = Config(heartbeat_interval=0.2, log_job_processing=False)
+    async with (
+        Distributor("127.0.0.1", 0, config=config, unique_store=redis_url) as d1,
+        Distributor("127.0.0.1", 0, config=config, unique_store=redis_url) as d2,
+        Node(
+            "w1",
+            distributors=[d1.address, d2.address],
+            registry=registry_from([charge]),
+            config=config,
+        ),
+    ):
+        first = d1.enqueue("charge", {"invoice": 1}, unique_key="invoice:1", unique_for=0.5)
+        again = d2.enqueue("charge", {"invoice": 1}, unique_key="invoice:1", unique_for=0.5)
+        local = d1.enqueue("charge", {"invoice": 1}, unique_key="invoice:1", unique_for=0.5)
+        assert isinstance(again, ForeignJobHandle) and again.id == first.id
+        assert local is first
+        with pytest.raises(ReactorError, match="another distributor.*result store"):
+            again.result(timeout=1)
+        assert (await asyncio.wait_for(first, 10))["charged"] is True
+        client = redis.Redis.from_url(redis_url)
+        assert client.get(f"{KEY_PREFIX}{{invoice:1}}") == first.id.encode()
+        # The window ends: the key expires in Redis, and the next enqueue is a new job.
+        await async_wait_until(lambda: not client.exists(f"{KEY_PREFIX}{{invoice:1}}"), 10)
+        fresh = d2.enqueue("charge", {"invoice": 1}, unique_key="invoice:1", unique_for=30)
+        assert not isinstance(fresh, ForeignJobHandle) and fresh.id != first.id
+        assert (await asyncio.wait_for(fresh, 10))["charged"] is True
+        client.close()
+    assert RUNS == [1, 1]
+
+
+def test_threads_of_two_distributors_race_on_one_key_and_one_wins(redis_url: str) -> None:
+    owners = [object(), object()]
+    stores = [UniqueKeys(redis_url), UniqueKeys(redis_url)]
+    won: list[JobHandle] = []
+    start = threading.Barrier(4)
+    lock = threading.Lock()
+
+    def claim(n: int) -> None:
+        store = stores[n % 2]
+        mine = JobHandle(f"job-{n}", "charge", owners[n % 2], threading.Lock())  # type: ignore[arg-type]
+        start.wait()
+        got = store.claim("k", 30.0, mine, lambda i: ForeignJobHandle(i, "charge", "k", None))
+        if got is mine:
+            with lock:
+                won.append(mine)
+
+    threads = [threading.Thread(target=claim, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len(won) == 1
+    for store in stores:
+        store.close()
+
+
+def test_the_claim_works_on_a_redis_cluster(redis_cluster_url: str) -> None:
+    keys = UniqueKeys(redis_cluster_url)
+    other = UniqueKeys(redis_cluster_url)
+    first = JobHandle("first", "j", None, threading.Lock())  # type: ignore[arg-type]
+    second = JobHandle("second", "j", None, threading.Lock())  # type: ignore[arg-type]
+    assert keys.claim("order:9", 30.0, first, lambda i: first) is first
+    got = other.claim("order:9", 30.0, second, lambda i: ForeignJobHandle(i, "j", "order:9", None))
+    assert isinstance(got, ForeignJobHandle) and got.id == "first"
+    keys.close()
+    other.close()
