@@ -532,7 +532,7 @@ class Node:
             now = time.monotonic()
             core.finished(job, attempt, now, wall)
             if now > deadline:
-                if core.ready:
+                if core.ready or core.ranked:
                     self.kick()
                 return
         self._check_idle()
@@ -613,7 +613,7 @@ class Node:
             "name": self.name,
             "accepting": core.accepting,
             "held": len(core.jobs),
-            "ready": len(core.ready),
+            "ready": len(core.ready) + len(core.ranked),
             "running": core.running,
             "timers": len(core.timers),
             "distributors": {key: s.welcomed for key, s in core.links.items()},

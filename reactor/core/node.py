@@ -10,6 +10,8 @@ acknowledged. Jobs of a distributor start only while the link is runnable (see L
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import logging
 from collections import deque
 from typing import Any, Protocol
@@ -91,7 +93,12 @@ class NodeCore:
         self.retry_multiplier = float(config["retry_multiplier"])
         self.links = {key: LinkState(key) for key in links}
         self.jobs: dict[str, JobRecord] = {}
-        self.ready: deque[JobRecord] = deque()
+        self.ready: deque[JobRecord] = deque()  # due jobs of priority 0, in order
+        # Due jobs of another priority, as a heap of (-priority, order, job): only jobs that
+        # carry a priority pay for it, the plain deque stays the usual path (see next_ready).
+        self.ranked: list[tuple[int, int, JobRecord]] = []
+        self._order = itertools.count(1)
+        self._front = itertools.count(-1, -1)  # orders of jobs put back at the front
         self.held: deque[JobRecord] = deque()  # due, but their link is not runnable yet
         self.slot_wait: deque[JobRecord] = deque()  # due async jobs waiting for a free slot
         self.timers: TimerHeap[JobRecord] = TimerHeap()
@@ -111,7 +118,7 @@ class NodeCore:
     @property
     def idle(self) -> bool:
         """Whether no job is ready or running."""
-        return not self.ready and not self.running and not self.slot_wait
+        return not self.ready and not self.ranked and not self.running and not self.slot_wait
 
     # -- links ------------------------------------------------------------------------------------
 
@@ -222,9 +229,21 @@ class NodeCore:
 
     def _release_held(self) -> None:
         if self.held:
-            self.ready.extendleft(reversed(self.held))
+            for job in reversed(self.held):
+                self._make_ready(job, front=True)
             self.held.clear()
             self.port.kick()
+
+    def _make_ready(self, job: JobRecord, *, front: bool = False) -> None:
+        """Queue a due job: higher priority first, FIFO within one (``front``: ahead of its
+        priority, for a job that was already next)."""
+        if job.priority:
+            order = next(self._front) if front else next(self._order)
+            heapq.heappush(self.ranked, (-job.priority, order, job))
+        elif front:
+            self.ready.appendleft(job)
+        else:
+            self.ready.append(job)
 
     def _handable(self, job: JobRecord) -> LinkState | None:
         """The link a job can be handed back over, if its distributor is current and welcomed."""
@@ -505,7 +524,10 @@ class NodeCore:
                 self.port.arm(due)
         else:
             job.phase = R.READY
-            self.ready.append(job)
+            if job.priority:
+                self._make_ready(job)
+            else:
+                self.ready.append(job)
             self.port.kick()
 
     def fire_timers(self, now: float) -> None:
@@ -547,15 +569,23 @@ class NodeCore:
                 self._finish_cancelled(job, now, deleted=True)
                 continue
             job.phase = R.READY
-            self.ready.append(job)
+            self._make_ready(job)
         self.port.kick()
 
     def next_ready(self, now: float) -> JobRecord | None:
         """The next job that may start now, or None (jobs of an unsynced link are held)."""
         ready = self.ready
+        ranked = self.ranked
         links = self.links
-        while ready:
-            job = ready.popleft()
+        while True:
+            # A ranked job goes first when its priority is above 0 (its key is -priority), or
+            # when no plain job is left; without ranked jobs this is the plain deque path.
+            if ranked and (ranked[0][0] < 0 or not ready):
+                job = heapq.heappop(ranked)[2]
+            elif ready:
+                job = ready.popleft()
+            else:
+                return None
             if job.phase != R.READY or job.revoked:
                 continue
             if job.cancel_requested:
@@ -572,16 +602,23 @@ class NodeCore:
                 self.held.append(job)
                 continue
             return job
-        return None
 
     def wait_slot(self, job: JobRecord) -> None:
-        """An async job found every slot taken: it starts when one frees."""
-        self.slot_wait.append(job)
+        """An async job found every slot taken: it starts when one frees (higher priority
+        first, FIFO within one; plain jobs with no ranked ones around just append)."""
+        slot_wait = self.slot_wait
+        if job.priority or (slot_wait and slot_wait[-1].priority < 0):
+            i = len(slot_wait)
+            while i and slot_wait[i - 1].priority < job.priority:
+                i -= 1
+            slot_wait.insert(i, job)
+        else:
+            slot_wait.append(job)
 
     def slot_freed(self) -> None:
         """A slot is free: the oldest job waiting for one goes first."""
         if self.slot_wait and not self.stopping:
-            self.ready.appendleft(self.slot_wait.popleft())
+            self._make_ready(self.slot_wait.popleft(), front=True)
             self.port.kick()
 
     def begin(self, job: JobRecord, wall: float) -> None:
@@ -756,13 +793,15 @@ class NodeCore:
 
     def hand_back_ready(self, now: float, reason: str) -> int:
         """Give every due job that has not started back to its distributor (a blocked loop)."""
-        waiting = [j for j in (*self.ready, *self.slot_wait) if j.phase == R.READY]
+        ranked = [entry[2] for entry in sorted(self.ranked)]
+        waiting = [j for j in (*ranked, *self.ready, *self.slot_wait) if j.phase == R.READY]
         self.ready.clear()
+        self.ranked.clear()
         self.slot_wait.clear()
         count = self._hand_back(waiting, reason, now)
         for job in waiting:
             if job.phase == R.READY:
-                self.ready.append(job)
+                self._make_ready(job)
         return count
 
     def stop(self, now: float) -> int:
@@ -772,6 +811,8 @@ class NodeCore:
         waiting = [j for j in self.jobs.values() if j.phase in (R.READY, R.WAITING)]
         count = self._hand_back(waiting, "the node is stopping", now)
         self.ready = deque(j for j in self.ready if j.phase == R.READY)
+        self.ranked[:] = [entry for entry in self.ranked if entry[2].phase == R.READY]
+        heapq.heapify(self.ranked)
         self.held = deque(j for j in self.held if j.phase == R.READY)
         self.slot_wait = deque(j for j in self.slot_wait if j.phase == R.READY)
         return count

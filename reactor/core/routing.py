@@ -2,8 +2,9 @@
 
 Plain objects with no sockets: the distributor core asks the router where to send a job and
 parks jobs that cannot go anywhere yet; the router owns the nodes' credit counts. Waiting jobs
-are grouped by their routing constraints, so a job that no connected node may take never makes
-the others wait behind it, and a pump costs O(groups).
+are grouped by their routing constraints and priority, so a job that no connected node may take
+never makes the others wait behind it, a pump costs O(groups), and higher-priority groups are
+served first (FIFO within a group).
 """
 
 from __future__ import annotations
@@ -184,7 +185,11 @@ class Contender:
         self.where = where
 
 
-GroupKey = tuple[str | None, str | None]
+GroupKey = tuple[str | None, str | None, int]  # node, not_node, priority
+
+
+def _higher_first(key: GroupKey) -> int:
+    return -key[2]
 
 
 class Router:
@@ -196,6 +201,7 @@ class Router:
         self._rr = 0
         self._order: list[NodeState] | None = None
         self._groups: dict[GroupKey, deque[JobState]] = {}
+        self._ranked = 0  # groups of a non-zero priority: only then does a pump sort the groups
         self.waiting = 0
 
     # -- picking --------------------------------------------------------------------------------
@@ -245,7 +251,7 @@ class Router:
 
     def can_route(self, key: GroupKey) -> bool:
         """Cheap check whether any node could take a job with this routing key now."""
-        node, not_node = key
+        node, not_node, _ = key
         if node is not None and self._strict():
             wanted = self.nodes.get(node)
             return wanted is not None and wanted.has_room and node != not_node
@@ -271,11 +277,14 @@ class Router:
     # -- waiting jobs ----------------------------------------------------------------------------
 
     def park(self, job: JobState, *, front: bool = False) -> None:
-        """Hold ``job`` until a node can take it (at the front for jobs coming back)."""
-        key = (job.node, job.not_node)
+        """Hold ``job`` until a node can take it (at the front of its priority for jobs coming
+        back)."""
+        key = (job.node, job.not_node, job.priority)
         group = self._groups.get(key)
         if group is None:
             group = self._groups[key] = deque()
+            if job.priority:
+                self._ranked += 1
         if front:
             group.appendleft(job)
         else:
@@ -284,7 +293,7 @@ class Router:
 
     def unpark(self, job: JobState) -> bool:
         """Remove a waiting job (cancelled); returns False if it was not waiting."""
-        group = self._groups.get((job.node, job.not_node))
+        group = self._groups.get((job.node, job.not_node, job.priority))
         if group is None:
             return False
         try:
@@ -295,8 +304,12 @@ class Router:
         return True
 
     def drain(self) -> Iterator[tuple[JobState, NodeState]]:
-        """Yield (job, node) for every waiting job that can be placed now, oldest groups first."""
-        for key in list(self._groups):
+        """Yield (job, node) for every waiting job that can be placed now: higher priorities
+        first, then oldest groups first."""
+        keys = list(self._groups)
+        if self._ranked:
+            keys.sort(key=_higher_first)  # stable: equal priorities keep their age order
+        for key in keys:
             group = self._groups.get(key)
             if group and not self.can_route(key):
                 continue
@@ -310,7 +323,10 @@ class Router:
                 yield job, node
             if group is not None and not group:
                 del self._groups[key]
+                if key[2]:
+                    self._ranked -= 1
 
     def waiting_jobs(self) -> list[JobState]:
-        """Every waiting job, for the live view."""
-        return [job for group in self._groups.values() for job in group]
+        """Every waiting job, for the live view (higher priorities first)."""
+        groups = sorted(self._groups.items(), key=lambda item: -item[0][2])
+        return [job for _, group in groups for job in group]
