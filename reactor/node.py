@@ -24,8 +24,9 @@ from typing import Any
 
 from reactor import protocol as P
 from reactor import record as R
-from reactor.chain import run_async, run_sync
+from reactor.chain import run_async, run_sync, run_sync_limited
 from reactor.config import Config
+from reactor.core.lifecycle import RetryPolicy
 from reactor.core.node import NodeCore
 from reactor.errors import (
     NodeNameTaken,
@@ -146,6 +147,11 @@ class Node:
             job_names=self.registry.names(),
             durable=self.storage.durable,
             where=f"host {socket.gethostname()} pid {os.getpid()}",
+            policies=RetryPolicy.for_registry(
+                self.registry,
+                max_attempt=int(self.config["max_attempt"]),
+                retry_multiplier=float(self.config["retry_multiplier"]),
+            ),
         )
         if self.config["retry_jobs_at_start"]:
             core.resume(await self.storage.unfinished(), time.monotonic(), time.time())
@@ -407,7 +413,7 @@ class Node:
         self._timer_handle = None
         self._timer_due = float("inf")
         if self.core is not None and not self._closed:
-            self.core.fire_timers(time.monotonic())
+            self.core.fire_timers(time.monotonic(), time.time())
 
     def kick(self) -> None:
         """Jobs are ready (the core's port)."""
@@ -515,14 +521,24 @@ class Node:
                 core.fail(job, "ProtocolError", f"the job's args do not decode: {exc}", now, wall)
                 continue
             fresh = partial(self._attempt_args, job)
+            limit = job.timeout or entry.timeout  # the enqueue's, else the @job's
             if watchdog is None:
-                attempt = run_sync(entry, args, fresh)
+                attempt = (
+                    run_sync(entry, args, fresh)
+                    if limit is None
+                    else run_sync_limited(entry, args, fresh, limit)
+                )
             else:
                 watchdog.job = job  # what job_started() does, inlined on this hot path
                 watchdog.job_since = now
+                watchdog.job_limit = limit
                 watchdog.lock.release()  # def chains touch no socket: the watchdog may
                 try:
-                    attempt = run_sync(entry, args, fresh)
+                    attempt = (
+                        run_sync(entry, args, fresh)
+                        if limit is None
+                        else run_sync_limited(entry, args, fresh, limit)
+                    )
                 finally:
                     watchdog.lock.acquire()
                     watchdog.job_since = 0.0
@@ -565,6 +581,7 @@ class Node:
                 args,
                 lambda: self._attempt_args(job),
                 executor=self._executor if job.defer else None,
+                timeout=job.timeout or entry.timeout,
             )
             core.finished(job, attempt, time.monotonic(), time.time())
         finally:

@@ -31,6 +31,8 @@ class JobOptions:
     max_attempt: int | None = None
     timeout: float | None = None
     backoff: Backoff | None = None
+    retry_on: tuple[type[Exception], ...] = ()
+    give_up_on: tuple[type[Exception], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +55,24 @@ def origin_of(fn: Callable[..., Any]) -> str:
     return f"{code.co_filename}:{code.co_firstlineno}"
 
 
+def _exception_types(where: str, name: str, value: Any) -> tuple[type[Exception], ...]:
+    """``value`` (an exception class or a tuple of them) as a tuple, or a ConfigError."""
+    types = value if isinstance(value, tuple) else (value,)
+    for t in types:
+        if not (isinstance(t, type) and issubclass(t, Exception)):
+            raise ConfigError(
+                f"{where}: {name} must be an exception class or a tuple of them, not {t!r}"
+            )
+    return types
+
+
 def check_options(
-    where: str, max_attempt: Any = None, timeout: Any = None, backoff: Any = None
+    where: str,
+    max_attempt: Any = None,
+    timeout: Any = None,
+    backoff: Any = None,
+    retry_on: Any = (),
+    give_up_on: Any = (),
 ) -> JobOptions:
     """Validate per-job options (``@job`` and, later, enqueue) into a :class:`JobOptions`.
 
@@ -63,7 +81,8 @@ def check_options(
 
     Raises:
         ConfigError: ``max_attempt`` is not a whole number >= 1, ``timeout`` is not a finite
-            number > 0, or ``backoff`` is not a :class:`~reactor.backoff.Backoff`.
+            number > 0, ``backoff`` is not a :class:`~reactor.backoff.Backoff`, or
+            ``retry_on``/``give_up_on`` are not exception classes.
     """
     if max_attempt is not None and (
         isinstance(max_attempt, bool) or not isinstance(max_attempt, int) or max_attempt < 1
@@ -82,7 +101,13 @@ def check_options(
             f"{where}: backoff must be Backoff.linear(...) or Backoff.exponential(...), "
             f"not {type(backoff).__name__}"
         )
-    return JobOptions(max_attempt, timeout, backoff)
+    return JobOptions(
+        max_attempt,
+        timeout,
+        backoff,
+        _exception_types(where, "retry_on", retry_on),
+        _exception_types(where, "give_up_on", give_up_on),
+    )
 
 
 def _marker(kind: Kind, job_name: str, step_name: str, options: JobOptions) -> Callable[[F], F]:
@@ -107,6 +132,8 @@ def job(
     max_attempt: int | None = None,
     timeout: float | None = None,
     backoff: Backoff | None = None,
+    retry_on: type[Exception] | tuple[type[Exception], ...] = (),
+    give_up_on: type[Exception] | tuple[type[Exception], ...] = (),
 ) -> Callable[[F], F]:
     """Define the job ``name``; the function (``def`` or ``async def``) gets the args dict.
 
@@ -118,11 +145,15 @@ def job(
             (default: no limit); an enqueue may override it.
         backoff: the wait between attempts (default:
             ``Backoff.linear(config["retry_multiplier"])``, JobReactor's rule).
+        retry_on: when given, only these exceptions (and their subclasses) are retried; any
+            other fails the job at once.
+        give_up_on: these exceptions fail the job at once, without retries (they win over
+            ``retry_on``).
 
     Raises:
         ConfigError: an option is invalid (at decoration time, so the job file fails to load).
     """
-    options = check_options(f"@job({name!r})", max_attempt, timeout, backoff)
+    options = check_options(f"@job({name!r})", max_attempt, timeout, backoff, retry_on, give_up_on)
     return _marker("job", name, name, options)
 
 
@@ -142,6 +173,7 @@ class JobEntry:
 
     ``max_attempt``, ``timeout`` and ``backoff`` are the ``@job`` defaults; None means the node's
     setting (``config["max_attempt"]``, no time limit, ``Backoff.linear(retry_multiplier)``).
+    ``retry_on``/``give_up_on`` narrow which exceptions are retried (empty: every one is).
     """
 
     name: str
@@ -153,6 +185,8 @@ class JobEntry:
     timeout: float | None = None
     backoff: Backoff | None = None
     origin: str = ""
+    retry_on: tuple[type[Exception], ...] = ()
+    give_up_on: tuple[type[Exception], ...] = ()
 
     def __post_init__(self) -> None:
         self._refresh()
@@ -183,6 +217,8 @@ class JobRegistry:
         timeout: float | None = None,
         backoff: Backoff | None = None,
         origin: str = "",
+        retry_on: type[Exception] | tuple[type[Exception], ...] = (),
+        give_up_on: type[Exception] | tuple[type[Exception], ...] = (),
     ) -> JobEntry:
         """Define the job ``name``, once.
 
@@ -197,7 +233,9 @@ class JobRegistry:
                 f"job {name!r} is defined twice: at {previous.origin} and at {origin}; "
                 "job names must be unique across the job directory (rename or remove one)"
             )
-        options = check_options(f"job {name!r}", max_attempt, timeout, backoff)
+        options = check_options(
+            f"job {name!r}", max_attempt, timeout, backoff, retry_on, give_up_on
+        )
         entry = JobEntry(
             name,
             body,
@@ -205,6 +243,8 @@ class JobRegistry:
             timeout=options.timeout,
             backoff=options.backoff,
             origin=origin,
+            retry_on=options.retry_on,
+            give_up_on=options.give_up_on,
         )
         self._jobs[name] = entry
         return entry
@@ -239,6 +279,8 @@ class JobRegistry:
                     timeout=o.timeout,
                     backoff=o.backoff,
                     origin=d.origin,
+                    retry_on=o.retry_on,
+                    give_up_on=o.give_up_on,
                 )
             elif d.kind == "callback":
                 self.add_callback(d.job_name, d.fn)

@@ -9,7 +9,8 @@ safely) to
 * hand the jobs queued behind the blocking one back to their distributors after
   ``hand_back_after`` seconds, and say the node takes no jobs, so a short job never waits behind
   a long one while another node has room (issue 9, case 7);
-* name the job in a warning once it has held the loop ``slow_job_warning`` seconds.
+* name the job in a warning once it has held the loop ``slow_job_warning`` seconds, and once it
+  is past its own ``timeout`` (it cannot be interrupted: its attempt fails when it returns).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class Watchdog:
         self.loop_beat = time.monotonic()  # the loop's own last heartbeat
         self.job_since = 0.0  # when the running def job started (0: none runs)
         self.job: JobRecord | None = None
+        self.job_limit: float | None = None  # the running def job's timeout (None: no limit)
         self.handed_back = False  # this job's queue was handed back
         self._interval = interval
         self._beat = beat
@@ -62,6 +64,7 @@ class Watchdog:
         self._hand_back_after = hand_back_after
         self._slow_warning = slow_warning
         self._warned_since = 0.0
+        self._limit_warned_since = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="reactor-watchdog", daemon=True)
 
@@ -75,10 +78,11 @@ class Watchdog:
         self._stop.set()
         self._thread.join(timeout=5)
 
-    def job_started(self, now: float, job: JobRecord) -> None:
+    def job_started(self, now: float, job: JobRecord, limit: float | None = None) -> None:
         """The loop is about to run a def job body (and release the lock)."""
         self.job_since = now
         self.job = job
+        self.job_limit = limit
 
     def job_ended(self) -> bool:
         """The body returned (the loop holds the lock again); True if its queue was handed back."""
@@ -91,6 +95,18 @@ class Watchdog:
             now = time.monotonic()
             since, job = self.job_since, self.job
             held = now - since if since else 0.0
+            limit = self.job_limit
+            if since and limit is not None and held > limit and self._limit_warned_since != since:
+                self._limit_warned_since = since
+                log.warning(
+                    "job %s (%r) is past its %gs timeout (running %.1fs); a def job on the "
+                    "node's loop cannot be interrupted: its attempt fails with "
+                    "TimeLimitExceeded when it returns. Use async def or defer=True",
+                    job.id if job else "?",
+                    job.name if job else "?",
+                    limit,
+                    held,
+                )
             if since and held > self._slow_warning and self._warned_since != since:
                 self._warned_since = since
                 log.warning(

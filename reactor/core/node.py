@@ -13,19 +13,31 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import random
 from collections import deque
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from reactor import protocol as P
 from reactor import record as R
 from reactor.chain import Attempt
 from reactor.config import Config
-from reactor.core.lifecycle import Next, after_attempt, args_or_empty, error_triple
+from reactor.core.lifecycle import (
+    Next,
+    RetryPolicy,
+    after_attempt,
+    args_or_empty,
+    cron_problem,
+    error_triple,
+)
 from reactor.core.link import SYNC_CHUNK, LinkState
 from reactor.core.schedule import TimerHeap
 from reactor.record import JobRecord
 
 log = logging.getLogger("reactor.node")
+
+#: A cron timer that fires more than this many seconds before its wall-clock instant waits more.
+_EARLY = 0.001
 
 _RETENTION = {
     R.COMPLETE: "remove_done_jobs",
@@ -77,6 +89,8 @@ class NodeCore:
         job_names: list[str],
         durable: bool,
         where: str,
+        policies: Mapping[str, RetryPolicy] | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         self.port = port
         self.name = name
@@ -91,6 +105,12 @@ class NodeCore:
         self.rto = 2 * self.interval
         self.max_attempt = int(config["max_attempt"])
         self.retry_multiplier = float(config["retry_multiplier"])
+        #: Each job's retry policy by name (from its ``@job``); others get the node's settings.
+        self.policies = dict(policies or {})
+        self.default_policy = RetryPolicy.of(
+            None, max_attempt=self.max_attempt, retry_multiplier=self.retry_multiplier
+        )
+        self.rng = rng  # the jitter source (None: the random module's)
         self.links = {key: LinkState(key) for key in links}
         self.jobs: dict[str, JobRecord] = {}
         self.ready: deque[JobRecord] = deque()  # due jobs of priority 0, in order
@@ -402,6 +422,10 @@ class NodeCore:
             if job.cancel_requested:
                 self._end(job, P.CANCELLED, job.args, None, R.CANCELLED, now)
                 continue
+            if job.cron is not None and (problem := cron_problem(job)):
+                # a zone this node's system lacks: no other node is likelier to have it
+                self.fail(job, "ConfigError", f"node {self.name}: {problem}", now, job.enqueued_at)
+                continue
             self._schedule(job, job.due, now)
         if refs:
             self.port.send(key, P.Stored(refs))
@@ -497,7 +521,7 @@ class NodeCore:
                 # The node died while this ran: that run counts as an attempt.
                 job.last_error = "the node stopped while the job was running"
                 job.failed_at = wall
-                if job.attempt >= self.max_attempt:
+                if job.attempt >= self.policy(job).limit(job):
                     error = ("NodeStopped", job.last_error, "")
                     self._end(
                         job, P.FAILURE, P.pack_result_args(args_or_empty(job)), error, R.FAILED, now
@@ -507,6 +531,10 @@ class NodeCore:
                 job.run_at = wall
                 due = 0.0
                 self.port.write(job)
+            problem = cron_problem(job)
+            if problem:
+                self.fail(job, "ConfigError", problem, now, wall)
+                continue
             self._schedule(job, due, now)
         if records:
             log.info("node %s resumed %d stored jobs", self.name, len(records))
@@ -530,10 +558,21 @@ class NodeCore:
                 self.ready.append(job)
             self.port.kick()
 
-    def fire_timers(self, now: float) -> None:
-        """The armed timer went off: move due jobs on (after checking they were not deleted)."""
+    def fire_timers(self, now: float, wall: float | None = None) -> None:
+        """The armed timer went off: move due jobs on (after checking they were not deleted).
+
+        With ``wall``, a cron job whose instant the wall clock has not reached yet (the clock
+        was set back, or the timer fired a hair early) waits the rest on a new timer.
+        """
         self._armed = float("inf")
         due = self.timers.pop_due(now)
+        if wall is not None and due:
+            early = [j for j in due if j.cron is not None and j.run_at - wall > _EARLY]
+            if early:
+                due = [j for j in due if j not in early]
+                for job in early:
+                    job.timer = None
+                    self._schedule(job, now + (job.run_at - wall), now)
         nxt = self.timers.earliest()
         if nxt is not None:
             self._armed = nxt
@@ -622,11 +661,13 @@ class NodeCore:
             self.port.kick()
 
     def begin(self, job: JobRecord, wall: float) -> None:
-        """An attempt starts: count it and persist it."""
+        """An attempt starts: count it and persist it (a cron job keeps its instant in
+        ``run_at`` when it starts a hair before it, so that its next run follows that one)."""
         job.phase = R.RUNNING
         job.status = R.IN_PROGRESS
         job.attempt += 1
-        job.run_at = wall
+        if job.cron is None or wall > job.run_at:
+            job.run_at = wall
         self.running += 1
         self.stats["attempts"] += 1
         self.port.write(job)
@@ -640,10 +681,7 @@ class NodeCore:
             self._forget(job)
             return
         nxt, delay = after_attempt(
-            job,
-            attempt.outcome,
-            max_attempt=self.max_attempt,
-            retry_multiplier=self.retry_multiplier,
+            job, attempt.outcome, self.policy(job), wall, attempt.error, self.rng
         )
         args = attempt.args
         if nxt is Next.SUCCEEDED:
@@ -699,11 +737,15 @@ class NodeCore:
         job.status = R.ERROR
         job.run_at = wall + delay
         self.port.write(job)
-        if delay > 0 and job.period is None:
+        if delay > 0 and job.period is None and job.cron is None:
             link = self._handable(job)
             if link is not None:
                 self.port.send(link.key, P.Parked([(job.id, job.asg, job.attempt)]))
         self._schedule(job, now + delay if delay > 0 else 0.0, now)
+
+    def policy(self, job: JobRecord) -> RetryPolicy:
+        """The retry policy of ``job``'s name on this node."""
+        return self.policies.get(job.name, self.default_policy)
 
     def fail(self, job: JobRecord, type_name: str, message: str, now: float, wall: float) -> None:
         """End a job that cannot run (unknown name, undecodable args): error feedback, no retry."""

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+import signal
 import time
 from pathlib import Path
 
 import pytest
 
-from reactor import Config, Distributor, JobFailed
+from reactor import Config, Distributor, JobCancelledError, JobFailed
 from reactor.monitor import RedisMonitor
 from reactor.testing.support import async_wait_until
 from reactor.testing_redis import RedisServer
@@ -181,3 +182,23 @@ async def test_restart_with_ten_thousand_stored_deferred_jobs(
         )
         for handle in handles[:10]:
             handle.cancel()
+
+
+async def test_a_cron_job_resumes_after_its_node_restarts(
+    distributor: Distributor, start_node: NodeFactory, redis_url: str, tmp_path: Path
+) -> None:
+    first = start_node("w1", [distributor.address], storage=redis_url)
+    await wait_for_node(distributor, "w1", proc=first)
+    path = tmp_path / "ticks.txt"
+    handle = distributor.enqueue("cron_tick", {"path": str(path)}, cron="* * * * * */1")
+    await async_wait_until(lambda: len(lines(path)) >= 2, 10)
+    first.signal(signal.SIGKILL)
+    first.wait(10)
+    seen = len(lines(path))
+    second = start_node("w1", [distributor.address], storage=redis_url)
+    await wait_for_node(distributor, "w1", proc=second)
+    await async_wait_until(lambda: len(lines(path)) >= seen + 2, 15)
+    assert not handle.done()
+    handle.cancel()
+    with pytest.raises(JobCancelledError):
+        await asyncio.wait_for(handle, 10)
