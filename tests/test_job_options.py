@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 
-from reactor import Config, Distributor, Node
-from reactor.registry import JobRegistry
-from reactor.testing import async_wait_until
+from reactor import Config, Distributor
+from reactor.testing import Cluster, async_wait_until
 
 from .conftest import FAST
 
@@ -47,21 +46,13 @@ async def test_bad_options_fail_in_the_caller(
 
 
 @pytest.fixture
-async def node(distributor: Distributor) -> AsyncIterator[Node]:
-    registry = JobRegistry()
-    registry.define("noop", lambda args: None)
-    n = Node(
-        "opts",
-        distributors=[distributor.address],
-        registry=registry,
-        config=Config(**FAST),
-    )
-    await n.start()
-    yield n
-    await n.stop()
+async def cluster() -> AsyncIterator[Cluster]:
+    async with Cluster({"noop": lambda args: None}, nodes=["opts"], config=Config(**FAST)) as c:
+        yield c
 
 
-async def test_options_reach_the_node_record(distributor: Distributor, node: Node) -> None:
+async def test_options_reach_the_node_record(cluster: Cluster) -> None:
+    distributor, node = cluster.distributor, cluster.node("opts")
     plain = distributor.enqueue("noop", {}, after=60)
     full = distributor.enqueue(
         "noop", {}, timeout=2.5, max_attempt=4, cron="30 2 * * *", tz="Europe/Paris", priority=-3

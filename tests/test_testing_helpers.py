@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +16,8 @@ from reactor import JobFailed, RemoteError, job, job_callback, job_errback
 from reactor.testing import CapturingDistributor, Cluster, EagerDistributor, registry_from
 
 from .conftest import JOBS
+
+ROOT = Path(__file__).parent.parent
 
 
 @job("double", max_attempt=2)
@@ -130,3 +135,27 @@ def test_capture_records_without_running_and_asserts_what_was_enqueued() -> None
 def test_pytest_fixtures_route_the_facade(reactor_capture: CapturingDistributor) -> None:
     JR.enqueue("anything", {"k": 1})
     reactor_capture.assert_enqueued("anything", args={"k": 1}, count=1)
+
+
+def test_eager_applies_the_enqueue_max_attempt_and_timeout() -> None:
+    eager = EagerDistributor([flaky, ping])
+    errors: list[dict[str, Any]] = []
+    eager.enqueue("flaky", {"n": 1}, max_attempt=1, on_error=errors.append)
+    assert len(errors) == 1
+    capture = CapturingDistributor()
+    capture.enqueue("ping", {}, priority=5, timeout=2.0, max_attempt=4)
+    [job] = capture.enqueued("ping")
+    assert (job.priority, job.timeout, job.max_attempt) == (5, 2.0, 4)
+
+
+def test_the_example_application_tests_pass_with_the_installed_plugin() -> None:
+    """examples/testing_app uses the pytest fixtures the package registers (entry point)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "examples/testing_app", "-q", "-p", "no:cacheprovider"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "5 passed" in out.stdout

@@ -10,9 +10,9 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from reactor import protocol as P
-from reactor.chain import Attempt, Outcome, run_async, run_sync
+from reactor.chain import Attempt, Outcome, run_async, run_sync, run_sync_limited
 from reactor.config import Config
-from reactor.core.lifecycle import error_triple
+from reactor.core.lifecycle import RetryPolicy, error_triple
 from reactor.feedback import run_feedback
 from reactor.handle import JobHandle
 from reactor.registry import JobEntry
@@ -27,10 +27,11 @@ class EagerDistributor(OfflineDistributor):
     """A distributor that runs every job at once, in the caller, through the real chain runner.
 
     ``enqueue`` checks the job as production does, runs the body and callbacks (errbacks on an
-    exception, retrying up to the job's ``max_attempt`` without waiting), calls ``on_success`` or
-    ``on_error`` with the final args, and returns a handle that is already done. The args cross
-    msgpack both ways, as on the wire. ``after=``/``run_at=`` are ignored (the job runs now) and a
-    periodic or cron job runs once; ``timeout``, ``priority`` and ``node`` have no effect.
+    exception, retrying as the job's retry policy says, ``max_attempt``, ``retry_on``,
+    ``give_up_on``, but without waiting its backoff), calls ``on_success`` or ``on_error`` with
+    the final args, and returns a handle that is already done. The args cross msgpack both ways,
+    as on the wire, and ``timeout`` applies as on a node. ``after=``/``run_at=`` are ignored (the
+    job runs now), a periodic or cron job runs once, ``priority`` and ``node`` have no effect.
     ``async def`` chains run on a loop of their own.
 
     Args:
@@ -58,14 +59,24 @@ class EagerDistributor(OfflineDistributor):
             known = ", ".join(self.registry.names()) or "none"
             message = f"no job named {name!r} in this test's jobs (known: {known})"
             return P.Feedback(job_id, 1, 1, P.FAILURE, True, packed, ("NoSuchJob", message, ""))
-        max_attempt = job.max_attempt or entry.max_attempt or int(self.config["max_attempt"])
+        policy = RetryPolicy.of(
+            entry,
+            max_attempt=int(self.config["max_attempt"]),
+            retry_multiplier=float(self.config["retry_multiplier"]),
+        )
+        max_attempt = job.max_attempt or policy.max_attempt
+        timeout = job.timeout or entry.timeout
         for number in range(1, max_attempt + 1):
-            attempt = self._attempt(entry, packed)
+            attempt = self._attempt(entry, packed, timeout)
             if attempt.outcome in (Outcome.DONE, Outcome.CANCELLED):
                 out = P.pack_result_args(attempt.args)
                 return P.Feedback(job_id, 1, number, P.SUCCESS, True, out, None)
             assert attempt.error is not None
-            if attempt.outcome is Outcome.FAILED_CANCELLED or number == max_attempt:
+            if (
+                attempt.outcome is Outcome.FAILED_CANCELLED
+                or number == max_attempt
+                or not policy.retries(attempt.error)
+            ):
                 kept = {k: v for k, v in attempt.args.items() if k != "error"}
                 error = error_triple(attempt.error)
                 out = P.pack_result_args(kept)
@@ -73,14 +84,16 @@ class EagerDistributor(OfflineDistributor):
             log.info("eager job %s (%r) failed attempt %d: %s", job_id, name, number, attempt.error)
         raise AssertionError("unreachable: max_attempt >= 1")  # pragma: no cover
 
-    def _attempt(self, entry: JobEntry, packed: bytes) -> Attempt:
+    def _attempt(self, entry: JobEntry, packed: bytes, timeout: float | None) -> Attempt:
         args = P.unpack_args(packed)
 
         def fresh() -> dict[str, Any]:
             return P.unpack_args(packed)
 
         if entry.is_async:
-            return _run_blocking(run_async(entry, args, fresh))
+            return _run_blocking(run_async(entry, args, fresh, timeout=timeout))
+        if timeout is not None:
+            return run_sync_limited(entry, args, fresh, timeout)
         return run_sync(entry, args, fresh)
 
 
