@@ -229,7 +229,7 @@ class Distributor:
         if self._loop is None or self._closed:
             raise ReactorError("the distributor is not running; start it before enqueueing")
         check_options(name, period, node, not_node, on_success, on_error)
-        options: list[Any] = []
+        options: list[Any] | None = None
         if (
             timeout is not None
             or max_attempt is not None

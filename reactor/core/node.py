@@ -512,9 +512,8 @@ class NodeCore:
                 job.run_at = wall
                 due = 0.0
                 self.port.write(job)
-            problem = cron_problem(job)
-            if problem:
-                self.fail(job, "ConfigError", problem, now, wall)
+            if job.cron is not None and (problem := cron_problem(job)):
+                self.fail(job, "ConfigError", f"node {self.name}: {problem}", now, wall)
                 continue
             self._schedule(job, due, now)
         if records:
@@ -643,9 +642,8 @@ class NodeCore:
         if job.revoked:
             self._forget(job)
             return
-        nxt, delay = after_attempt(
-            job, attempt.outcome, self.policy(job), wall, attempt.error, self.rng
-        )
+        policy = self.policies.get(job.name, self.default_policy)  # not self.policy(): hot
+        nxt, delay = after_attempt(job, attempt.outcome, policy, wall, attempt.error, self.rng)
         args = attempt.args
         if nxt is Next.SUCCEEDED:
             self.stats["succeeded"] += 1
