@@ -241,7 +241,7 @@ class Distributor:
         self._admit()
         check_options(name, period, node, not_node, on_success, on_error)
         window = 0.0 if unique_key is None else check_unique(unique_key, unique_for)
-        options: list[Any] = []
+        options: list[Any] | None = None
         if (
             timeout is not None
             or max_attempt is not None

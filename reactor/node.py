@@ -473,7 +473,7 @@ class Node:
         now = time.monotonic()
         if self._watchdog is not None:
             self._watchdog.loop_beat = now
-        core.tick(now)
+        core.tick(now, time.time())
 
     def _hand_back_blocked(self, now: float) -> int:
         assert self.core is not None

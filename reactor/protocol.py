@@ -548,6 +548,7 @@ class Codec:
 
 
 _COUNT_LIMIT = 2**31
+_new_tuple = tuple.__new__
 
 
 def _fast(item: list[Any]) -> Message | None:
@@ -592,10 +593,12 @@ def _fast(item: list[Any]) -> Message | None:
             and job_id.isprintable()
             and name.isprintable()
         ):
-            if n == JOB_BASE_LEN:
-                return Job(
-                    job_id, asg, name, args, delay, run_at, None, defer, attempt, enqueued_at
-                )
+            if n == JOB_BASE_LEN:  # tuple.__new__: no Python frame to fill in the defaults
+                return _new_tuple(
+                    Job,
+                    (job_id, asg, name, args, delay, run_at, None, defer, attempt, enqueued_at,
+                     None, None, None, None, 0),
+                )  # fmt: skip
             extra = item[JOB_BASE_LEN:]
             if _job_options_ok(extra):
                 return Job(

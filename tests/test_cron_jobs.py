@@ -169,6 +169,18 @@ def test_a_wall_clock_set_back_does_not_fire_a_cron_job_early() -> None:
     assert _utc(job.run_at) == "2026-06-02 11:00:00"
 
 
+def test_a_wall_clock_jumping_forward_fires_a_cron_job_at_its_instant() -> None:
+    start = _paris(2026, 6, 1, 12, 0, 0)
+    node = FakeNode(start)
+    node.hold("0 13 * * *", "Europe/Paris")  # due in an hour
+    node.core.tick(node.now, node.wall)
+    node.now += 60.0
+    node.wall_offset += 1800  # the machine's clock jumps half an hour ahead
+    node.core.tick(node.now, node.wall)
+    node.run_until(_paris(2026, 6, 1, 14, 0))
+    assert [_utc(s) for s in node.starts] == ["2026-06-01 11:00:00"]  # 13:00 on the new clock
+
+
 # -- on real nodes ---------------------------------------------------------------------------
 
 

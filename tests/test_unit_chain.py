@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
-from reactor import CancelJob
-from reactor.chain import Outcome, run_async, run_sync
+from reactor import CancelJob, TimeLimitExceeded
+from reactor.chain import Outcome, run_async, run_sync, run_sync_limited
 from reactor.registry import JobRegistry
 
 
@@ -135,3 +136,79 @@ async def test_deferred_body_runs_in_a_worker_thread_callbacks_on_the_loop() -> 
         attempt = await run_async(entry, fresh(), fresh, executor=pool)
     assert attempt.args["body_thread"] is not loop_thread
     assert attempt.args["cb_thread"] is loop_thread
+
+
+def _limited(body: Any) -> tuple[JobRegistry, list[str]]:
+    reg = JobRegistry()
+    seen: list[str] = []
+    reg.define("j", body)
+    reg.add_callback("j", lambda a: seen.append("callback"))
+    reg.add_errback("j", lambda a: seen.append(f"errback {type(a['error']).__name__}"))
+    return reg, seen
+
+
+def test_a_def_chain_fails_when_a_step_returns_past_its_limit() -> None:
+    reg, seen = _limited(lambda a: time.sleep(0.05))
+    entry = reg.get("j")
+    assert entry is not None
+    attempt = run_sync_limited(entry, fresh(), fresh, 0.01)
+    assert attempt.outcome is Outcome.FAILED
+    assert isinstance(attempt.error, TimeLimitExceeded) and isinstance(attempt.error, TimeoutError)
+    assert "past its 0.01 s timeout" in str(attempt.error)
+    assert seen == ["errback TimeLimitExceeded"]  # the callback did not run
+    assert run_sync_limited(entry, fresh(), fresh, 5.0).outcome is Outcome.DONE
+
+
+async def test_an_async_chain_is_cancelled_at_its_limit() -> None:
+    cancelled = asyncio.Event()
+
+    async def body(a: dict[str, Any]) -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+
+    reg, seen = _limited(body)
+    entry = reg.get("j")
+    assert entry is not None
+    began = time.monotonic()
+    attempt = await run_async(entry, fresh(), fresh, timeout=0.05)
+    assert time.monotonic() - began < 1.0
+    assert attempt.outcome is Outcome.FAILED and isinstance(attempt.error, TimeLimitExceeded)
+    assert cancelled.is_set() and seen == ["errback TimeLimitExceeded"]
+
+
+async def test_a_jobs_own_timeout_error_is_not_taken_for_the_limit() -> None:
+    async def body(a: dict[str, Any]) -> None:
+        raise TimeoutError("the remote API timed out")
+
+    reg, seen = _limited(body)
+    entry = reg.get("j")
+    assert entry is not None
+    attempt = await run_async(entry, fresh(), fresh, timeout=5.0)
+    assert type(attempt.error) is TimeoutError and seen == ["errback TimeoutError"]
+
+
+async def test_a_deferred_body_past_its_limit_is_abandoned_to_its_thread() -> None:
+    release = threading.Event()
+    finished = threading.Event()
+
+    def body(a: dict[str, Any]) -> None:
+        release.wait(10)
+        a["late"] = True
+        finished.set()
+
+    reg, seen = _limited(body)
+    entry = reg.get("j")
+    assert entry is not None
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        attempt = await run_async(entry, fresh(), fresh, executor=pool, timeout=0.05)
+        assert attempt.outcome is Outcome.FAILED and isinstance(attempt.error, TimeLimitExceeded)
+        assert "late" not in attempt.args
+        # the pool's one thread is free: the abandoned body has a thread of its own
+        assert pool.submit(lambda: "free").result(timeout=2) == "free"
+    release.set()
+    assert finished.wait(5)
+    await asyncio.sleep(0.01)  # its result reaches the loop and is ignored
+    assert seen == ["errback TimeLimitExceeded"]

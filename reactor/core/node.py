@@ -38,6 +38,8 @@ log = logging.getLogger("reactor.node")
 
 #: A cron timer that fires more than this many seconds before its wall-clock instant waits more.
 _EARLY = 0.001
+#: A change of the wall clock against the monotonic one larger than this (seconds) is a jump.
+_CLOCK_JUMP = 1.0
 
 _RETENTION = {
     R.COMPLETE: "remove_done_jobs",
@@ -111,6 +113,7 @@ class NodeCore:
             None, max_attempt=self.max_attempt, retry_multiplier=self.retry_multiplier
         )
         self.rng = rng  # the jitter source (None: the random module's)
+        self._wall_offset: float | None = None  # wall - monotonic at the last tick
         self.links = {key: LinkState(key) for key in links}
         self.jobs: dict[str, JobRecord] = {}
         self.ready: deque[JobRecord] = deque()  # due jobs of priority 0, in order
@@ -156,8 +159,11 @@ class NodeCore:
             now,
         )
 
-    def tick(self, now: float) -> None:
-        """Every heartbeat interval: hellos, heartbeats, lapsed leases and re-sends."""
+    def tick(self, now: float, wall: float | None = None) -> None:
+        """Every heartbeat interval: hellos, heartbeats, lapsed leases and re-sends; with
+        ``wall``, cron timers follow a jump of the wall clock (see :meth:`_follow_wall_clock`)."""
+        if wall is not None:
+            self._follow_wall_clock(now, wall)
         for link in self.links.values():
             if link.refused is not None:
                 continue
@@ -181,6 +187,30 @@ class NodeCore:
                 self.port.send(link.key, P.HandBack(items, "re-sent"))
             if not link.synced and now - link.sync_at > 2 * self.rto:
                 self._sync(link, now)
+
+    def _follow_wall_clock(self, now: float, wall: float) -> None:
+        """Cron instants are wall-clock times held on monotonic timers (DESIGN §3 "Time"): when
+        the wall clock jumps (set by hand, an NTP step), re-arm every waiting cron job so it fires
+        at its instant on the new clock. Costs one subtraction per tick when nothing jumped."""
+        offset = wall - now
+        last, self._wall_offset = self._wall_offset, offset
+        if last is None or abs(offset - last) < _CLOCK_JUMP:
+            return
+        moved = 0
+        for job in list(self.jobs.values()):
+            if job.cron is None or job.phase != R.WAITING:
+                continue
+            due = now + (job.run_at - wall) if job.run_at > wall else 0.0
+            if abs(due - job.due) > _EARLY:
+                self.timers.cancel(job.timer)
+                job.timer = None
+                self._schedule(job, due, now)
+                moved += 1
+        log.warning(
+            "the wall clock jumped %+.1fs; %d cron jobs re-armed for their instants",
+            offset - last,
+            moved,
+        )
 
     def announce(self, now: float) -> None:
         """Tell every welcomed distributor at once whether this node takes jobs."""
@@ -531,9 +561,8 @@ class NodeCore:
                 job.run_at = wall
                 due = 0.0
                 self.port.write(job)
-            problem = cron_problem(job)
-            if problem:
-                self.fail(job, "ConfigError", problem, now, wall)
+            if job.cron is not None and (problem := cron_problem(job)):
+                self.fail(job, "ConfigError", f"node {self.name}: {problem}", now, wall)
                 continue
             self._schedule(job, due, now)
         if records:
@@ -680,9 +709,8 @@ class NodeCore:
         if job.revoked:
             self._forget(job)
             return
-        nxt, delay = after_attempt(
-            job, attempt.outcome, self.policy(job), wall, attempt.error, self.rng
-        )
+        policy = self.policies.get(job.name, self.default_policy)  # not self.policy(): hot
+        nxt, delay = after_attempt(job, attempt.outcome, policy, wall, attempt.error, self.rng)
         args = attempt.args
         if nxt is Next.SUCCEEDED:
             self.stats["succeeded"] += 1

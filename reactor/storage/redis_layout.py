@@ -173,10 +173,11 @@ def encode_record(job: JobRecord) -> tuple[list[bytes | str], list[str]]:
         else:
             text = str(value)
         pairs += (name, text)
-    for name, default in _OPTIONS:
-        value = getattr(job, name)
-        if value != default:
-            pairs += (name, repr(float(value)) if name in _FLOAT_FIELDS else str(value))
+    if job.timeout is not None or job.max_attempt is not None or job.cron or job.priority:
+        for name, default in _OPTIONS:
+            value = getattr(job, name)
+            if value != default:
+                pairs += (name, repr(float(value)) if name in _FLOAT_FIELDS else str(value))
     return pairs, nulls
 
 
