@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+import reactor.args as args_codec
 import reactor.protocol as P
 
 
@@ -53,7 +54,7 @@ def test_flat_scalar_args_keep_the_fast_path(monkeypatch: pytest.MonkeyPatch) ->
     def walked(*_: object) -> None:
         raise AssertionError("walked flat scalar args")
 
-    monkeypatch.setattr(P, "check_args_shape", walked)
-    monkeypatch.setattr(P, "_explain_unpackable", walked)
+    monkeypatch.setattr(args_codec, "check_args_shape", walked)
+    monkeypatch.setattr(args_codec, "_explain_unpackable", walked)
     args = {f"k{i}": i for i in range(20)} | {"s": "text", "f": 1.5, "n": None, "b": b"x"}
     assert P.unpack_args(P.pack_args(args)) == args
