@@ -43,6 +43,8 @@ def test_regression_seed(seed: int) -> None:
     assert world.runs, "the seed enqueued nothing"
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # 10,000 seeds take 70 s on an idle 2-core machine, twice that when loaded
 def test_random_seeds_keep_every_invariant() -> None:
     logging.disable(logging.CRITICAL)  # a seed logs hundreds of lines; the verdicts are below
     try:
