@@ -25,6 +25,7 @@ from reactor import protocol as P
 from reactor.config import Config
 from reactor.core.distributor import DistributorCore
 from reactor.core.routing import JobState
+from reactor.discovery import Announcer, advertised_address
 from reactor.errors import (
     BackPressureError,
     JobCancelledError,
@@ -61,6 +62,10 @@ class Distributor:
         config: settings (``max_message_size``, heartbeats, ``node_lost_after``,
             ``always_use_specified_node``, ``max_waiting_jobs``); a private default when omitted.
         curve: optional CURVE server settings (see ``reactor.security``).
+        announce: a Redis URL to register this distributor at, so nodes started with
+            ``discover=`` find it (see :mod:`reactor.discovery`).
+        group: the application this distributor belongs to (distributors of one application,
+            e.g. the workers of one web app, share a group).
     """
 
     def __init__(
@@ -70,6 +75,8 @@ class Distributor:
         *,
         config: Config | None = None,
         curve: Any = None,
+        announce: str | None = None,
+        group: str = "default",
     ) -> None:
         self.host = host
         self.port = port
@@ -89,6 +96,9 @@ class Distributor:
         self._max_args = 0
         self._closed = False
         self.core: DistributorCore | None = None
+        self.announce = announce
+        self.group = group
+        self._announcer: Announcer | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -108,8 +118,10 @@ class Distributor:
         return dict(self.core.stats) if self.core is not None else {}
 
     async def start(self) -> None:
-        """Bind the socket and start serving; returns once bound."""
+        """Bind the socket and start serving; returns once bound (and announced)."""
         self.start_in_loop(asyncio.get_running_loop())
+        if self._announcer is not None:
+            await self._announcer.start()
 
     def start_in_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         """Bind and serve on ``loop``; must be called from that loop's thread."""
@@ -155,12 +167,24 @@ class Distributor:
         )
         self._tick_handle = loop.call_later(self.core.interval, self._tick)
         log.info("distributor listening on tcp://%s", self.address)
+        if self.announce is not None:
+            self._announcer = Announcer(
+                self.announce,
+                group=self.group,
+                session=self.session,
+                address=advertised_address(self.host, self.port),
+                lease=float(self.config["heartbeat_timeout"]),
+                snapshot=self.snapshot,
+            )
         if self._inbox:
             self._wake()
 
     async def stop(self) -> None:
         """Stop serving; handles of unfinished jobs raise a ReactorError."""
         self.stop_in_loop()
+        announcer, self._announcer = self._announcer, None
+        if announcer is not None:
+            await announcer.stop()
 
     def stop_in_loop(self) -> None:
         """Synchronous :meth:`stop`, from the loop's thread."""
@@ -344,6 +368,8 @@ class Distributor:
         self._tick_handle = loop.call_later(core.interval, self._tick)
         self._endpoint._on_ready()  # read what queued while we were busy before judging anyone
         core.tick(time.monotonic())
+        if self._announcer is not None:
+            self._announcer.renew()
 
     # -- live view ------------------------------------------------------------------------------
 

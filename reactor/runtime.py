@@ -169,11 +169,22 @@ class Runtime:
 
     # -- roles ------------------------------------------------------------------------------------
 
-    def start_distributor(self, host: str, port: int, *, curve: Any = None) -> Distributor:
-        """Bind a distributor on the reactor loop (starting it if needed); returns once bound."""
+    def start_distributor(
+        self,
+        host: str,
+        port: int,
+        *,
+        curve: Any = None,
+        announce: str | None = None,
+        group: str = "default",
+    ) -> Distributor:
+        """Bind a distributor on the reactor loop (starting it if needed); returns once bound
+        (and registered, with ``announce=``; see :class:`Distributor` for the options)."""
         if self.distributor is not None and self.distributor.started:
             raise ReactorError(f"a distributor already runs on {self.distributor.address}")
-        distributor = Distributor(host, port, config=self.config, curve=curve)
+        distributor = Distributor(
+            host, port, config=self.config, curve=curve, announce=announce, group=group
+        )
         if self.loop is None or not self.loop.is_running():
             self.run()
         assert self.loop is not None
@@ -193,6 +204,7 @@ class Runtime:
         job_directory: str | Path | None = None,
         capacity: int | None = None,
         curve: Any = None,
+        discover: str | None = None,
     ) -> Node:
         """Start a node on the reactor loop; from the loop thread its start runs as a task."""
         node = Node(
@@ -203,6 +215,7 @@ class Runtime:
             capacity=capacity,
             config=self.config,
             curve=curve,
+            discover=discover,
         )
         self.nodes.append(node)
         if self.loop is not None and self.in_loop_thread():
