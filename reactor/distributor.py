@@ -17,7 +17,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq
 
@@ -25,7 +25,6 @@ from reactor import protocol as P
 from reactor.config import Config
 from reactor.core.distributor import DistributorCore
 from reactor.core.routing import JobState
-from reactor.discovery import Announcer, advertised_address
 from reactor.errors import (
     BackPressureError,
     JobCancelledError,
@@ -35,6 +34,10 @@ from reactor.feedback import run_feedback
 from reactor.handle import Feedback, JobHandle
 from reactor.jobspec import check_options, timing
 from reactor.transport import Endpoint, tune
+
+if TYPE_CHECKING:
+    from reactor.discovery import Announcer
+    from reactor.results import ResultWriter
 
 log = logging.getLogger("reactor.distributor")
 
@@ -66,6 +69,8 @@ class Distributor:
             ``discover=`` find it (see :mod:`reactor.discovery`).
         group: the application this distributor belongs to (distributors of one application,
             e.g. the workers of one web app, share a group).
+        result_store: a Redis URL where final outcomes are kept for ``config["result_ttl"]``
+            seconds, readable from any process (``JR.result``; see :mod:`reactor.results`).
     """
 
     def __init__(
@@ -77,6 +82,7 @@ class Distributor:
         curve: Any = None,
         announce: str | None = None,
         group: str = "default",
+        result_store: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -99,6 +105,12 @@ class Distributor:
         self.announce = announce
         self.group = group
         self._announcer: Announcer | None = None
+        self.result_store = result_store
+        self._results: ResultWriter | None = None
+        if result_store is not None:
+            from reactor.results import ResultWriter
+
+            self._results = ResultWriter(result_store, ttl=float(self.config["result_ttl"]))
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -168,6 +180,8 @@ class Distributor:
         self._tick_handle = loop.call_later(self.core.interval, self._tick)
         log.info("distributor listening on tcp://%s", self.address)
         if self.announce is not None:
+            from reactor.discovery import Announcer, advertised_address
+
             self._announcer = Announcer(
                 self.announce,
                 group=self.group,
@@ -185,6 +199,8 @@ class Distributor:
         announcer, self._announcer = self._announcer, None
         if announcer is not None:
             await announcer.stop()
+        if self._results is not None:
+            await self._results.close()
 
     def stop_in_loop(self) -> None:
         """Synchronous :meth:`stop`, from the loop's thread."""
@@ -335,10 +351,14 @@ class Distributor:
         """Run the feedback callable; settle the handle on a final feedback (the core's port)."""
         args, error = run_feedback(job.name, job.handle, fb)
         if fb.final:
+            if self._results is not None:
+                self._results.record(job.id, job.name, fb)
             job.handle._resolve(args, error)
 
     def cancelled(self, job: JobState) -> None:
         """The application's cancel ended the job (the core's port)."""
+        if self._results is not None:
+            self._results.record(job.id, job.name, None)
         job.handle._resolve(None, JobCancelledError(f"job {job.id} ({job.name!r}) was cancelled"))
 
     # -- the socket and the clock ---------------------------------------------------------------

@@ -20,7 +20,7 @@ from collections.abc import Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reactor import protocol as P
 from reactor import record as R
@@ -34,13 +34,15 @@ from reactor.errors import (
     ReactorError,
     StorageUnavailableError,
 )
-from reactor.follower import Follower
 from reactor.link import Link, parse_address
 from reactor.loader import load_jobs
 from reactor.record import JobRecord
 from reactor.registry import JobEntry, JobRegistry
 from reactor.storage import Storage, resolve_storage
 from reactor.watchdog import Watchdog
+
+if TYPE_CHECKING:
+    from reactor.follower import Follower
 
 log = logging.getLogger("reactor.node")
 
@@ -144,6 +146,8 @@ class Node:
         self.storage.on_poisoned = self._on_poisoned
         await self.storage.start(self.name)
         if self.discover is not None:
+            from reactor.follower import Follower
+
             self._follower = Follower(
                 self.discover, join=self.add_distributor, leave=self.remove_distributor
             )
