@@ -37,6 +37,7 @@ from reactor.transport import Endpoint, tune
 
 if TYPE_CHECKING:
     from reactor.discovery import Announcer
+    from reactor.outbox import Outbox
     from reactor.results import ResultWriter
 
 log = logging.getLogger("reactor.distributor")
@@ -71,6 +72,9 @@ class Distributor:
             e.g. the workers of one web app, share a group).
         result_store: a Redis URL where final outcomes are kept for ``config["result_ttl"]``
             seconds, readable from any process (``JR.result``; see :mod:`reactor.results`).
+        outbox: a Redis URL for durable enqueue: ``enqueue`` returns once the job is in Redis,
+            and the group's other (or restarted) distributors deliver the jobs of one that
+            crashed (see :mod:`reactor.outbox`).
     """
 
     def __init__(
@@ -83,6 +87,7 @@ class Distributor:
         announce: str | None = None,
         group: str = "default",
         result_store: str | None = None,
+        outbox: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -106,6 +111,8 @@ class Distributor:
         self.group = group
         self._announcer: Announcer | None = None
         self.result_store = result_store
+        self.outbox = outbox
+        self._outbox: Outbox | None = None
         self._results: ResultWriter | None = None
         if result_store is not None:
             from reactor.results import ResultWriter
@@ -132,6 +139,23 @@ class Distributor:
     async def start(self) -> None:
         """Bind the socket and start serving; returns once bound (and announced)."""
         self.start_in_loop(asyncio.get_running_loop())
+        if self.outbox is not None:
+            from reactor.outbox import Outbox
+
+            outbox = Outbox(
+                self.outbox,
+                group=self.group,
+                session=self.session,
+                lease=float(self.config["heartbeat_timeout"]),
+                submit=self._accept,
+                handle=self._adopted_handle,
+            )
+            try:
+                await outbox.start()
+            except BaseException:
+                await self.stop()
+                raise
+            self._outbox = outbox
         if self._announcer is not None:
             await self._announcer.start()
 
@@ -195,6 +219,9 @@ class Distributor:
 
     async def stop(self) -> None:
         """Stop serving; handles of unfinished jobs raise a ReactorError."""
+        outbox, self._outbox = self._outbox, None
+        if outbox is not None:
+            await outbox.stop(self._stored)
         self.stop_in_loop()
         announcer, self._announcer = self._announcer, None
         if announcer is not None:
@@ -280,7 +307,7 @@ class Distributor:
             time.time(),
         ]
         handle = JobHandle(job_id, name, self, self._lock, on_success, on_error)
-        self._inbox.append(
+        (self._outbox.put if self._outbox is not None else self._inbox.append)(
             JobState(
                 job_id,
                 name,
@@ -293,9 +320,30 @@ class Distributor:
                 periodic=period is not None,
             )
         )
-        if not self._wake_pending:
+        if not self._wake_pending and self._outbox is None:
             self._wake()
         return handle
+
+    def _accept(self, jobs: list[JobState]) -> None:
+        """Take jobs the outbox has written (or taken over from a crashed member)."""
+        core = self.core
+        if core is None or self._closed:
+            error = ReactorError("the distributor stopped before the job finished")
+            for job in jobs:
+                job.handle._resolve(None, error)
+            return
+        now = time.monotonic()
+        for job in jobs:
+            core.submit(job, now)
+        core.pump(now)
+
+    def _adopted_handle(self, job_id: str, name: str) -> JobHandle:
+        return JobHandle(job_id, name, self, self._lock)
+
+    def _stored(self, job: JobState) -> bool:
+        """Whether a node has stored ``job`` (or it ended): its outbox entry may go."""
+        core = self.core
+        return job.acked or core is None or core.jobs.get(job.id) is not job
 
     def _wake(self) -> None:
         loop = self._loop
@@ -390,6 +438,8 @@ class Distributor:
         core.tick(time.monotonic())
         if self._announcer is not None:
             self._announcer.renew()
+        if self._outbox is not None:
+            self._outbox.tick(self._stored)
 
     # -- live view ------------------------------------------------------------------------------
 

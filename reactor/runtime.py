@@ -185,6 +185,7 @@ class Runtime:
         announce: str | None = None,
         group: str = "default",
         result_store: str | None = None,
+        outbox: str | None = None,
     ) -> Distributor:
         """Bind a distributor on the reactor loop (starting it if needed); returns once bound
         (and registered, with ``announce=``; see :class:`Distributor` for the options)."""
@@ -198,6 +199,7 @@ class Runtime:
             announce=announce,
             group=group,
             result_store=result_store,
+            outbox=outbox,
         )
         if self.loop is None or not self.loop.is_running():
             self.run()
