@@ -20,6 +20,7 @@ Leases are measured on the Redis server's clock (``TIME``), so application clock
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import threading
 import time
@@ -27,7 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 import msgpack
-from redis.exceptions import RedisClusterException, RedisError, ResponseError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
 
 from reactor.core.routing import W_DELAY, JobState
 from reactor.errors import ReactorError, StorageUnavailableError
@@ -48,6 +49,7 @@ if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return redis.error_reply('FEN
 redis.call('HSET', KEYS[2], unpack(ARGV, 2))
 return 1
 """
+_WRITE_SHA = hashlib.sha1(_WRITE.encode(), usedforsecurity=False).hexdigest()
 #: KEYS leases, box; ARGV session, lease ms, box key prefix: renew, then take over up to 8
 #: lapsed members' outboxes; returns their entries (id, entry, ...).
 _RENEW = """
@@ -192,6 +194,7 @@ class Outbox:
         self._loop_thread = threading.get_ident()
         self._client = make_client(self.url)
         try:
+            await self._client.script_load(_WRITE)
             await self._renew()
         except _FAILURES as exc:
             raise StorageUnavailableError(
@@ -243,6 +246,10 @@ class Outbox:
         try:
             try:
                 await self._write_entries(batch)
+            except NoScriptError:  # Redis restarted (or failed over) since we loaded it
+                assert self._client is not None
+                await self._client.script_load(_WRITE)
+                await self._write_entries(batch)
             except ResponseError as exc:
                 if "FENCED" not in str(exc):
                     raise
@@ -268,13 +275,20 @@ class Outbox:
             batch.done.set()
 
     async def _write_entries(self, batch: _Batch) -> None:
-        assert self._client is not None
-        pipe = self._client.pipeline(transaction=False)
+        client = self._client
+        assert client is not None
+        calls: list[list[str | bytes]] = []
         for i in range(0, len(batch.jobs), CHUNK):
             args: list[str | bytes] = [self.session]
             for job, raw in zip(batch.jobs[i : i + CHUNK], batch.raw[i : i + CHUNK], strict=True):
                 args += (job.id, raw)
-            pipe.eval(_WRITE, 2, self._leases, self._box, *args)
+            calls.append(args)
+        if len(calls) == 1:  # the usual batch: one command, without a pipeline's overhead
+            await client.evalsha(_WRITE_SHA, 2, self._leases, self._box, *calls[0])
+            return
+        pipe = client.pipeline(transaction=False)
+        for args in calls:
+            pipe.evalsha(_WRITE_SHA, 2, self._leases, self._box, *args)
         await pipe.execute()
 
     # -- the heartbeat tick ---------------------------------------------------------------------
