@@ -139,23 +139,12 @@ class Distributor:
     async def start(self) -> None:
         """Bind the socket and start serving; returns once bound (and announced)."""
         self.start_in_loop(asyncio.get_running_loop())
-        if self.outbox is not None:
-            from reactor.outbox import Outbox
-
-            outbox = Outbox(
-                self.outbox,
-                group=self.group,
-                session=self.session,
-                lease=float(self.config["heartbeat_timeout"]),
-                submit=self._accept,
-                handle=self._adopted_handle,
-            )
+        if self._outbox is not None:
             try:
-                await outbox.start()
+                await self._outbox.start()
             except BaseException:
                 await self.stop()
                 raise
-            self._outbox = outbox
         if self._announcer is not None:
             await self._announcer.start()
 
@@ -203,6 +192,18 @@ class Distributor:
         )
         self._tick_handle = loop.call_later(self.core.interval, self._tick)
         log.info("distributor listening on tcp://%s", self.address)
+        if self.outbox is not None:  # works at once; start() also joins the group eagerly
+            from reactor.outbox import Outbox
+
+            self._outbox = Outbox(
+                self.outbox,
+                group=self.group,
+                session=self.session,
+                lease=float(self.config["heartbeat_timeout"]),
+                submit=self._accept,
+                handle=self._adopted_handle,
+            )
+            self._outbox.open(loop)
         if self.announce is not None:
             from reactor.discovery import Announcer, advertised_address
 

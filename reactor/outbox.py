@@ -184,15 +184,20 @@ class Outbox:
         #: Jobs written, taken over from other members, and entries removed.
         self.stats = {"written": 0, "taken_over": 0, "removed": 0}
 
+    def open(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Take jobs from now on (from ``loop``'s thread): the first write or tick joins the
+        group if :meth:`start` has not."""
+        self._loop = loop
+        self._loop_thread = threading.get_ident()
+        self._client = make_client(self.url)
+
     async def start(self) -> None:
-        """Join the group (and take over any lapsed member's outbox now).
+        """Join the group now (and take over any lapsed member's outbox).
 
         Raises:
             StorageUnavailableError: Redis cannot be reached.
         """
-        self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
-        self._client = make_client(self.url)
+        assert self._client is not None, "open() first"
         try:
             await self._client.script_load(_WRITE)
             await self._renew()
