@@ -272,6 +272,7 @@ class Outbox:
                 f"{exc}; the jobs were not enqueued"
             )
         else:
+            batch.done.set()  # wake the callers first: what follows is the loop's own work
             self.stats["written"] += len(batch.jobs)
             for job in batch.jobs:
                 self.unstored[job.id] = job
