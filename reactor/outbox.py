@@ -40,6 +40,8 @@ PREFIX = "reactor"
 _FAILURES = (RedisError, RedisClusterException, OSError)
 #: Jobs per script call (Lua's unpack has a limit on arguments).
 CHUNK = 1000
+#: A sweep that took t seconds runs again no sooner than this many times t later.
+SWEEP_SHARE = 20
 #: How long a caller of ``enqueue`` waits for its write before giving up.
 WRITE_TIMEOUT = 30.0
 
@@ -179,6 +181,7 @@ class Outbox:
         self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._renewing = False
+        self._next_sweep = 0.0
         #: Written jobs not yet stored by a node, by id (their entries are swept once stored).
         self.unstored: dict[str, JobState] = {}
         #: Jobs written, taken over from other members, and entries removed.
@@ -302,11 +305,14 @@ class Outbox:
     def tick(self, stored: Callable[[JobState], bool]) -> None:
         """Renew the lease (taking over lapsed members) and remove the entries of jobs that
         ``stored(job)`` says a node has stored (or that ended)."""
-        done = [job_id for job_id, job in self.unstored.items() if stored(job)]
-        for job_id in done:
-            del self.unstored[job_id]
-        if done:
-            self._spawn(self._remove(done))
+        now = time.monotonic()
+        if now >= self._next_sweep:  # a sweep walks every unstored job: at most 5% of the loop
+            done = [job_id for job_id, job in self.unstored.items() if stored(job)]
+            for job_id in done:
+                del self.unstored[job_id]
+            if done:
+                self._spawn(self._remove(done))
+            self._next_sweep = now + SWEEP_SHARE * (time.monotonic() - now)
         if not self._renewing:
             self._renewing = True
             self._spawn(self._renew_quietly())
