@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from reactor import Config, Distributor
 from reactor.discovery import Announcement, list_announcements
 from reactor.redis_client import make_client
 from reactor.testing import async_wait_until
+from reactor.testing_redis import RedisServer
 
 from ..conftest import FAST, NodeFactory, wait_for_node
 
@@ -142,3 +144,30 @@ async def test_a_killed_distributor_disappears_after_its_lease(
     handle = static.enqueue("where", {"x": 2})
     assert (await asyncio.wait_for(handle, 10))["x"] == 2
     await static.stop()
+
+
+async def test_nodes_keep_their_distributors_through_a_redis_outage(
+    start_node: NodeFactory, make_redis_server: Callable[..., RedisServer]
+) -> None:
+    server = make_redis_server()
+    config = Config(**FAST)
+    d1 = Distributor("127.0.0.1", 0, config=config, announce=server.url)
+    await d1.start()
+    node = start_node("n0", [], extra=["--discover", server.url])
+    await wait_for_node(d1, "n0", proc=node)
+    log_path = node.log_path
+    assert log_path is not None
+
+    server.kill()  # no lease can be renewed or read now
+    await async_wait_until(lambda: log_has(log_path, "cannot confirm distributor session"), 15)
+    handle = d1.enqueue("where", {"x": 3})  # the node still serves d1
+    assert (await asyncio.wait_for(handle, 10))["x"] == 3
+    assert not log_has(log_path, f"distributor {d1.address} withdrawn")
+
+    server.start()  # the node subscribes again and finds a newcomer
+    d2 = Distributor("127.0.0.1", 0, config=config, announce=server.url)
+    await d2.start()
+    await async_wait_until(lambda: d2.node_alive("n0"), 20)
+    assert d1.node_alive("n0")
+    await d2.stop()
+    await d1.stop()
