@@ -274,6 +274,9 @@ class Outbox:
                 f"cannot write {len(batch.jobs)} jobs to the outbox at {safe_url(self.url)}: "
                 f"{exc}; the jobs were not enqueued"
             )
+            log.error("%s", batch.error)
+            for job in batch.jobs:  # a caller on the loop already holds its handle: settle it
+                job.handle._resolve(None, batch.error)
         else:
             batch.done.set()  # wake the callers first: what follows is the loop's own work
             self.stats["written"] += len(batch.jobs)

@@ -9,14 +9,16 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import redis as sync_redis
 
-from reactor import Config, Distributor
+from reactor import Config, Distributor, StorageUnavailableError
 from reactor.outbox import box_key, leases_key
 from reactor.testing import async_wait_until
+from reactor.testing_redis import RedisServer
 
 from ..conftest import FAST, NodeFactory, lines, wait_for_node
 
@@ -118,4 +120,18 @@ async def test_a_live_member_takes_over_a_killed_members_outbox(
     # A job enqueued here still works through the outbox, with its feedback.
     result = await asyncio.wait_for(d.enqueue("record", {"tag": "live"}), 10)
     assert result["result"] == "ok"
+    await d.stop()
+
+
+async def test_enqueue_raises_when_the_outbox_cannot_take_the_job(
+    make_redis_server: Callable[..., RedisServer],
+) -> None:
+    server = make_redis_server()
+    d = Distributor("127.0.0.1", 0, config=Config(**FAST), outbox=server.url, group="g")
+    await d.start()
+    await asyncio.to_thread(d.enqueue, "record", {"tag": "before"})  # written
+    server.kill()
+    with pytest.raises(StorageUnavailableError, match="not enqueued"):
+        await asyncio.to_thread(d.enqueue, "record", {"tag": "during"})
+    assert d._outbox is not None and d._outbox.stats["written"] == 1
     await d.stop()
