@@ -90,7 +90,7 @@ async def test_restarted_application_delivers_every_job_of_a_killed_one(
     await wait_for_node(d, "w1", proc=node)
     await async_wait_until(lambda: len(tags(path)) == COUNT, 30, message=f"{tags(path)=}")
     assert tags(path) == {f"job{i}" for i in range(COUNT)}
-    outbox = d.services.outbox if d.services else None
+    outbox = d._outbox
     assert outbox is not None
     await async_wait_until(lambda: not outbox.unstored, 10)
     await d.stop()
@@ -111,7 +111,7 @@ async def test_a_live_member_takes_over_a_killed_members_outbox(
     await wait_for_node(d, "w1", proc=node)
     path = tmp_path / "ran.txt"
     _, killed = enqueue_and_kill(redis_url, "web", path, apps)
-    outbox = d.services.outbox if d.services else None
+    outbox = d._outbox
     assert outbox is not None
     await async_wait_until(lambda: outbox.stats["taken_over"] == COUNT, 15)
     took = time.monotonic() - killed
@@ -136,6 +136,6 @@ async def test_enqueue_raises_when_the_outbox_cannot_take_the_job(
     server.kill()
     with pytest.raises(StorageUnavailableError, match="not enqueued"):
         await asyncio.to_thread(d.enqueue, "record", {"tag": "during"})
-    outbox = d.services.outbox if d.services else None
+    outbox = d._outbox
     assert outbox is not None and outbox.stats["written"] == 1
     await d.stop()

@@ -107,6 +107,6 @@ async def test_discovery_outbox_and_results_on_a_redis_cluster(
         assert got == list(range(20))
     finally:
         await client.aclose()
-    outbox = d.services.outbox if d.services else None
+    outbox = d._outbox
     assert outbox is not None and outbox.stats["written"] == 20
     await d.stop()
