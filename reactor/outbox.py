@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 import msgpack
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
 
 from reactor.core.routing import W_DELAY, JobState
@@ -181,6 +182,7 @@ class Outbox:
         self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._renewing = False
+        self._stopped = False
         self._next_sweep = 0.0
         #: Written jobs not yet stored by a node, by id (their entries are swept once stored).
         self.unstored: dict[str, JobState] = {}
@@ -220,8 +222,8 @@ class Outbox:
         """
         raw = encode(job)
         loop = self._loop
-        if loop is None:
-            raise ReactorError("the outbox is not started")
+        if loop is None or self._stopped:
+            raise ReactorError("the distributor's outbox is not open (not started, or stopping)")
         with self._lock:
             batch = self._batch
             batch.jobs.append(job)
@@ -252,6 +254,8 @@ class Outbox:
 
     async def _write(self, batch: _Batch) -> None:
         try:
+            if self._client is None:  # stopped meanwhile: these jobs are not in Redis
+                raise RedisConnectionError("the outbox is closed")
             try:
                 await self._write_entries(batch)
             except NoScriptError:  # Redis restarted (or failed over) since we loaded it
@@ -373,6 +377,8 @@ class Outbox:
     async def stop(self, stored: Callable[[JobState], bool]) -> None:
         """Remove the entries of stored jobs, then leave the group: an outbox with jobs left is
         taken over by another member (or a restarted one) at its next tick."""
+        self._stopped = True
+        self._flush()  # what was enqueued a moment ago is written before the group is left
         for task in list(self._tasks):
             if not task.done():
                 await asyncio.wait({task}, timeout=5.0)
