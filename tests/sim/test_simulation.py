@@ -44,7 +44,7 @@ def test_regression_seed(seed: int) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)  # 10,000 seeds take 70 s on an idle 2-core machine, twice that when loaded
+@pytest.mark.timeout(900)  # 10,000 seeds: 70 s on an idle 2-core machine, twice that loaded
 def test_random_seeds_keep_every_invariant() -> None:
     logging.disable(logging.CRITICAL)  # a seed logs hundreds of lines; the verdicts are below
     try:
