@@ -354,7 +354,10 @@ class Distributor:
         handle = JobHandle(job_id, name, self, self._lock, on_success, on_error)
         if unique_key is not None:
             first = self.unique.claim(
-                unique_key, window, handle, lambda i: ForeignJobHandle(i, name, unique_key, self)
+                unique_key,
+                window,
+                handle,
+                lambda i: ForeignJobHandle(i, name, unique_key, self, self.result_store),
             )
             if first is not handle:
                 return first

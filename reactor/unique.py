@@ -8,6 +8,7 @@ first job's id, so the window holds across them; one Redis round trip per unique
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import math
 import threading
@@ -55,11 +56,14 @@ class ForeignJobHandle(JobHandle):
     """The handle of a unique job another distributor enqueued: it carries the job's id, but
     its outcome reaches only that distributor (or a result store, read with ``JR.result``)."""
 
-    __slots__ = ("unique_key",)
+    __slots__ = ("result_store", "unique_key")
 
-    def __init__(self, job_id: str, name: str, unique_key: str, owner: Any) -> None:
+    def __init__(
+        self, job_id: str, name: str, unique_key: str, owner: Any, result_store: str | None = None
+    ) -> None:
         super().__init__(job_id, name, owner, threading.Lock())
         self.unique_key = unique_key
+        self.result_store = result_store
 
     def _refuse(self, what: str) -> ReactorError:
         return ReactorError(
@@ -69,8 +73,36 @@ class ForeignJobHandle(JobHandle):
         )
 
     def result(self, timeout: float | None = None) -> dict[str, Any]:
-        """Raises ReactorError: the outcome goes to the distributor that enqueued the job."""
-        raise self._refuse("its outcome arrives")
+        """The job's final args, read from the result store the distributors share.
+
+        Raises:
+            ReactorError: there is no result store (the outcome reaches only the distributor
+                that enqueued the job), or this is called on a running event loop (``await
+                reactor.results.wait_result(...)`` there).
+            JobFailed, JobCancelledError, JobTimeoutError: as ``JR.result``.
+        """
+        if self.result_store is None:
+            raise self._refuse("its outcome arrives")
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise ReactorError(
+                f"job {self.id}: a foreign handle's result() blocks; on an event loop await "
+                "reactor.results.wait_result(client, job_id) instead"
+            )
+        from reactor.redis_client import make_client
+        from reactor.results import wait_result
+
+        async def fetch(url: str) -> dict[str, Any]:
+            client = make_client(url)
+            try:
+                return await wait_result(client, self.id, timeout)
+            finally:
+                await client.aclose()
+
+        return asyncio.run(fetch(self.result_store))
 
     def cancel(self) -> None:
         """Raises ReactorError: only the distributor that enqueued the job can cancel it."""

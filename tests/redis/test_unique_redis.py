@@ -96,3 +96,31 @@ def test_the_claim_works_on_a_redis_cluster(redis_cluster_url: str) -> None:
     assert isinstance(got, ForeignJobHandle) and got.id == "first"
     keys.close()
     other.close()
+
+
+async def test_a_foreign_handle_reads_the_outcome_from_a_shared_result_store(
+    redis_url: str,
+) -> None:
+    RUNS.clear()
+    config = Config(heartbeat_interval=0.2, log_job_processing=False)
+    shared = {"unique_store": redis_url, "result_store": redis_url}
+    async with (
+        Distributor("127.0.0.1", 0, config=config, **shared) as d1,
+        Distributor("127.0.0.1", 0, config=config, **shared) as d2,
+        Node(
+            "w1",
+            distributors=[d1.address, d2.address],
+            registry=registry_from([charge]),
+            config=config,
+        ),
+    ):
+        first = d1.enqueue("charge", {"invoice": 7}, unique_key="invoice:7", unique_for=30)
+        again = d2.enqueue("charge", {"invoice": 7}, unique_key="invoice:7", unique_for=30)
+        assert isinstance(again, ForeignJobHandle) and again.id == first.id
+        assert (await asyncio.wait_for(first, 10))["charged"] is True
+        loop = asyncio.get_running_loop()
+        foreign = await loop.run_in_executor(None, again.result, 10)
+        assert foreign == {"invoice": 7, "charged": True}
+        with pytest.raises(ReactorError, match="await"):
+            again.result(timeout=1)  # on a running loop: refused, not blocked
+    assert RUNS == [7]
