@@ -33,6 +33,7 @@ from reactor.errors import (
 from reactor.feedback import run_feedback
 from reactor.handle import Feedback, JobHandle
 from reactor.jobspec import check_options, timing
+from reactor.metrics import Metrics, MetricsServer, State
 from reactor.transport import Endpoint, tune
 
 log = logging.getLogger("reactor.distributor")
@@ -61,6 +62,9 @@ class Distributor:
         config: settings (``max_message_size``, heartbeats, ``node_lost_after``,
             ``always_use_specified_node``, ``max_waiting_jobs``); a private default when omitted.
         curve: optional CURVE server settings (see ``reactor.security``).
+        metrics_port: serve Prometheus metrics at ``http://127.0.0.1:PORT/metrics`` (0: a free
+            port, see ``metrics_server.port``); None: no server (:attr:`metrics` still counts).
+        metrics_host: the address the metrics server binds.
     """
 
     def __init__(
@@ -70,6 +74,8 @@ class Distributor:
         *,
         config: Config | None = None,
         curve: Any = None,
+        metrics_port: int | None = None,
+        metrics_host: str = "127.0.0.1",
     ) -> None:
         self.host = host
         self.port = port
@@ -89,6 +95,9 @@ class Distributor:
         self._max_args = 0
         self._closed = False
         self.core: DistributorCore | None = None
+        self.metrics = Metrics()
+        self.metrics_server: MetricsServer | None = None
+        self._metrics_at = (metrics_host, metrics_port)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -154,6 +163,10 @@ class Distributor:
             name=f"distributor {self.address}",
         )
         self._tick_handle = loop.call_later(self.core.interval, self._tick)
+        self.metrics.read_state(self._metrics_state)
+        host, port = self._metrics_at
+        if port is not None:
+            self.metrics_server = self.metrics.serve(port, host)
         log.info("distributor listening on tcp://%s", self.address)
         if self._inbox:
             self._wake()
@@ -171,6 +184,9 @@ class Distributor:
             self._tick_handle.cancel()
         if self._endpoint is not None:
             self._endpoint.close()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
+            self.metrics_server = None
         error = ReactorError("the distributor stopped before the job finished")
         held = list(self.core.jobs.values()) if self.core is not None else []
         for job in held + list(self._inbox):
@@ -312,6 +328,11 @@ class Distributor:
         args, error = run_feedback(job.name, job.handle, fb)
         if fb.final:
             job.handle._resolve(args, error)
+            if not job.periodic:  # enqueue (or due time) to the end, as the application waits
+                wire = job.wire
+                self.metrics.series(job.name).lag.observe(
+                    max(0.0, time.time() - (wire[6] or wire[10] + wire[5]))
+                )
 
     def cancelled(self, job: JobState) -> None:
         """The application's cancel ended the job (the core's port)."""
@@ -344,6 +365,21 @@ class Distributor:
         self._tick_handle = loop.call_later(core.interval, self._tick)
         self._endpoint._on_ready()  # read what queued while we were busy before judging anyone
         core.tick(time.monotonic())
+
+    def _metrics_state(self) -> State:
+        """The gauges, read when /metrics is scraped (from the metrics server's thread)."""
+        core = self.core
+        in_flight: dict[str, int] = {}
+        waiting: dict[str, int] = {}
+        for job in list(self._inbox):
+            waiting[job.name] = waiting.get(job.name, 0) + 1
+        if core is not None:
+            for job in list(core.jobs.values()):  # one C-level copy: safe against the loop
+                into = waiting if job.owner is None else in_flight
+                into[job.name] = into.get(job.name, 0) + 1
+        endpoint = self._endpoint
+        rejected = sum(endpoint.rejected.values()) if endpoint is not None else 0
+        return State(in_flight, waiting, False, rejected)
 
     # -- live view ------------------------------------------------------------------------------
 

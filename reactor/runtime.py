@@ -169,11 +169,19 @@ class Runtime:
 
     # -- roles ------------------------------------------------------------------------------------
 
-    def start_distributor(self, host: str, port: int, *, curve: Any = None) -> Distributor:
-        """Bind a distributor on the reactor loop (starting it if needed); returns once bound."""
+    def start_distributor(
+        self, host: str, port: int, *, curve: Any = None, metrics_port: int | None = None
+    ) -> Distributor:
+        """Bind a distributor on the reactor loop (starting it if needed); returns once bound.
+
+        ``metrics_port`` serves its Prometheus metrics on 127.0.0.1 (0: a free port, see
+        ``distributor.metrics_server.port``).
+        """
         if self.distributor is not None and self.distributor.started:
             raise ReactorError(f"a distributor already runs on {self.distributor.address}")
-        distributor = Distributor(host, port, config=self.config, curve=curve)
+        distributor = Distributor(
+            host, port, config=self.config, curve=curve, metrics_port=metrics_port
+        )
         if self.loop is None or not self.loop.is_running():
             self.run()
         assert self.loop is not None

@@ -29,6 +29,10 @@ class Storage(ABC):
     #: :class:`~reactor.errors.PoisonedRecordsError` that ``add()`` raises instead.
     on_poisoned: Callable[[JobRecord | None, str, str], None] | None = None
 
+    #: Called on the event loop's thread as ``on_written(seconds)`` after each write of a
+    #: batch, with how long it took (metrics). Backends that write nothing leave it uncalled.
+    on_written: Callable[[float], None] | None = None
+
     async def start(self, node_name: str) -> None:
         """Connect and prepare to hold ``node_name``'s jobs."""
 

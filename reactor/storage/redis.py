@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Iterable, Sequence
 
 import redis.asyncio as aioredis
@@ -338,6 +339,7 @@ class RedisStorage(Storage):
                 continue
             ops, reads = self._pending, self._reads
             self._pending, self._reads, self._inflight = {}, [], ops
+            began = time.monotonic()
             try:
                 found, poisoned = await self._write(ops, reads)
             except _BatchFailedError as exc:
@@ -353,6 +355,8 @@ class RedisStorage(Storage):
             else:
                 self._inflight = {}
                 self.batches += 1
+                if self.on_written is not None:
+                    self.on_written(time.monotonic() - began)
                 for op in ops.values():
                     for ack in op.acks:
                         ack.settle()
