@@ -49,6 +49,8 @@ _NAME_RE = re.compile(rf"[A-Za-z0-9_.:@-]{{1,{P.MAX_NODE_NAME_LEN}}}")
 
 #: Seconds of ``def`` jobs run back to back before the loop serves I/O again.
 RUN_SLICE = 0.005
+#: Seconds one wait for retried jobs lasts (a retry still starts at once: the wait is a BLPOP).
+RETRY_WAIT = 5.0
 
 
 class Node:
@@ -162,6 +164,8 @@ class Node:
         if self.config["retry_jobs_at_start"]:
             core.resume(await self.storage.unfinished(), time.monotonic(), time.time())
         core.started = True
+        if self.storage.retries:
+            self._spawn(self._take_retried())
         max_size = int(self.config["max_message_size"])
         for link in self._links.values():
             link.open(loop, P.routing_id(self.name, self.session), max_size)
@@ -366,6 +370,25 @@ class Node:
         log.info("node %s: storage is back; taking jobs again", self.name)
         self.core.storage_ok = True
         self.core.announce(time.monotonic())
+
+    async def _take_retried(self) -> None:
+        """Run again the jobs the monitor retries (``reactor monitor retry``), as they come."""
+        storage, core = self.storage, self.core
+        assert storage is not None and core is not None
+        while not self._stopping and not self._closed:
+            try:
+                records = await storage.take_retried(RETRY_WAIT)
+            except StorageUnavailableError:
+                await storage.wait_available()
+                continue
+            if records:
+                log.info(
+                    "node %s: running %d jobs again, as the monitor asked",
+                    self.name,
+                    len(records),
+                    extra={"node": self.name},
+                )
+                core.resume(records, time.monotonic(), time.time())
 
     def write(self, record: JobRecord) -> None:
         """Persist a record's state, written behind (the core's port)."""

@@ -79,6 +79,7 @@ from reactor.storage.redis_layout import (
     tombstone_key,
 )
 from reactor.storage.redis_resume import load_unfinished, quarantine
+from reactor.storage.redis_retry import take_retried
 
 log = logging.getLogger("reactor.storage")
 
@@ -519,6 +520,22 @@ class RedisStorage(Storage):
             self._mark_down(exc)
             raise self._unavailable(exc) from exc
         return [bool(reply) for reply in replies]
+
+    retries = True
+
+    async def take_retried(self, wait: float) -> list[JobRecord]:
+        """Jobs the monitor asked to run again (see :mod:`reactor.storage.redis_retry`).
+
+        Raises:
+            StorageUnavailableError: Redis is unavailable.
+        """
+        if self._redis is None:
+            raise RuntimeError("RedisStorage.start() was not called")
+        try:
+            return await take_retried(self._redis, self.prefix, self._node, wait)
+        except (RedisError, OSError) as exc:
+            self._mark_down(exc)
+            raise self._unavailable(exc) from exc
 
     async def unfinished(self) -> list[JobRecord]:
         """This node's stored jobs whose status is new, in progress, queued or error.
