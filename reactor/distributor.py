@@ -94,6 +94,7 @@ class Distributor:
         self._tick_handle: asyncio.TimerHandle | None = None
         self._max_args = 0
         self._closed = False
+        self._finished = 0  # final feedbacks: the dashboard's jobs per second
         self.core: DistributorCore | None = None
         self.metrics = Metrics()
         self.metrics_server: MetricsServer | None = None
@@ -328,6 +329,7 @@ class Distributor:
         args, error = run_feedback(job.name, job.handle, fb)
         if fb.final:
             job.handle._resolve(args, error)
+            self._finished += 1
             if not job.periodic:  # enqueue (or due time) to the end, as the application waits
                 wire = job.wire
                 self.metrics.series(job.name).lag.observe(
@@ -396,10 +398,16 @@ class Distributor:
         if core is None:
             return {"address": self.address, "nodes": [], "waiting": len(self._inbox)}
         waiting = core.router.waiting_jobs()
+        now = time.monotonic()
         return {
             "address": self.address,
             "session": self.session,
-            "nodes": [n.view() for n in core.router.nodes.values()],
+            "taken_at": time.time(),
+            "finished": self._finished,
+            "nodes": [
+                {**n.view(), "heard_ago": round(now - n.last_seen, 3)}
+                for n in core.router.nodes.values()
+            ],
             "waiting": len(waiting) + len(self._inbox),
             "waiting_jobs": [
                 {"id": j.id, "name": j.name, "node": j.node, "not_node": j.not_node}
