@@ -38,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "node_lost_after": 30.0,
     "hand_back_after": 0.5,
     "slow_job_warning": 5.0,
+    "result_ttl": 86400,
 }
 
 _BOOL_KEYS = {k for k, v in DEFAULTS.items() if isinstance(v, bool)}
@@ -56,6 +57,7 @@ _POSITIVE_NUM_KEYS = {
     "node_lost_after",
     "hand_back_after",
     "slow_job_warning",
+    "result_ttl",
 }
 
 

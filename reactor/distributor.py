@@ -17,7 +17,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq
 
@@ -35,6 +35,11 @@ from reactor.handle import Feedback, JobHandle
 from reactor.jobspec import check_options, timing
 from reactor.metrics import Metrics, MetricsServer, State
 from reactor.transport import Endpoint, tune
+
+if TYPE_CHECKING:
+    from reactor.discovery import Announcer
+    from reactor.outbox import Outbox
+    from reactor.results import ResultWriter
 
 log = logging.getLogger("reactor.distributor")
 
@@ -65,6 +70,15 @@ class Distributor:
         metrics_port: serve Prometheus metrics at ``http://127.0.0.1:PORT/metrics`` (0: a free
             port, see ``metrics_server.port``); None: no server (:attr:`metrics` still counts).
         metrics_host: the address the metrics server binds.
+        announce: a Redis URL to register this distributor at, so nodes started with
+            ``discover=`` find it (see :mod:`reactor.discovery`).
+        group: the application this distributor belongs to (distributors of one application,
+            e.g. the workers of one web app, share a group).
+        result_store: a Redis URL where final outcomes are kept for ``config["result_ttl"]``
+            seconds, readable from any process (``JR.result``; see :mod:`reactor.results`).
+        outbox: a Redis URL for durable enqueue: ``enqueue`` returns once the job is in Redis,
+            and the group's other (or restarted) distributors deliver the jobs of one that
+            crashed (see :mod:`reactor.outbox`).
     """
 
     def __init__(
@@ -76,6 +90,10 @@ class Distributor:
         curve: Any = None,
         metrics_port: int | None = None,
         metrics_host: str = "127.0.0.1",
+        announce: str | None = None,
+        group: str = "default",
+        result_store: str | None = None,
+        outbox: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -99,6 +117,17 @@ class Distributor:
         self.metrics = Metrics()
         self.metrics_server: MetricsServer | None = None
         self._metrics_at = (metrics_host, metrics_port)
+        self.announce = announce
+        self.group = group
+        self._announcer: Announcer | None = None
+        self.result_store = result_store
+        self.outbox = outbox
+        self._outbox: Outbox | None = None
+        self._results: ResultWriter | None = None
+        if result_store is not None:
+            from reactor.results import ResultWriter
+
+            self._results = ResultWriter(result_store, ttl=float(self.config["result_ttl"]))
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -118,8 +147,16 @@ class Distributor:
         return dict(self.core.stats) if self.core is not None else {}
 
     async def start(self) -> None:
-        """Bind the socket and start serving; returns once bound."""
+        """Bind the socket and start serving; returns once bound (and announced)."""
         self.start_in_loop(asyncio.get_running_loop())
+        if self._outbox is not None:
+            try:
+                await self._outbox.start()
+            except BaseException:
+                await self.stop()
+                raise
+        if self._announcer is not None:
+            await self._announcer.start()
 
     def start_in_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         """Bind and serve on ``loop``; must be called from that loop's thread."""
@@ -169,12 +206,43 @@ class Distributor:
         if port is not None:
             self.metrics_server = self.metrics.serve(port, host)
         log.info("distributor listening on tcp://%s", self.address)
+        if self.outbox is not None:  # works at once; start() also joins the group eagerly
+            from reactor.outbox import Outbox
+
+            self._outbox = Outbox(
+                self.outbox,
+                group=self.group,
+                session=self.session,
+                lease=float(self.config["heartbeat_timeout"]),
+                submit=self._accept,
+                handle=self._adopted_handle,
+            )
+            self._outbox.open(loop)
+        if self.announce is not None:
+            from reactor.discovery import Announcer, advertised_address
+
+            self._announcer = Announcer(
+                self.announce,
+                group=self.group,
+                session=self.session,
+                address=advertised_address(self.host, self.port),
+                lease=float(self.config["heartbeat_timeout"]),
+                snapshot=self.snapshot,
+            )
         if self._inbox:
             self._wake()
 
     async def stop(self) -> None:
         """Stop serving; handles of unfinished jobs raise a ReactorError."""
+        outbox, self._outbox = self._outbox, None
+        if outbox is not None:
+            await outbox.stop(self._stored)
         self.stop_in_loop()
+        announcer, self._announcer = self._announcer, None
+        if announcer is not None:
+            await announcer.stop()
+        if self._results is not None:
+            await self._results.close()
 
     def stop_in_loop(self) -> None:
         """Synchronous :meth:`stop`, from the loop's thread."""
@@ -257,7 +325,7 @@ class Distributor:
             time.time(),
         ]
         handle = JobHandle(job_id, name, self, self._lock, on_success, on_error)
-        self._inbox.append(
+        (self._outbox.put if self._outbox is not None else self._inbox.append)(
             JobState(
                 job_id,
                 name,
@@ -270,9 +338,30 @@ class Distributor:
                 periodic=period is not None,
             )
         )
-        if not self._wake_pending:
+        if not self._wake_pending and self._outbox is None:
             self._wake()
         return handle
+
+    def _accept(self, jobs: list[JobState]) -> None:
+        """Take jobs the outbox has written (or taken over from a crashed member)."""
+        core = self.core
+        if core is None or self._closed:
+            error = ReactorError("the distributor stopped before the job finished")
+            for job in jobs:
+                job.handle._resolve(None, error)
+            return
+        now = time.monotonic()
+        for job in jobs:
+            core.submit(job, now)
+        core.pump(now)
+
+    def _adopted_handle(self, job_id: str, name: str) -> JobHandle:
+        return JobHandle(job_id, name, self, self._lock)
+
+    def _stored(self, job: JobState) -> bool:
+        """Whether a node has stored ``job`` (or it ended): its outbox entry may go."""
+        core = self.core
+        return job.acked or core is None or core.jobs.get(job.id) is not job
 
     def _wake(self) -> None:
         loop = self._loop
@@ -328,6 +417,8 @@ class Distributor:
         """Run the feedback callable; settle the handle on a final feedback (the core's port)."""
         args, error = run_feedback(job.name, job.handle, fb)
         if fb.final:
+            if self._results is not None:
+                self._results.record(job.id, job.name, fb)
             job.handle._resolve(args, error)
             self._finished += 1
             if not job.periodic:  # enqueue (or due time) to the end, as the application waits
@@ -338,6 +429,8 @@ class Distributor:
 
     def cancelled(self, job: JobState) -> None:
         """The application's cancel ended the job (the core's port)."""
+        if self._results is not None:
+            self._results.record(job.id, job.name, None)
         job.handle._resolve(None, JobCancelledError(f"job {job.id} ({job.name!r}) was cancelled"))
 
     # -- the socket and the clock ---------------------------------------------------------------
@@ -367,6 +460,10 @@ class Distributor:
         self._tick_handle = loop.call_later(core.interval, self._tick)
         self._endpoint._on_ready()  # read what queued while we were busy before judging anyone
         core.tick(time.monotonic())
+        if self._announcer is not None:
+            self._announcer.renew()
+        if self._outbox is not None:
+            self._outbox.tick(self._stored)
 
     def _metrics_state(self) -> State:
         """The gauges, read when /metrics is scraped (from the metrics server's thread)."""

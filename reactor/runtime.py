@@ -13,7 +13,7 @@ import signal
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from reactor.config import Config
 from reactor.distributor import Distributor
@@ -21,6 +21,9 @@ from reactor.errors import ReactorError
 from reactor.handle import Feedback, JobHandle
 from reactor.node import Node
 from reactor.storage import Storage
+
+if TYPE_CHECKING:
+    from reactor.redis_client import Client
 
 log = logging.getLogger("reactor")
 T = TypeVar("T")
@@ -46,6 +49,7 @@ class Runtime:
         self.nodes: list[Node] = []
         self._ready = threading.Event()
         self._lock = threading.Lock()
+        self._result_clients: dict[str, Client] = {}
 
     # -- the loop ---------------------------------------------------------------------------------
 
@@ -165,22 +169,41 @@ class Runtime:
         if self.distributor is not None:
             await self.distributor.stop()
             self.distributor = None
+        clients, self._result_clients = self._result_clients, {}
+        for client in clients.values():
+            await client.aclose()
         self._ready.clear()
 
     # -- roles ------------------------------------------------------------------------------------
 
     def start_distributor(
-        self, host: str, port: int, *, curve: Any = None, metrics_port: int | None = None
+        self,
+        host: str,
+        port: int,
+        *,
+        curve: Any = None,
+        announce: str | None = None,
+        group: str = "default",
+        result_store: str | None = None,
+        outbox: str | None = None,
+        metrics_port: int | None = None,
     ) -> Distributor:
-        """Bind a distributor on the reactor loop (starting it if needed); returns once bound.
-
+        """Bind a distributor on the reactor loop (starting it if needed); returns once bound
+        (and registered, with ``announce=``; see :class:`Distributor` for the options).
         ``metrics_port`` serves its Prometheus metrics on 127.0.0.1 (0: a free port, see
-        ``distributor.metrics_server.port``).
-        """
+        ``distributor.metrics_server.port``)."""
         if self.distributor is not None and self.distributor.started:
             raise ReactorError(f"a distributor already runs on {self.distributor.address}")
         distributor = Distributor(
-            host, port, config=self.config, curve=curve, metrics_port=metrics_port
+            host,
+            port,
+            config=self.config,
+            curve=curve,
+            announce=announce,
+            group=group,
+            result_store=result_store,
+            outbox=outbox,
+            metrics_port=metrics_port,
         )
         if self.loop is None or not self.loop.is_running():
             self.run()
@@ -201,6 +224,7 @@ class Runtime:
         job_directory: str | Path | None = None,
         capacity: int | None = None,
         curve: Any = None,
+        discover: str | None = None,
     ) -> Node:
         """Start a node on the reactor loop; from the loop thread its start runs as a task."""
         node = Node(
@@ -211,6 +235,7 @@ class Runtime:
             capacity=capacity,
             config=self.config,
             curve=curve,
+            discover=discover,
         )
         self.nodes.append(node)
         if self.loop is not None and self.in_loop_thread():
@@ -248,6 +273,35 @@ class Runtime:
             on_success=on_success,
             on_error=on_error,
         )
+
+    def result(
+        self, job_id: str, timeout: float | None = None, *, store: str | None = None
+    ) -> dict[str, Any]:
+        """The final args of job ``job_id`` from the result store, from any process (``JR.result``).
+
+        Waits (pushed, no polling) until the outcome is there or ``timeout`` passes. The store
+        is ``store``, else the facade distributor's ``result_store``, else ``config["redis_url"]``.
+
+        Raises:
+            JobFailed: the job ended in error.
+            JobCancelledError: the job was cancelled.
+            JobTimeoutError: no outcome within ``timeout``.
+        """
+        url = store
+        if url is None and self.distributor is not None:
+            url = self.distributor.result_store
+        url = url or str(self.config["redis_url"])
+
+        from reactor.redis_client import make_client
+        from reactor.results import wait_result
+
+        async def fetch() -> dict[str, Any]:
+            client = self._result_clients.get(url)
+            if client is None:
+                client = self._result_clients[url] = make_client(url)
+            return await wait_result(client, job_id, timeout)
+
+        return self.call(fetch, timeout=None)
 
     def snapshot(self) -> dict[str, Any]:
         """The distributor's live view, fetched safely from any thread."""

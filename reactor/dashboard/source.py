@@ -16,12 +16,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import redis.asyncio as aioredis
-
 from reactor.discovery import Announcement, list_announcements
 from reactor.errors import StorageUnavailableError
 from reactor.monitor import RedisMonitor
 from reactor.record import FAILED
+from reactor.redis_client import Client, make_client
 
 from .rates import Rates
 
@@ -80,7 +79,7 @@ class Source:
         self.counts: dict[str, dict[str, int]] = {}
         self.counted_at = 0.0
         self.viewed_at = 0.0
-        self._client: aioredis.Redis | None = None
+        self._client: Client | None = None
         self._task: asyncio.Task[None] | None = None
         self._last: list[Announcement] = []
 
@@ -93,9 +92,7 @@ class Source:
     async def start(self) -> None:
         """Connect and start sampling in the background."""
         self._monitor = RedisMonitor(self.url, prefix=self.prefix)
-        self._client = aioredis.Redis.from_url(
-            self.url, socket_connect_timeout=5.0, socket_timeout=10.0
-        )
+        self._client = make_client(self.url)
         self._task = asyncio.create_task(self._sample_loop(), name="reactor-dashboard-sampler")
 
     async def close(self) -> None:
@@ -137,7 +134,7 @@ class Source:
     async def announcements(self) -> list[Announcement]:
         """The live announcements; their ``finished`` counters feed the rate chart."""
         assert self._client is not None, "Source.start() was not called"
-        found = await list_announcements(self._client)
+        found = await list_announcements(self._client, prefix=self.prefix)
         for a in found:
             taken_at, finished = a.snapshot.get("taken_at"), a.snapshot.get("finished")
             if isinstance(taken_at, int | float) and isinstance(finished, int | float):

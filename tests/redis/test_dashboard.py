@@ -7,7 +7,6 @@ import asyncio
 import base64
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -17,10 +16,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-import redis.asyncio as aioredis
 
 from reactor import Config, Distributor, JobFailed
-from reactor.discovery import Announcement, publish
 from reactor.monitor import RedisMonitor
 from reactor.testing import NodeProcess, free_port, wait_until
 
@@ -80,23 +77,6 @@ def browser() -> Iterator[Any]:
     driver.quit()
 
 
-async def _announce(d: Distributor, url: str, stop: asyncio.Event) -> None:
-    """Publish the distributor's snapshot every half second, as ``announce=`` does."""
-    client = aioredis.Redis.from_url(url)
-    try:
-        while not stop.is_set():
-            snapshot: dict[str, object] = dict(d.snapshot())
-            await publish(
-                client,
-                Announcement("web", d.session, d.address, os.getpid(), socket.gethostname(),
-                             time.time() + 5.0, snapshot),
-            )  # fmt: skip
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), 0.5)
-    finally:
-        await client.aclose()
-
-
 def _text(driver: Any, css: str) -> str:
     from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 
@@ -117,10 +97,8 @@ def _confirm_click(driver: Any, css: str) -> None:
 
 def test_dashboard_in_a_browser(browser: Any, redis_url: str, tmp_path: Path) -> None:
     loop = LoopThread()
-    stop = asyncio.Event()
-    d = Distributor("127.0.0.1", 0, config=Config(**FAST))
+    d = Distributor("127.0.0.1", 0, config=Config(**FAST), announce=redis_url, group="web")
     loop.call(d.start)
-    announcing = asyncio.run_coroutine_threadsafe(_announce(d, redis_url, stop), loop.loop)
     settings = {**FAST, "max_attempt": 1, "remove_done_jobs": False}
     node = NodeProcess("web-1", [d.address], jobs=JOBS, storage=redis_url, settings=settings,
                        log_path=tmp_path / "node.log")  # fmt: skip
@@ -193,8 +171,6 @@ def test_dashboard_in_a_browser(browser: Any, redis_url: str, tmp_path: Path) ->
         dashboard.terminate()
         out = dashboard.communicate(timeout=15)[0].decode(errors="replace")
         node.kill()
-        loop.loop.call_soon_threadsafe(stop.set)
-        announcing.result(10)
         loop.call(d.stop)
         loop.close()
     assert dashboard.returncode == 0, out
