@@ -102,13 +102,7 @@ def test_dashboard_in_a_browser(browser: Any, redis_url: str, tmp_path: Path) ->
     settings = {**FAST, "max_attempt": 1, "remove_done_jobs": False}
     node = NodeProcess("web-1", [d.address], jobs=JOBS, storage=redis_url, settings=settings,
                        log_path=tmp_path / "node.log")  # fmt: skip
-    port = free_port()
-    dashboard = subprocess.Popen(
-        [sys.executable, "-m", "reactor", "dashboard", "--redis", redis_url, "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
+    dashboard, base = start_dashboard(redis_url)
     try:
         wait_until(lambda: d.node_alive("web-1"), 20, message="the node did not connect")
         path, gate = tmp_path / "attempts.txt", tmp_path / "gate"
@@ -126,7 +120,6 @@ def test_dashboard_in_a_browser(browser: Any, redis_url: str, tmp_path: Path) ->
         wait_until(lambda: (monitor.load(destroyed) or {}).get("status") == "failed", 10)
 
         # the overview lists the distributor and the node, live
-        wait_until(lambda: _up(base), 20, 0.1, "the dashboard did not start")
         started = time.monotonic()
         browser.get(base + "/")
         print(f"overview loaded in {time.monotonic() - started:.3f}s")
@@ -181,6 +174,36 @@ def _peak(driver: Any) -> float:
     return float(words[1]) if len(words) > 1 else 0.0
 
 
+def start_dashboard(
+    redis_url: str, *extra: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """A ``reactor dashboard`` process on a free port, and its base URL once it answers."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "reactor",
+            "dashboard",
+            "--redis",
+            redis_url,
+            "--port",
+            str(port),
+            *extra,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: _up(base), 20, 0.1, "the dashboard did not start")
+    except AssertionError:
+        proc.kill()
+        raise AssertionError(proc.communicate(timeout=15)[0].decode(errors="replace")) from None
+    return proc, base
+
+
 def _up(base: str) -> bool:
     import urllib.request
 
@@ -195,29 +218,9 @@ def test_read_only_and_password(redis_url: str) -> None:
     import urllib.error
     import urllib.request
 
-    port = free_port()
     env = {**os.environ, "REACTOR_PASSWORD": "s3cret"}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "reactor",
-            "dashboard",
-            "--redis",
-            redis_url,
-            "--port",
-            str(port),
-            "--read-only",
-            "--host",
-            "0.0.0.0",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-    base = f"http://127.0.0.1:{port}"
+    proc, base = start_dashboard(redis_url, "--read-only", "--host", "0.0.0.0", env=env)
     try:
-        wait_until(lambda: _up(base), 20, 0.1, "the dashboard did not start")
         with pytest.raises(urllib.error.HTTPError) as denied:
             urllib.request.urlopen(base + "/", timeout=5)
         assert denied.value.code == 401
@@ -250,3 +253,37 @@ def test_warns_when_bound_beyond_loopback_without_password(
     Dashboard("redis://127.0.0.1:1/0", host="0.0.0.0")
     assert "bound to 0.0.0.0 without a password" in caplog.records[-1].getMessage()
     assert caplog.records[-1].levelname == "WARNING"
+
+
+@pytest.mark.slow
+def test_pages_of_a_50k_job_node_load_fast(redis_url: str) -> None:
+    """Issue 12: the dashboard's pages with 50,000 stored jobs (figures printed for the notes)."""
+    import urllib.request
+
+    from .conftest import store_many
+
+    total, node = 50_000, "big"
+    store_many(redis_url, node, total)
+    proc, base = start_dashboard(redis_url)
+    figures: dict[str, float] = {}
+    try:
+        for label, path in (
+            ("overview, first (counts 50k statuses)", "/"),
+            ("overview, later (counts cached)", "/"),
+            ("node page, 20 rows", f"/nodes/{node}"),
+            ("node page, 20 failed rows", f"/nodes/{node}?status=failed"),
+            ("job page", "/jobs/job-000999"),
+            ("failures (100 of 50 failed)", "/failures"),
+        ):
+            started = time.perf_counter()
+            with urllib.request.urlopen(base + path, timeout=30) as response:
+                page = response.read().decode()
+            figures[label] = time.perf_counter() - started
+            assert response.status == 200
+            print(f"dashboard {label}: {figures[label] * 1000:.0f} ms ({len(page)} bytes)")
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=15)
+    assert figures["overview, later (counts cached)"] < 1.0
+    assert figures["node page, 20 rows"] < 1.0
+    assert figures["job page"] < 1.0
