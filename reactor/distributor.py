@@ -423,8 +423,8 @@ class Distributor:
             self._finished += 1
             if not job.periodic:  # enqueue (or due time) to the end, as the application waits
                 wire = job.wire
-                self.metrics.series(job.name).lag.observe(
-                    max(0.0, time.time() - (wire[6] or wire[10] + wire[5]))
+                self.metrics.feedback_received(
+                    job.name, time.time() - (wire[6] or wire[10] + wire[5])
                 )
 
     def cancelled(self, job: JobState) -> None:
