@@ -144,6 +144,14 @@ def test_dashboard_in_a_browser(browser: Any, redis_url: str, tmp_path: Path) ->
         assert "RuntimeError: gate" in trace and "in gated" in trace
         assert _text(browser, "#status") == "failed"
 
+        # a node's jobs, filtered by status and name (SSCAN paging, as the monitor does)
+        browser.get(f"{base}/nodes/web-1?status=failed&name=gated")
+        listed = _text(browser, "#jobs")
+        assert retried in listed and destroyed in listed and "record" not in listed
+        browser.get(f"{base}/nodes/web-1?status=complete")
+        assert "record" in _text(browser, "#jobs") and "gated" not in _text(browser, "#jobs")
+        browser.get(f"{base}/jobs/{retried}")
+
         # retry re-runs it, and the page shows it complete without a reload
         gate.touch()
         _confirm_click(browser, "button.retry")
