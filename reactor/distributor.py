@@ -34,6 +34,7 @@ from reactor.errors import (
 from reactor.feedback import run_feedback
 from reactor.handle import Feedback, JobHandle
 from reactor.jobspec import check_job_options, check_options, timing
+from reactor.metrics import Metrics, MetricsServer, State
 from reactor.transport import Endpoint, tune
 from reactor.unique import ForeignJobHandle, UniqueKeys, check_unique
 
@@ -71,6 +72,9 @@ class Distributor:
         unique_store: a Redis URL (``redis://``, ``redis+cluster://``, ...) shared by the
             distributors whose ``unique_key`` enqueues must be unique together; without it a
             key is unique within this distributor.
+        metrics_port: serve Prometheus metrics at ``http://127.0.0.1:PORT/metrics`` (0: a free
+            port, see ``metrics_server.port``); None: no server (:attr:`metrics` still counts).
+        metrics_host: the address the metrics server binds.
         announce: a Redis URL to register this distributor at, so nodes started with
             ``discover=`` find it (see :mod:`reactor.discovery`).
         group: the application this distributor belongs to (distributors of one application,
@@ -90,6 +94,8 @@ class Distributor:
         config: Config | None = None,
         curve: Any = None,
         unique_store: str | None = None,
+        metrics_port: int | None = None,
+        metrics_host: str = "127.0.0.1",
         announce: str | None = None,
         group: str = "default",
         result_store: str | None = None,
@@ -112,8 +118,12 @@ class Distributor:
         self._tick_handle: asyncio.TimerHandle | None = None
         self._max_args = 0
         self._closed = False
+        self._finished = 0  # final feedbacks: the dashboard's jobs per second
         self.core: DistributorCore | None = None
         self.unique = UniqueKeys(unique_store)
+        self.metrics = Metrics()
+        self.metrics_server: MetricsServer | None = None
+        self._metrics_at = (metrics_host, metrics_port)
         self.announce = announce
         self.group = group
         self._announcer: Announcer | None = None
@@ -198,6 +208,10 @@ class Distributor:
             name=f"distributor {self.address}",
         )
         self._tick_handle = loop.call_later(self.core.interval, self._tick)
+        self.metrics.read_state(self._metrics_state)
+        host, port = self._metrics_at
+        if port is not None:
+            self.metrics_server = self.metrics.serve(port, host)
         log.info("distributor listening on tcp://%s", self.address)
         if self.outbox is not None:  # works at once; start() also joins the group eagerly
             from reactor.outbox import Outbox
@@ -246,6 +260,9 @@ class Distributor:
             self._tick_handle.cancel()
         if self._endpoint is not None:
             self._endpoint.close()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
+            self.metrics_server = None
         error = ReactorError("the distributor stopped before the job finished")
         held = list(self.core.jobs.values()) if self.core is not None else []
         for job in held + list(self._inbox):
@@ -481,6 +498,12 @@ class Distributor:
             if self._results is not None:
                 self._results.record(job.id, job.name, fb)
             job.handle._resolve(args, error)
+            self._finished += 1
+            if not job.periodic:  # enqueue (or due time) to the end, as the application waits
+                wire = job.wire
+                self.metrics.feedback_received(
+                    job.name, time.time() - (wire[6] or wire[10] + wire[5])
+                )
 
     def cancelled(self, job: JobState) -> None:
         """The application's cancel ended the job (the core's port)."""
@@ -520,6 +543,21 @@ class Distributor:
         if self._outbox is not None:
             self._outbox.tick(self._stored)
 
+    def _metrics_state(self) -> State:
+        """The gauges, read when /metrics is scraped (from the metrics server's thread)."""
+        core = self.core
+        in_flight: dict[str, int] = {}
+        waiting: dict[str, int] = {}
+        for job in list(self._inbox):
+            waiting[job.name] = waiting.get(job.name, 0) + 1
+        if core is not None:
+            for job in list(core.jobs.values()):  # one C-level copy: safe against the loop
+                into = waiting if job.owner is None else in_flight
+                into[job.name] = into.get(job.name, 0) + 1
+        endpoint = self._endpoint
+        rejected = sum(endpoint.rejected.values()) if endpoint is not None else 0
+        return State(in_flight, waiting, False, rejected)
+
     # -- live view ------------------------------------------------------------------------------
 
     def node_alive(self, name: str) -> bool:
@@ -535,10 +573,16 @@ class Distributor:
         if core is None:
             return {"address": self.address, "nodes": [], "waiting": len(self._inbox)}
         waiting = core.router.waiting_jobs()
+        now = time.monotonic()
         return {
             "address": self.address,
             "session": self.session,
-            "nodes": [n.view() for n in core.router.nodes.values()],
+            "taken_at": time.time(),
+            "finished": self._finished,
+            "nodes": [
+                {**n.view(), "heard_ago": round(now - n.last_seen, 3)}
+                for n in core.router.nodes.values()
+            ],
             "waiting": len(waiting) + len(self._inbox),
             "waiting_jobs": [
                 {"id": j.id, "name": j.name, "node": j.node, "not_node": j.not_node}

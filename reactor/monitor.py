@@ -36,6 +36,7 @@ from reactor.storage.redis_layout import (
     nodes_key,
     quarantine_key,
     quarantined_key,
+    retry_key,
     safe_url,
     tombstone_key,
 )
@@ -87,11 +88,6 @@ end
 table.insert(found, 1, read)
 return found
 """
-
-
-def retry_key(prefix: str, node: str) -> str:
-    """The list of job ids the monitor asks ``node`` to retry (same hash tag as its other keys)."""
-    return f"{prefix}:{{{node}}}:retry"
 
 
 class RedisMonitor:

@@ -37,6 +37,8 @@ from reactor.errors import (
 )
 from reactor.link import Link, parse_address
 from reactor.loader import load_jobs
+from reactor.metrics import Metrics, MetricsServer, State
+from reactor.reachability import Reachability
 from reactor.record import JobRecord
 from reactor.registry import JobEntry, JobRegistry
 from reactor.storage import Storage, resolve_storage
@@ -51,6 +53,8 @@ _NAME_RE = re.compile(rf"[A-Za-z0-9_.:@-]{{1,{P.MAX_NODE_NAME_LEN}}}")
 
 #: Seconds of ``def`` jobs run back to back before the loop serves I/O again.
 RUN_SLICE = 0.005
+#: Seconds one wait for retried jobs lasts (a retry still starts at once: the wait is a BLPOP).
+RETRY_WAIT = 5.0
 
 
 class Node:
@@ -65,6 +69,9 @@ class Node:
         capacity: how many jobs the node takes at once (default: ``config["node_capacity"]``).
         config: settings; a snapshot is taken at construction.
         curve: optional CURVE client settings (see ``reactor.security``).
+        metrics_port: serve Prometheus metrics at ``http://127.0.0.1:PORT/metrics`` (0: a free
+            port, see ``metrics_server.port``); None: no server (:attr:`metrics` still counts).
+        metrics_host: the address the metrics server binds.
         discover: a Redis URL where distributors announce themselves: the node dials every
             live one and follows them as they come and go (with or without ``distributors``).
     """
@@ -80,6 +87,8 @@ class Node:
         capacity: int | None = None,
         config: Config | None = None,
         curve: Any = None,
+        metrics_port: int | None = None,
+        metrics_host: str = "127.0.0.1",
         discover: str | None = None,
     ) -> None:
         if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
@@ -121,6 +130,10 @@ class Node:
         self._settled: asyncio.Event | None = None
         self._closed = False
         self.stopped: asyncio.Event | None = None
+        self.metrics = Metrics()
+        self.metrics_server: MetricsServer | None = None
+        self._metrics_at = (metrics_host, metrics_port)
+        self._reach = Reachability(name, self.metrics.reconnected)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -145,6 +158,7 @@ class Node:
         )
         self.storage = resolve_storage(self._storage_spec, redis_url=self.config["redis_url"])
         self.storage.on_poisoned = self._on_poisoned
+        self.storage.on_written = self.metrics.storage_written
         await self.storage.start(self.name)
         if self.discover is not None:
             from reactor.follower import Follower
@@ -172,6 +186,8 @@ class Node:
         if self.config["retry_jobs_at_start"]:
             core.resume(await self.storage.unfinished(), time.monotonic(), time.time())
         core.started = True
+        if self.storage.retries:
+            self._spawn(self._take_retried())
         max_size = int(self.config["max_message_size"])
         for link in self._links.values():
             link.open(loop, P.routing_id(self.name, self.session), max_size)
@@ -185,6 +201,10 @@ class Node:
             slow_warning=float(self.config["slow_job_warning"]),
         )
         self._watchdog.start()
+        self.metrics.read_state(self._metrics_state)
+        host, port = self._metrics_at
+        if port is not None:
+            self.metrics_server = self.metrics.serve(port, host)
         log.info(
             "node %s started: %d jobs known, capacity %d, %s storage, distributors %s",
             self.name,
@@ -195,15 +215,8 @@ class Node:
         )
         if self._links:
             wait = 4.5 * core.interval + 0.5  # past the probation of a name (core.liveness)
-            try:
+            with contextlib.suppress(TimeoutError):  # reachability warns about silent ones
                 await asyncio.wait_for(self._answered.wait(), wait)
-            except TimeoutError:
-                silent = [k for k, s in core.links.items() if not s.welcomed]
-                log.warning(
-                    "node %s: no answer yet from distributor %s; still dialing",
-                    self.name,
-                    ", ".join(silent),
-                )
         if self.error is not None:
             await self.close()
             raise self.error
@@ -245,6 +258,9 @@ class Node:
         if self._watchdog is not None:
             self._watchdog.stop()
             self._watchdog = None
+        if self.metrics_server is not None:
+            self.metrics_server.close()
+            self.metrics_server = None
         if self._follower is not None:
             await self._follower.stop()
         for task in list(self._tasks):
@@ -354,6 +370,7 @@ class Node:
     def store(self, link: str, records: list[JobRecord]) -> bool:
         """Persist new records (the core's port); False: the answer comes from a task."""
         assert self.storage is not None
+        self.metrics.records_received(records)
         if self.storage.add_nowait(records):
             return True
         self._spawn(self._store(link, records))
@@ -407,6 +424,25 @@ class Node:
         log.info("node %s: storage is back; taking jobs again", self.name)
         self.core.storage_ok = True
         self.core.announce(time.monotonic())
+
+    async def _take_retried(self) -> None:
+        """Run again the jobs the monitor retries (``reactor monitor retry``), as they come."""
+        storage, core = self.storage, self.core
+        assert storage is not None and core is not None
+        while not self._stopping and not self._closed:
+            try:
+                records = await storage.take_retried(RETRY_WAIT)
+            except StorageUnavailableError:
+                await storage.wait_available()
+                continue
+            if records:
+                log.info(
+                    "node %s: running %d jobs again, as the monitor asked",
+                    self.name,
+                    len(records),
+                    extra={"node": self.name},
+                )
+                core.resume(records, time.monotonic(), time.time())
 
     def write(self, record: JobRecord) -> None:
         """Persist a record's state, written behind (the core's port)."""
@@ -522,6 +558,8 @@ class Node:
         if self._watchdog is not None:
             self._watchdog.loop_beat = now
         core.tick(now, time.time())
+        for key, state in core.links.items():
+            self._reach.check(key, state.welcomed, now)
 
     def _hand_back_blocked(self, now: float) -> int:
         assert self.core is not None
@@ -544,6 +582,7 @@ class Node:
         if core is None or registry is None or self._closed:
             return
         watchdog = self._watchdog
+        metrics = self.metrics
         wall = time.time()
         now = time.monotonic()
         deadline = now + RUN_SLICE
@@ -553,21 +592,26 @@ class Node:
                 break
             entry = registry.get(job.name)
             if entry is None:
+                metrics.record_failed(job)
                 core.fail(job, "NoSuchJob", self._unknown(job), now, wall)
                 continue
             if entry.is_async or job.defer:
                 if core.running >= self.capacity:
                     core.wait_slot(job)
                 else:
+                    metrics.attempt_started(job, wall)
                     core.begin(job, wall)
                     self._spawn(self._run_async(job, entry))
                 continue
+            metrics.attempt_started(job, wall)
             core.begin(job, wall)
             try:
                 args = self._attempt_args(job)
             except ProtocolError as exc:
+                metrics.record_failed(job)
                 core.fail(job, "ProtocolError", f"the job's args do not decode: {exc}", now, wall)
                 continue
+            began = now
             fresh = partial(self._attempt_args, job)
             limit = job.timeout or entry.timeout  # the enqueue's, else the @job's
             if watchdog is None:
@@ -595,6 +639,7 @@ class Node:
                         core.announce(time.monotonic())
             now = time.monotonic()
             core.finished(job, attempt, now, wall)
+            metrics.attempt_ended(job, now - began)
             if now > deadline:
                 if core.ready or core.ranked:
                     self.kick()
@@ -616,6 +661,7 @@ class Node:
             try:
                 args = self._attempt_args(job)
             except ProtocolError as exc:
+                self.metrics.record_failed(job)
                 core.fail(
                     job,
                     "ProtocolError",
@@ -624,6 +670,7 @@ class Node:
                     time.time(),
                 )
                 return
+            began = time.monotonic()
             attempt = await run_async(
                 entry,
                 args,
@@ -631,7 +678,9 @@ class Node:
                 executor=self._executor if job.defer else None,
                 timeout=job.timeout or entry.timeout,
             )
-            core.finished(job, attempt, time.monotonic(), time.time())
+            now = time.monotonic()
+            core.finished(job, attempt, now, time.time())
+            self.metrics.attempt_ended(job, now - began)
         finally:
             core.slot_freed()
             self._check_idle()
@@ -666,6 +715,26 @@ class Node:
             self._check_settled()
         if not task.cancelled() and task.exception() is not None:
             log.error("node task failed", exc_info=task.exception())
+
+    def _metrics_state(self) -> State:
+        """The gauges, read when /metrics is scraped (from the metrics server's thread)."""
+        core = self.core
+        if core is None:
+            return State()
+        in_flight: dict[str, int] = {}
+        waiting: dict[str, int] = {}
+        for job in list(core.jobs.values()):  # one C-level copy: safe against the loop thread
+            phase = job.phase
+            if phase == R.RUNNING:
+                in_flight[job.name] = in_flight.get(job.name, 0) + 1
+            elif phase == R.READY or phase == R.WAITING:
+                waiting[job.name] = waiting.get(job.name, 0) + 1
+        rejected = sum(
+            sum(link.endpoint.rejected.values())
+            for link in list(self._links.values())
+            if link.endpoint is not None
+        )
+        return State(in_flight, waiting, not core.storage_ok, rejected)
 
     # -- introspection --------------------------------------------------------------------------
 

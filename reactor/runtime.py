@@ -191,9 +191,12 @@ class Runtime:
         result_store: str | None = None,
         outbox: str | None = None,
         unique_store: str | None = None,
+        metrics_port: int | None = None,
     ) -> Distributor:
         """Bind a distributor on the reactor loop (starting it if needed); returns once bound
-        (and registered, with ``announce=``; see :class:`Distributor` for the options)."""
+        (and registered, with ``announce=``; see :class:`Distributor` for the options).
+        ``metrics_port`` serves its Prometheus metrics on 127.0.0.1 (0: a free port, see
+        ``distributor.metrics_server.port``)."""
         if self.distributor is not None and self.distributor.started:
             raise ReactorError(f"a distributor already runs on {self.distributor.address}")
         distributor = Distributor(
@@ -206,6 +209,7 @@ class Runtime:
             result_store=result_store,
             outbox=outbox,
             unique_store=unique_store,
+            metrics_port=metrics_port,
         )
         if self.loop is None or not self.loop.is_running():
             self.run()

@@ -110,7 +110,7 @@ class Watchdog:
             if since and held > self._slow_warning and self._warned_since != since:
                 self._warned_since = since
                 log.warning(
-                    "job %s (%r) has held node's loop for %.1fs; a def job blocks every "
+                    "job %s (%r) has held the node's loop for %.1fs; a def job blocks every "
                     "other job on its node: use async def or defer=True",
                     job.id if job else "?",
                     job.name if job else "?",
@@ -130,7 +130,7 @@ class Watchdog:
                     self.handed_back = True
                     if count:
                         log.warning(
-                            "job %s (%r) holds node's loop: handed %d queued jobs back",
+                            "job %s (%r) holds the node's loop: handed %d queued jobs back",
                             job.id if job else "?",
                             job.name if job else "?",
                             count,

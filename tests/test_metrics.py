@@ -96,3 +96,30 @@ def test_serve_over_http() -> None:
     assert _value(text, 'reactor_jobs_succeeded_total{job_name="mail"}') == 100
     assert _value(text, 'reactor_run_duration_seconds_count{job_name="mail"}') == 100
     assert "python_gc" not in text  # only reactor's own collectors: a private registry
+
+
+def test_histograms_fold_in_batches_and_read_the_same() -> None:
+    from reactor.tally import FOLD_AT, Hist
+
+    h = Hist((0.1, 1.0))
+    values = [0.05, 0.5, 5.0] * (FOLD_AT // 2)  # folds once, leaves some pending
+    for v in values:
+        h.add(v)
+    assert h.pending and len(h.pending) < FOLD_AT  # part folded, part pending
+    cumulative, count, total = h.read()
+    third = len(values) // 3
+    assert cumulative == [third, 2 * third, 3 * third] and count == len(values)
+    assert total == pytest.approx(sum(values))
+    h.fold()
+    assert h.read()[0] == cumulative and not h.pending
+
+
+def test_job_names_past_the_cap_share_one_series() -> None:
+    from reactor.metrics import MAX_JOB_NAMES
+
+    m = Metrics()
+    for i in range(MAX_JOB_NAMES + 50):
+        m.job_received(f"job{i}", waiting=0)
+    text = m.exposition().decode()
+    assert _value(text, 'reactor_jobs_received_total{job_name="_other"}') == 50
+    assert text.count("reactor_jobs_received_total{") == MAX_JOB_NAMES + 1

@@ -1,4 +1,5 @@
-"""The ``reactor`` command: one subcommand module per task (node, demo, monitor, keys, bench).
+"""The ``reactor`` command: one subcommand module per task (node, demo, monitor, dashboard, keys,
+bench).
 
 Logs go to stderr (text, or JSON lines with ``--log-format json``); stdout carries only a
 command's own output (tables, ``--json`` documents).
@@ -16,7 +17,7 @@ from reactor._version import __version__
 from reactor.cli.options import add_global_options, add_to_subcommands, log_settings
 from reactor.errors import ConfigError
 
-_SUBCOMMANDS = ("node", "demo", "monitor", "keys", "bench")
+_SUBCOMMANDS = ("node", "demo", "monitor", "dashboard", "keys", "bench")
 
 _EPILOG = """\
 environment: every option marked [env REACTOR_...] takes its default from that variable, and every

@@ -188,7 +188,7 @@ def _jobs(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
     for r in sorted(records, key=lambda r: (r["run_at"] or 0.0, r["id"])):
         table.add_row(
             r["id"], r["status"], r["name"], str(r["attempt"]), _when(r["run_at"]),
-            r["last_error"] or "",
+            (r["last_error"] or "").partition("\n")[0],  # the summary, not the traceback
         )  # fmt: skip
     _out().print(table)
     if next_cursor:

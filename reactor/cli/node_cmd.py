@@ -72,6 +72,19 @@ def add_parser(sub: Any) -> None:
         help=env_help("--capacity", "jobs taken at once (default: config node_capacity)"),
     )
     p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        metavar="PORT",
+        help=env_help("--metrics-port", "serve Prometheus metrics at http://HOST:PORT/metrics"),
+    )
+    p.add_argument(
+        "--metrics-host",
+        default=from_env("--metrics-host") or "127.0.0.1",
+        metavar="HOST",
+        help=env_help("--metrics-host", "the address the metrics server binds (127.0.0.1)"),
+    )
+    p.add_argument(
         "--set",
         action="append",
         default=[],
@@ -126,6 +139,10 @@ def run(ns: argparse.Namespace) -> int:
             capacity=ns.capacity if ns.capacity is not None else env_int("--capacity"),
             config=config,
             curve=curve_client(ns),
+            metrics_port=(
+                ns.metrics_port if ns.metrics_port is not None else env_int("--metrics-port")
+            ),
+            metrics_host=ns.metrics_host,
         )
     except (ReactorError, ValueError) as exc:
         print(f"reactor node: {exc}", file=sys.stderr)

@@ -35,6 +35,8 @@ from reactor.core.schedule import TimerHeap
 from reactor.record import JobRecord
 
 log = logging.getLogger("reactor.node")
+#: Characters of a failed attempt's traceback kept in its record's ``last_error`` (the tail).
+TRACEBACK_KEPT = 8192
 
 #: A cron timer that fires more than this many seconds before its wall-clock instant waits more.
 _EARLY = 0.001
@@ -766,13 +768,13 @@ class NodeCore:
         self.stats["failed"] += 1
         error = error_triple(exc)
         job.failed_at = wall
-        job.last_error = f"{error[0]}: {error[1]}" if error[1] else error[0]
+        summary = f"{error[0]}: {error[1]}" if error[1] else error[0]
+        # The traceback's tail follows the summary line, for the monitor and the dashboard.
+        job.last_error = f"{summary}\n{error[2][-TRACEBACK_KEPT:]}" if error[2] else summary
         kept = {k: v for k, v in args.items() if k not in ("error", "job_itself")}
         job.args = P.pack_result_args(kept)
         if self.config["log_job_processing"]:
-            log.warning(
-                "job %s %r failed (attempt %d): %s", job.id, job.name, job.attempt, job.last_error
-            )
+            log.warning("job %s %r failed (attempt %d): %s", job.id, job.name, job.attempt, summary)
         if nxt is Next.CANCELLED:
             self._finish_cancelled(job, now)
             return

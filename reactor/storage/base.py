@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -28,6 +29,23 @@ class Storage(ABC):
     #: fail the job (error feedback). New jobs in an ``add()`` are reported by the
     #: :class:`~reactor.errors.PoisonedRecordsError` that ``add()`` raises instead.
     on_poisoned: Callable[[JobRecord | None, str, str], None] | None = None
+
+    #: Called on the event loop's thread as ``on_written(seconds)`` after each write of a
+    #: batch, with how long it took (metrics). Backends that write nothing leave it uncalled.
+    on_written: Callable[[float], None] | None = None
+
+    #: True when :meth:`take_retried` can return jobs (a store the monitor can retry jobs in).
+    retries: bool = False
+
+    async def take_retried(self, wait: float) -> list[JobRecord]:
+        """Jobs the monitor asked this node to run again (their records reset to ``new``),
+        waiting up to ``wait`` seconds for the first; an empty list when none came.
+
+        Raises:
+            StorageUnavailableError: the backend cannot be reached.
+        """
+        await asyncio.sleep(wait)
+        return []
 
     async def start(self, node_name: str) -> None:
         """Connect and prepare to hold ``node_name``'s jobs."""

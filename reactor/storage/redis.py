@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Iterable, Sequence
 
 import redis.asyncio as aioredis
@@ -78,6 +79,7 @@ from reactor.storage.redis_layout import (
     tombstone_key,
 )
 from reactor.storage.redis_resume import load_unfinished, quarantine
+from reactor.storage.redis_retry import take_retried
 
 log = logging.getLogger("reactor.storage")
 
@@ -338,6 +340,7 @@ class RedisStorage(Storage):
                 continue
             ops, reads = self._pending, self._reads
             self._pending, self._reads, self._inflight = {}, [], ops
+            began = time.monotonic()
             try:
                 found, poisoned = await self._write(ops, reads)
             except _BatchFailedError as exc:
@@ -353,6 +356,8 @@ class RedisStorage(Storage):
             else:
                 self._inflight = {}
                 self.batches += 1
+                if self.on_written is not None:
+                    self.on_written(time.monotonic() - began)
                 for op in ops.values():
                     for ack in op.acks:
                         ack.settle()
@@ -515,6 +520,22 @@ class RedisStorage(Storage):
             self._mark_down(exc)
             raise self._unavailable(exc) from exc
         return [bool(reply) for reply in replies]
+
+    retries = True
+
+    async def take_retried(self, wait: float) -> list[JobRecord]:
+        """Jobs the monitor asked to run again (see :mod:`reactor.storage.redis_retry`).
+
+        Raises:
+            StorageUnavailableError: Redis is unavailable.
+        """
+        if self._redis is None:
+            raise RuntimeError("RedisStorage.start() was not called")
+        try:
+            return await take_retried(self._redis, self.prefix, self._node, wait)
+        except (RedisError, OSError) as exc:
+            self._mark_down(exc)
+            raise self._unavailable(exc) from exc
 
     async def unfinished(self) -> list[JobRecord]:
         """This node's stored jobs whose status is new, in progress, queued or error.

@@ -118,6 +118,11 @@ def probe_key(prefix: str, node: str) -> str:
     return f"{prefix}:{{{node}}}:probe"
 
 
+def retry_key(prefix: str, node: str) -> str:
+    """The list of job ids the monitor asks ``node`` to run again (same hash tag as its keys)."""
+    return f"{prefix}:{{{node}}}:retry"
+
+
 def job_node_key(prefix: str) -> str:
     """The hash mapping every job id to its node."""
     return f"{prefix}:job-node"

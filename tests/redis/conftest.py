@@ -13,7 +13,7 @@ import pytest
 from reactor.record import JobRecord
 from reactor.testing.support import async_wait_until, wait_until
 
-__all__ = ["async_wait_until", "make_job", "wait_until"]
+__all__ = ["async_wait_until", "make_job", "store_many", "wait_until"]
 from reactor.testing_redis import RedisClusterServers, RedisServer, redis_server_available
 
 _DATABASES = 256
@@ -111,3 +111,36 @@ def apps() -> Iterator[list[subprocess.Popen[str]]]:
         proc.wait(10)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def store_many(url: str, node: str, total: int, *, failed_every: int = 1000) -> None:
+    """Write ``total`` records of ``node`` straight into Redis (ids ``job-000000``, ...), every
+    ``failed_every``-th one failed and the rest complete, as the node's storage lays them out."""
+    import redis
+
+    from reactor.record import COMPLETE, FAILED
+    from reactor.storage.redis_layout import (
+        encode_record,
+        index_key,
+        job_key,
+        job_node_key,
+        nodes_key,
+    )
+
+    with redis.Redis.from_url(url) as client:
+        pipe = client.pipeline(transaction=False)
+        for i in range(total):
+            job_id = f"job-{i:06d}"
+            status = FAILED if i % failed_every == failed_every - 1 else COMPLETE
+            pairs, _ = encode_record(make_job(job_id, node=node, status=status, attempt=1))
+            pipe.hset(
+                job_key("reactor", node, job_id),
+                mapping=dict(zip(pairs[::2], pairs[1::2], strict=True)),
+            )
+            pipe.sadd(index_key("reactor", node), job_id)
+            pipe.hset(job_node_key("reactor"), job_id, node)
+            if i % 5000 == 4999:
+                pipe.execute()
+        pipe.sadd(nodes_key("reactor"), node)
+        pipe.execute()
+        assert client.scard(index_key("reactor", node)) == total

@@ -1,0 +1,89 @@
+"""Issue 12: Prometheus metrics of a real node process and a distributor, scraped over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import urllib.request
+from pathlib import Path
+
+from reactor import Config, Distributor
+from reactor.errors import JobFailed
+from reactor.testing import async_wait_until, free_port
+
+from .conftest import FAST, NodeFactory, wait_for_node
+
+
+def scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        assert response.status == 200
+        return str(response.read().decode())
+
+
+def value(text: str, sample: str) -> float:
+    """The value of one exposition line (0 when the series is absent)."""
+    match = re.search(rf"^{re.escape(sample)} (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+async def test_metrics_after_100_jobs(start_node: NodeFactory, tmp_path: Path) -> None:
+    d = Distributor("127.0.0.1", 0, config=Config(**FAST), metrics_port=0)
+    await d.start()
+    try:
+        assert d.metrics_server is not None
+        port = free_port()
+        node = start_node(
+            "m1",
+            [d.address],
+            settings={"max_attempt": 2, "retry_multiplier": 0},
+            extra=["--metrics-port", str(port)],
+        )
+        await wait_for_node(d, "m1", proc=node)
+        ok = [d.enqueue("record", {}) for _ in range(80)]
+        bad = [d.enqueue("failing", {"path": str(tmp_path / "f.txt")}) for _ in range(20)]
+        await asyncio.wait_for(asyncio.gather(*ok), 30)
+        for handle in bad:
+            try:
+                await asyncio.wait_for(handle, 30)
+                raise AssertionError("a failing job succeeded")
+            except JobFailed:
+                pass
+        # the node counts an attempt right after its feedback leaves: wait for the last one
+        await async_wait_until(
+            lambda: value(scrape(port), 'reactor_jobs_failed_total{job_name="failing"}') == 20,
+            10,
+        )
+        text = scrape(port)
+        assert value(text, 'reactor_jobs_received_total{job_name="record"}') == 80
+        assert value(text, 'reactor_jobs_received_total{job_name="failing"}') == 20
+        assert value(text, 'reactor_jobs_started_total{job_name="record"}') == 80
+        assert value(text, 'reactor_jobs_started_total{job_name="failing"}') == 40
+        assert value(text, 'reactor_jobs_succeeded_total{job_name="record"}') == 80
+        assert value(text, 'reactor_jobs_retried_total{job_name="failing"}') == 20
+        assert value(text, 'reactor_jobs_failed_total{job_name="failing"}') == 20
+        assert value(text, 'reactor_run_duration_seconds_count{job_name="record"}') == 80
+        assert value(text, 'reactor_queue_wait_seconds_count{job_name="failing"}') == 40
+        assert value(text, 'reactor_in_flight{job_name="record"}') == 0
+        assert value(text, "reactor_storage_unavailable") == 0
+        assert value(text, "reactor_reconnects_total") == 0
+        # the distributor: one end-to-end observation per finished job
+        dtext = scrape(d.metrics_server.port)
+        assert value(dtext, 'reactor_feedback_lag_seconds_count{job_name="record"}') == 80
+        assert value(dtext, 'reactor_feedback_lag_seconds_count{job_name="failing"}') == 20
+    finally:
+        await d.stop()
+    assert d.metrics_server is None
+
+
+async def test_waiting_gauge_counts_deferred_jobs(
+    distributor: Distributor, start_node: NodeFactory
+) -> None:
+    port = free_port()
+    node = start_node("m2", [distributor.address], extra=["--metrics-port", str(port)])
+    await wait_for_node(distributor, "m2", proc=node)
+    handles = [distributor.enqueue("record", {}, after=600) for _ in range(7)]
+    await async_wait_until(
+        lambda: value(scrape(port), 'reactor_waiting{job_name="record"}') == 7, 10
+    )
+    for handle in handles:
+        handle.cancel()
