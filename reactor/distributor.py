@@ -17,6 +17,7 @@ import secrets
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import zmq
@@ -25,6 +26,7 @@ from reactor import protocol as P
 from reactor.config import Config
 from reactor.core.distributor import DistributorCore
 from reactor.core.routing import JobState
+from reactor.drain import report_lost, wait_stored
 from reactor.errors import (
     BackPressureError,
     JobCancelledError,
@@ -88,7 +90,10 @@ class Distributor:
         self._tick_handle: asyncio.TimerHandle | None = None
         self._max_args = 0
         self._closed = False
+        self._stopping = False
         self.core: DistributorCore | None = None
+        #: Called after messages or cancels were handled, while a drain waits (on the loop).
+        self.on_progress: Callable[[], None] | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -158,12 +163,39 @@ class Distributor:
         if self._inbox:
             self._wake()
 
-    async def stop(self) -> None:
-        """Stop serving; handles of unfinished jobs raise a ReactorError."""
+    async def drain(self, timeout: float | None = None) -> int:
+        """Wait until a node has stored every job this distributor holds (DESIGN §3).
+
+        Args:
+            timeout: seconds to wait at most; None waits as long as it takes.
+
+        Returns:
+            How many jobs no node has stored yet (0: all stored).
+        """
+        if self._closed or self.core is None:
+            return 0
+        return await wait_stored(self, timeout)
+
+    async def stop(self, *, drain_timeout: float | None = None) -> int:
+        """Drain, then stop serving; returns how many jobs were lost (never stored by a node).
+
+        New enqueues are refused from now on. Waits up to ``drain_timeout`` (default
+        ``config["drain_timeout"]``) for a node to store every held job, then logs at ERROR how
+        many were not, and which names. Handles of unfinished jobs then raise a ReactorError.
+        """
+        if self._closed or self._stopping:
+            return 0
+        self._stopping = True
+        timeout = float(self.config["drain_timeout"] if drain_timeout is None else drain_timeout)
+        began = time.monotonic()
+        await self.drain(timeout)
+        lost = self.unstored()
+        report_lost(self.address, lost, time.monotonic() - began)
         self.stop_in_loop()
+        return len(lost)
 
     def stop_in_loop(self) -> None:
-        """Synchronous :meth:`stop`, from the loop's thread."""
+        """Stop at once, without draining, from the loop's thread (jobs not stored are lost)."""
         if self._closed:
             return
         self._closed = True
@@ -213,8 +245,11 @@ class Distributor:
             BackPressureError: ``max_waiting_jobs`` jobs already wait for a node.
             ReactorError: the distributor is not started (or stopped).
         """
-        if self._loop is None or self._closed:
-            raise ReactorError("the distributor is not running; start it before enqueueing")
+        if self._loop is None or self._closed or self._stopping:
+            raise ReactorError(
+                "the distributor is not running (not started, stopping or stopped); start it "
+                "before enqueueing"
+            )
         check_options(name, period, node, not_node, on_success, on_error)
         packed = P.pack_args({} if args is None else args, max_size=self._max_args)
         delay, at = (0.0, 0.0) if after is None and run_at is None else timing(after, run_at)
@@ -291,6 +326,8 @@ class Distributor:
             if not self._cancel_queued(job_id):
                 core.cancel(job_id, now)
         core.pump(now)
+        if self.on_progress is not None:
+            self.on_progress()
 
     def _cancel_queued(self, job_id: str) -> bool:
         for queued in self._inbox:
@@ -327,6 +364,8 @@ class Distributor:
             log.warning("dropped messages from a peer whose routing id is not UTF-8: %r", peer[:40])
             return
         self.core.on_messages(name, peer, messages, time.monotonic())
+        if self.on_progress is not None:
+            self.on_progress()
 
     def _on_unreachable(self, peer: bytes, messages: list[Any]) -> None:
         if self.core is not None:
@@ -346,6 +385,20 @@ class Distributor:
         core.tick(time.monotonic())
 
     # -- live view ------------------------------------------------------------------------------
+
+    def unstored(self) -> list[JobState]:
+        """Jobs held that no node has stored yet: queued, waiting, or sent and unacknowledged."""
+        jobs = list(self._inbox)
+        core = self.core
+        if core is not None:
+            jobs.extend(core.router.waiting_jobs())
+            for node in core.router.nodes.values():
+                jobs.extend(node.unacked.values())
+        return jobs
+
+    def unstored_count(self) -> int:
+        """``len(unstored())`` without building the list (call on the distributor's loop)."""
+        return len(self._inbox) + (self.core.held() if self.core is not None else 0)
 
     def node_alive(self, name: str) -> bool:
         """Whether node ``name`` is connected and up (call on the distributor's loop)."""
