@@ -141,8 +141,9 @@ class Distributor:
             if not isinstance(exc, zmq.ZMQError):
                 raise
             raise ReactorError(
-                f"cannot bind the distributor to tcp://{self.host}:{self.port}: {exc}; is another "
-                "distributor running there? pick another port"
+                f"cannot bind the distributor to tcp://{self.host}:{self.port}: {exc} (another "
+                "distributor, or another worker process of the same application, holds it?); "
+                "pick another port, or port 0 for a free one (with announce= so nodes find it)"
             ) from exc
         self.core = DistributorCore(
             self, address=self.address, session=self.session, config=self.config
