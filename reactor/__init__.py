@@ -71,6 +71,7 @@ __all__ = [
     "job_callback",
     "job_errback",
     "ready",
+    "result",
     "run",
     "run_forever",
     "snapshot",
@@ -92,3 +93,4 @@ start_distributor = _runtime.start_distributor
 start_node = _runtime.start_node
 enqueue = _runtime.enqueue
 snapshot = _runtime.snapshot
+result = _runtime.result

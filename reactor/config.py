@@ -39,6 +39,7 @@ DEFAULTS: dict[str, Any] = {
     "hand_back_after": 0.5,
     "slow_job_warning": 5.0,
     "drain_timeout": 10.0,
+    "result_ttl": 86400,
 }
 
 _BOOL_KEYS = {k for k, v in DEFAULTS.items() if isinstance(v, bool)}
@@ -57,6 +58,7 @@ _POSITIVE_NUM_KEYS = {
     "node_lost_after",
     "hand_back_after",
     "slow_job_warning",
+    "result_ttl",
 }
 
 

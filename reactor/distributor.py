@@ -18,7 +18,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import zmq
 
@@ -36,6 +36,10 @@ from reactor.feedback import run_feedback
 from reactor.handle import Feedback, JobHandle
 from reactor.jobspec import check_options, timing
 from reactor.transport import Endpoint, tune
+
+if TYPE_CHECKING:
+    from reactor.discovery import Announcer
+    from reactor.results import ResultWriter
 
 log = logging.getLogger("reactor.distributor")
 
@@ -63,6 +67,12 @@ class Distributor:
         config: settings (``max_message_size``, heartbeats, ``node_lost_after``,
             ``always_use_specified_node``, ``max_waiting_jobs``); a private default when omitted.
         curve: optional CURVE server settings (see ``reactor.security``).
+        announce: a Redis URL to register this distributor at, so nodes started with
+            ``discover=`` find it (see :mod:`reactor.discovery`).
+        group: the application this distributor belongs to (distributors of one application,
+            e.g. the workers of one web app, share a group).
+        result_store: a Redis URL where final outcomes are kept for ``config["result_ttl"]``
+            seconds, readable from any process (``JR.result``; see :mod:`reactor.results`).
     """
 
     def __init__(
@@ -72,6 +82,9 @@ class Distributor:
         *,
         config: Config | None = None,
         curve: Any = None,
+        announce: str | None = None,
+        group: str = "default",
+        result_store: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -94,6 +107,15 @@ class Distributor:
         self.core: DistributorCore | None = None
         #: Called after messages or cancels were handled, while a drain waits (on the loop).
         self.on_progress: Callable[[], None] | None = None
+        self.announce = announce
+        self.group = group
+        self._announcer: Announcer | None = None
+        self.result_store = result_store
+        self._results: ResultWriter | None = None
+        if result_store is not None:
+            from reactor.results import ResultWriter
+
+            self._results = ResultWriter(result_store, ttl=float(self.config["result_ttl"]))
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -113,8 +135,10 @@ class Distributor:
         return dict(self.core.stats) if self.core is not None else {}
 
     async def start(self) -> None:
-        """Bind the socket and start serving; returns once bound."""
+        """Bind the socket and start serving; returns once bound (and announced)."""
         self.start_in_loop(asyncio.get_running_loop())
+        if self._announcer is not None:
+            await self._announcer.start()
 
     def start_in_loop(self, loop: asyncio.AbstractEventLoop) -> None:
         """Bind and serve on ``loop``; must be called from that loop's thread."""
@@ -161,6 +185,17 @@ class Distributor:
         )
         self._tick_handle = loop.call_later(self.core.interval, self._tick)
         log.info("distributor listening on tcp://%s", self.address)
+        if self.announce is not None:
+            from reactor.discovery import Announcer, advertised_address
+
+            self._announcer = Announcer(
+                self.announce,
+                group=self.group,
+                session=self.session,
+                address=advertised_address(self.host, self.port),
+                lease=float(self.config["heartbeat_timeout"]),
+                snapshot=self.snapshot,
+            )
         if self._inbox:
             self._wake()
 
@@ -193,6 +228,11 @@ class Distributor:
         lost = self.unstored()
         report_lost(self.address, lost, time.monotonic() - began)
         self.stop_in_loop()
+        announcer, self._announcer = self._announcer, None
+        if announcer is not None:
+            await announcer.stop()
+        if self._results is not None:
+            await self._results.close()
         return len(lost)
 
     def stop_in_loop(self) -> None:
@@ -349,10 +389,14 @@ class Distributor:
         """Run the feedback callable; settle the handle on a final feedback (the core's port)."""
         args, error = run_feedback(job.name, job.handle, fb)
         if fb.final:
+            if self._results is not None:
+                self._results.record(job.id, job.name, fb)
             job.handle._resolve(args, error)
 
     def cancelled(self, job: JobState) -> None:
         """The application's cancel ended the job (the core's port)."""
+        if self._results is not None:
+            self._results.record(job.id, job.name, None)
         job.handle._resolve(None, JobCancelledError(f"job {job.id} ({job.name!r}) was cancelled"))
 
     # -- the socket and the clock ---------------------------------------------------------------
@@ -384,6 +428,8 @@ class Distributor:
         self._tick_handle = loop.call_later(core.interval, self._tick)
         self._endpoint._on_ready()  # read what queued while we were busy before judging anyone
         core.tick(time.monotonic())
+        if self._announcer is not None:
+            self._announcer.renew()
 
     # -- live view ------------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from collections.abc import Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reactor import protocol as P
 from reactor import record as R
@@ -40,6 +40,9 @@ from reactor.record import JobRecord
 from reactor.registry import JobEntry, JobRegistry
 from reactor.storage import Storage, resolve_storage
 from reactor.watchdog import Watchdog
+
+if TYPE_CHECKING:
+    from reactor.follower import Follower
 
 log = logging.getLogger("reactor.node")
 
@@ -61,6 +64,8 @@ class Node:
         capacity: how many jobs the node takes at once (default: ``config["node_capacity"]``).
         config: settings; a snapshot is taken at construction.
         curve: optional CURVE client settings (see ``reactor.security``).
+        discover: a Redis URL where distributors announce themselves: the node dials every
+            live one and follows them as they come and go (with or without ``distributors``).
     """
 
     def __init__(
@@ -74,6 +79,7 @@ class Node:
         capacity: int | None = None,
         config: Config | None = None,
         curve: Any = None,
+        discover: str | None = None,
     ) -> None:
         if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
             raise ValueError(
@@ -93,6 +99,9 @@ class Node:
             host, port = parse_address(address)
             key = f"{host}:{port}"
             self._links[key] = Link(key, self._on_messages, curve=curve)
+        self._static = set(self._links)
+        self.discover = discover
+        self._follower: Follower | None = None
         self.storage: Storage | None = None
         self.core: NodeCore | None = None
         self.error: ReactorError | None = None
@@ -136,6 +145,13 @@ class Node:
         self.storage = resolve_storage(self._storage_spec, redis_url=self.config["redis_url"])
         self.storage.on_poisoned = self._on_poisoned
         await self.storage.start(self.name)
+        if self.discover is not None:
+            from reactor.follower import Follower
+
+            self._follower = Follower(
+                self.discover, join=self.add_distributor, leave=self.remove_distributor
+            )
+            await self._follower.start()
         core = self.core = NodeCore(
             self,
             name=self.name,
@@ -171,7 +187,7 @@ class Node:
             type(self.storage).__name__,
             ", ".join(self._links) or "none",
         )
-        if self._links:
+        if self._links or self.discover is not None:
             wait = 4.5 * core.interval + 0.5  # past the probation of a name (core.liveness)
             try:
                 await asyncio.wait_for(self._answered.wait(), wait)
@@ -223,6 +239,8 @@ class Node:
         if self._watchdog is not None:
             self._watchdog.stop()
             self._watchdog = None
+        if self._follower is not None:
+            await self._follower.stop()
         for task in list(self._tasks):
             task.cancel()
         for link in self._links.values():
@@ -285,15 +303,45 @@ class Node:
 
     # -- the core's port ------------------------------------------------------------------------
 
+    def add_distributor(self, address: str | tuple[str, int]) -> None:
+        """Dial one more distributor from now on (call on the node's loop)."""
+        host, port = parse_address(address)
+        key = f"{host}:{port}"
+        if key in self._links or self._closed:
+            return
+        link = self._links[key] = Link(key, self._on_messages, curve=self.curve)
+        if self.core is not None and self._loop is not None:
+            link.open(
+                self._loop,
+                P.routing_id(self.name, self.session),
+                int(self.config["max_message_size"]),
+            )
+            self.core.add_link(key, time.monotonic())
+
+    def remove_distributor(self, address: str | tuple[str, int]) -> None:
+        """Stop serving a distributor that is gone for good (call on the node's loop); one
+        given to the constructor stays."""
+        host, port = parse_address(address)
+        key = f"{host}:{port}"
+        if key in self._static:
+            return
+        link = self._links.pop(key, None)
+        if link is None:
+            return
+        if self.core is not None:
+            self.core.remove_link(key, time.monotonic())
+        link.close()
+
     def send(self, link: str, message: P.Message | list[Any]) -> None:
         """Queue a message to a distributor (from the watchdog thread too)."""
-        endpoint = self._links[link].endpoint
-        if endpoint is None:
+        known = self._links.get(link)  # None: a withdrawn distributor's message from a thread
+        if known is None or known.endpoint is None:
             return
+        endpoint = known.endpoint
         if threading.get_ident() != self._loop_thread:
             endpoint.queue(None, message)
         elif type(message) is P.Hello:
-            self._links[link].send(message)
+            known.send(message)
         else:
             endpoint.send(None, message)
 

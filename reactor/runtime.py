@@ -16,7 +16,7 @@ import signal
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from reactor.config import Config
 from reactor.distributor import Distributor
@@ -25,6 +25,9 @@ from reactor.forkguard import ForkGuard
 from reactor.handle import Feedback, JobHandle
 from reactor.node import Node
 from reactor.storage import Storage
+
+if TYPE_CHECKING:
+    from reactor.redis_client import Client
 
 log = logging.getLogger("reactor")
 T = TypeVar("T")
@@ -50,6 +53,7 @@ class Runtime:
         self.nodes: list[Node] = []
         self._ready = threading.Event()
         self._lock = threading.Lock()
+        self._result_clients: dict[str, Client] = {}
         self._make_distributor: Callable[[], Distributor] | None = None  # to restart after fork
         self._exit_hook = False
         self._forked = False
@@ -233,6 +237,9 @@ class Runtime:
         if distributor is not None:
             lost = await distributor.stop(drain_timeout=0.0)
             self.distributor = None
+        clients, self._result_clients = self._result_clients, {}
+        for client in clients.values():
+            await client.aclose()
         self._ready.clear()
         return lost
 
@@ -265,7 +272,8 @@ class Runtime:
         They are dropped (never closed: they are the parent's) and a distributor the parent had
         started is started again on this process's first use of it.
         """
-        self._parent_copies.append((self.loop, self.distributor, self.nodes))
+        self._parent_copies.append((self.loop, self.distributor, self.nodes, self._result_clients))
+        self._result_clients = {}
         self._forked = self.distributor is not None or self._forked
         self.loop = None
         self.thread = None
@@ -304,8 +312,18 @@ class Runtime:
 
     # -- roles ------------------------------------------------------------------------------------
 
-    def start_distributor(self, host: str, port: int, *, curve: Any = None) -> Distributor:
-        """Bind a distributor on the reactor loop (starting it if needed); returns once bound.
+    def start_distributor(
+        self,
+        host: str,
+        port: int,
+        *,
+        curve: Any = None,
+        announce: str | None = None,
+        group: str = "default",
+        result_store: str | None = None,
+    ) -> Distributor:
+        """Bind a distributor on the reactor loop (starting it if needed); returns once bound
+        (and registered, with ``announce=``; see :class:`Distributor` for the options).
 
         Its jobs are drained at :meth:`stop` and at the interpreter's normal exit; in a process
         forked after this call, it is started again on first use (see :meth:`_after_fork`).
@@ -317,7 +335,15 @@ class Runtime:
             raise ReactorError(f"a distributor already runs on {self.distributor.address}")
 
         def make() -> Distributor:
-            return Distributor(host, port, config=self.config, curve=curve)
+            return Distributor(
+                host,
+                port,
+                config=self.config,
+                curve=curve,
+                announce=announce,
+                group=group,
+                result_store=result_store,
+            )
 
         distributor = make()
         self._start_distributor(distributor)
@@ -348,6 +374,7 @@ class Runtime:
         job_directory: str | Path | None = None,
         capacity: int | None = None,
         curve: Any = None,
+        discover: str | None = None,
     ) -> Node:
         """Start a node on the reactor loop; from the loop thread its start runs as a task."""
         node = Node(
@@ -358,6 +385,7 @@ class Runtime:
             capacity=capacity,
             config=self.config,
             curve=curve,
+            discover=discover,
         )
         self.nodes.append(node)
         if self.loop is not None and self.in_loop_thread():
@@ -396,6 +424,35 @@ class Runtime:
             on_success=on_success,
             on_error=on_error,
         )
+
+    def result(
+        self, job_id: str, timeout: float | None = None, *, store: str | None = None
+    ) -> dict[str, Any]:
+        """The final args of job ``job_id`` from the result store, from any process (``JR.result``).
+
+        Waits (pushed, no polling) until the outcome is there or ``timeout`` passes. The store
+        is ``store``, else the facade distributor's ``result_store``, else ``config["redis_url"]``.
+
+        Raises:
+            JobFailed: the job ended in error.
+            JobCancelledError: the job was cancelled.
+            JobTimeoutError: no outcome within ``timeout``.
+        """
+        url = store
+        if url is None and self.distributor is not None:
+            url = self.distributor.result_store
+        url = url or str(self.config["redis_url"])
+
+        from reactor.redis_client import make_client
+        from reactor.results import wait_result
+
+        async def fetch() -> dict[str, Any]:
+            client = self._result_clients.get(url)
+            if client is None:
+                client = self._result_clients[url] = make_client(url)
+            return await wait_result(client, job_id, timeout)
+
+        return self.call(fetch, timeout=None)
 
     def snapshot(self) -> dict[str, Any]:
         """The distributor's live view, fetched safely from any thread."""

@@ -36,12 +36,22 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--distributor",
         action="append",
-        required=env_list("--distributor") is None,
         default=None,  # not the env list: argparse would append to it instead of replacing it
         metavar="HOST:PORT",
         help=env_help(
             "--distributor",
-            "a distributor to connect to (repeatable; in the variable: comma-separated)",
+            "a distributor to connect to (repeatable; in the variable: comma-separated); "
+            "--distributor or --discover (or both) is required",
+        ),
+    )
+    p.add_argument(
+        "--discover",
+        default=from_env("--discover"),
+        metavar="URL",
+        help=env_help(
+            "--discover",
+            "a Redis URL where distributors announce themselves (announce=): dial every live "
+            "one and follow them as they come and go",
         ),
     )
     p.add_argument(
@@ -124,9 +134,13 @@ def run(ns: argparse.Namespace) -> int:
     try:
         config = Config()  # defaults, then REACTOR_<KEY> variables, then --set
         apply_settings(config, ns.set)
+        distributors = ns.distributor or env_list("--distributor") or []
+        if not distributors and not ns.discover:
+            raise ConfigError("give --distributor HOST:PORT (repeatable) or --discover URL")
         node = Node(
             ns.name,
-            distributors=ns.distributor or env_list("--distributor") or [],
+            distributors=distributors,
+            discover=ns.discover,
             storage=storage_spec(ns.storage),
             job_directory=ns.jobs,
             capacity=ns.capacity if ns.capacity is not None else env_int("--capacity"),

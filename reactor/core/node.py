@@ -163,6 +163,23 @@ class NodeCore:
                     link.key, P.Heartbeat(self.session, self.accepting, now, self.capacity)
                 )
 
+    def add_link(self, key: str, now: float) -> None:
+        """A distributor to serve from now on (discovery found it): say hello at once."""
+        if key in self.links:
+            return
+        link = self.links[key] = LinkState(key)
+        link.hello_at = now
+        self.port.send(key, self.hello(now))
+
+    def remove_link(self, key: str, now: float) -> None:
+        """A distributor that is gone for good (withdrawn, or its lease ended): its jobs here
+        run under the node's own authority and their feedback has nobody to go to."""
+        link = self.links.pop(key, None)
+        if link is None:
+            return
+        self._orphan(link, now, "withdrawn")
+        self._release_held()
+
     def _on_welcome(self, link: LinkState, msg: P.Welcome, now: float) -> None:
         if msg.version != P.PROTOCOL_VERSION or msg.node_session != self.session:
             return
@@ -170,7 +187,7 @@ class NodeCore:
             link.renew(msg.echo, self.timeout, now)
             return
         if link.dsession and msg.session != link.dsession:
-            self._orphan(link, now)
+            self._orphan(link, now, "restarted")
         link.dsession = msg.session
         link.welcomed = True
         link.renew(msg.echo, self.timeout, now)
@@ -184,15 +201,16 @@ class NodeCore:
             self.port.send(link.key, P.HandBack([e[1] for e in link.handbacks.values()], "again"))
         self._sync(link, now)
 
-    def _orphan(self, link: LinkState, now: float) -> None:
-        """The distributor restarted: its predecessor's jobs here have nobody to answer to.
+    def _orphan(self, link: LinkState, now: float, why: str) -> None:
+        """The distributor restarted or left: its session's jobs here have nobody to answer to.
 
         Their feedback is dropped (the new session would drop it too), and jobs handed back
         but never acknowledged stay here and run under the node's own authority.
         """
         log.info(
-            "distributor %s restarted; %d feedbacks for its predecessor dropped",
+            "distributor %s %s; %d feedbacks for its previous session dropped",
             link.key,
+            why,
             len(link.feedback),
         )
         link.feedback.clear()

@@ -1,0 +1,47 @@
+"""Async Redis clients for the application-side features: discovery, the outbox, the result store.
+
+They read the same URLs as Redis storage (``redis://``, ``rediss://``, ``unix://``,
+``redis+cluster://``, ``rediss+cluster://``), parsed by :func:`reactor.storage.redis_layout.
+cluster_url`, and reconnect with redis-py's jittered exponential ``Retry``.
+"""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import parse_url
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from reactor.errors import ConfigError
+from reactor.storage.redis_batch import Client
+from reactor.storage.redis_layout import cluster_url, safe_url
+
+__all__ = ["Client", "make_client", "safe_url"]
+
+
+def make_client(url: str) -> Client:
+    """A client for ``url``: a :class:`RedisCluster` for ``redis+cluster://`` URLs.
+
+    Raises:
+        ConfigError: the URL does not parse.
+    """
+    client_url, cluster = cluster_url(url)
+    try:
+        parse_url(client_url)
+    except ValueError as exc:
+        raise ConfigError(f"bad Redis URL {safe_url(url)!r}: {exc}") from exc
+    retry = Retry(
+        ExponentialWithJitterBackoff(cap=1.0, base=0.05),
+        3,
+        supported_errors=(RedisConnectionError, RedisTimeoutError),
+    )
+    if cluster:
+        return RedisCluster.from_url(
+            client_url, socket_connect_timeout=5.0, socket_timeout=10.0, retry=retry
+        )
+    return aioredis.Redis.from_url(
+        client_url, socket_connect_timeout=5.0, socket_timeout=10.0, retry=retry
+    )
