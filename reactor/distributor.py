@@ -39,6 +39,7 @@ from reactor.transport import Endpoint, tune
 
 if TYPE_CHECKING:
     from reactor.discovery import Announcer
+    from reactor.outbox import Outbox
     from reactor.results import ResultWriter
 
 log = logging.getLogger("reactor.distributor")
@@ -73,6 +74,9 @@ class Distributor:
             e.g. the workers of one web app, share a group).
         result_store: a Redis URL where final outcomes are kept for ``config["result_ttl"]``
             seconds, readable from any process (``JR.result``; see :mod:`reactor.results`).
+        outbox: a Redis URL for durable enqueue: ``enqueue`` returns once the job is in Redis,
+            and the group's other (or restarted) distributors deliver the jobs of one that
+            crashed (see :mod:`reactor.outbox`).
     """
 
     def __init__(
@@ -85,6 +89,7 @@ class Distributor:
         announce: str | None = None,
         group: str = "default",
         result_store: str | None = None,
+        outbox: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -111,6 +116,8 @@ class Distributor:
         self.group = group
         self._announcer: Announcer | None = None
         self.result_store = result_store
+        self.outbox = outbox
+        self._outbox: Outbox | None = None
         self._results: ResultWriter | None = None
         if result_store is not None:
             from reactor.results import ResultWriter
@@ -137,6 +144,12 @@ class Distributor:
     async def start(self) -> None:
         """Bind the socket and start serving; returns once bound (and announced)."""
         self.start_in_loop(asyncio.get_running_loop())
+        if self._outbox is not None:
+            try:
+                await self._outbox.start()
+            except BaseException:
+                await self.stop()
+                raise
         if self._announcer is not None:
             await self._announcer.start()
 
@@ -185,6 +198,18 @@ class Distributor:
         )
         self._tick_handle = loop.call_later(self.core.interval, self._tick)
         log.info("distributor listening on tcp://%s", self.address)
+        if self.outbox is not None:  # works at once; start() also joins the group eagerly
+            from reactor.outbox import Outbox
+
+            self._outbox = Outbox(
+                self.outbox,
+                group=self.group,
+                session=self.session,
+                lease=float(self.config["heartbeat_timeout"]),
+                submit=self._accept,
+                handle=self._adopted_handle,
+            )
+            self._outbox.open(loop)
         if self.announce is not None:
             from reactor.discovery import Announcer, advertised_address
 
@@ -213,11 +238,12 @@ class Distributor:
         return await wait_stored(self, timeout)
 
     async def stop(self, *, drain_timeout: float | None = None) -> int:
-        """Drain, then stop serving; returns how many jobs were lost (never stored by a node).
+        """Drain, then stop serving; returns how many jobs no node had stored.
 
         New enqueues are refused from now on. Waits up to ``drain_timeout`` (default
-        ``config["drain_timeout"]``) for a node to store every held job, then logs at ERROR how
-        many were not, and which names. Handles of unfinished jobs then raise a ReactorError.
+        ``config["drain_timeout"]``) for a node to store every held job, then logs how many were
+        not, and which names: at ERROR, as they are lost, unless they stay in an ``outbox=``
+        for the group to deliver. Handles of unfinished jobs then raise a ReactorError.
         """
         if self._closed or self._stopping:
             return 0
@@ -226,7 +252,11 @@ class Distributor:
         began = time.monotonic()
         await self.drain(timeout)
         lost = self.unstored()
-        report_lost(self.address, lost, time.monotonic() - began)
+        outbox, self._outbox = self._outbox, None
+        kept_by = None if outbox is None else self.group
+        report_lost(self.address, lost, time.monotonic() - began, outbox=kept_by)
+        if outbox is not None:
+            await outbox.stop(self._stored)
         self.stop_in_loop()
         announcer, self._announcer = self._announcer, None
         if announcer is not None:
@@ -316,7 +346,7 @@ class Distributor:
             time.time(),
         ]
         handle = JobHandle(job_id, name, self, self._lock, on_success, on_error)
-        self._inbox.append(
+        (self._outbox.put if self._outbox is not None else self._inbox.append)(
             JobState(
                 job_id,
                 name,
@@ -329,9 +359,30 @@ class Distributor:
                 periodic=period is not None,
             )
         )
-        if not self._wake_pending:
+        if not self._wake_pending and self._outbox is None:
             self._wake()
         return handle
+
+    def _accept(self, jobs: list[JobState]) -> None:
+        """Take jobs the outbox has written (or taken over from a crashed member)."""
+        core = self.core
+        if core is None or self._closed:
+            error = ReactorError("the distributor stopped before the job finished")
+            for job in jobs:
+                job.handle._resolve(None, error)
+            return
+        now = time.monotonic()
+        for job in jobs:
+            core.submit(job, now)
+        core.pump(now)
+
+    def _adopted_handle(self, job_id: str, name: str) -> JobHandle:
+        return JobHandle(job_id, name, self, self._lock)
+
+    def _stored(self, job: JobState) -> bool:
+        """Whether a node has stored ``job`` (or it ended): its outbox entry may go."""
+        core = self.core
+        return job.acked or core is None or core.jobs.get(job.id) is not job
 
     def _wake(self) -> None:
         loop = self._loop
@@ -430,6 +481,8 @@ class Distributor:
         core.tick(time.monotonic())
         if self._announcer is not None:
             self._announcer.renew()
+        if self._outbox is not None:
+            self._outbox.tick(self._stored)
 
     # -- live view ------------------------------------------------------------------------------
 

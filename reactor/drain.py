@@ -75,14 +75,27 @@ def summary(jobs: Iterable[JobState]) -> str:
     return ", ".join(parts)
 
 
-def report_lost(address: str, jobs: list[JobState], waited: float) -> None:
-    """Log at ERROR the jobs a stopping distributor drops because no node stored them."""
+def report_lost(address: str, jobs: list[JobState], waited: float, *, outbox: str | None) -> None:
+    """Log the jobs a stopping distributor holds that no node stored: at ERROR, as lost, or,
+    with an outbox (``outbox`` names its group), at WARNING, as left for the group to deliver."""
     if not jobs:
+        return
+    if outbox is not None:
+        log.warning(
+            "distributor %s stopped holding %d jobs no node had stored after waiting %.1fs "
+            "(drain_timeout): %s. They stay in the outbox of group %r, whose next member to "
+            "renew its lease delivers them",
+            address,
+            len(jobs),
+            waited,
+            summary(jobs),
+            outbox,
+        )
         return
     log.error(
         "distributor %s stopped holding %d jobs no node had stored after waiting %.1fs "
         "(drain_timeout); they are lost: %s. Keep a node reachable while the application exits, "
-        "or raise config['drain_timeout']",
+        "raise config['drain_timeout'], or enqueue through an outbox= (durable enqueue)",
         address,
         len(jobs),
         waited,

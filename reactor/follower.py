@@ -31,6 +31,7 @@ from reactor.discovery import (
     list_announcements,
 )
 from reactor.redis_client import Client, make_client, safe_url
+from reactor.redis_client import pubsub as make_pubsub
 
 log = logging.getLogger("reactor.discovery")
 
@@ -104,12 +105,12 @@ class Follower:
 
     async def _subscribe(self) -> PubSub | ClusterPubSub:
         assert self._client is not None
-        pubsub = self._client.pubsub()
+        pubsub = await make_pubsub(self._client)
         try:
             await pubsub.subscribe(channel(self._prefix))
             await self._resync()
         except BaseException:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()
             raise
         return pubsub
 

@@ -8,7 +8,8 @@ cluster_url`, and reconnect with redis-py's jittered exponential ``Retry``.
 from __future__ import annotations
 
 import redis.asyncio as aioredis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import ClusterPubSub, RedisCluster
 from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
@@ -19,7 +20,7 @@ from reactor.errors import ConfigError
 from reactor.storage.redis_batch import Client
 from reactor.storage.redis_layout import cluster_url, safe_url
 
-__all__ = ["Client", "make_client", "safe_url"]
+__all__ = ["Client", "make_client", "pubsub", "safe_url"]
 
 
 def make_client(url: str) -> Client:
@@ -45,3 +46,11 @@ def make_client(url: str) -> Client:
     return aioredis.Redis.from_url(
         client_url, socket_connect_timeout=5.0, socket_timeout=10.0, retry=retry
     )
+
+
+async def pubsub(client: Client) -> PubSub | ClusterPubSub:
+    """A pub/sub connection of ``client`` (a Cluster client learns its slots first: its pub/sub
+    picks a node by the channel's slot)."""
+    if isinstance(client, RedisCluster):
+        await client.initialize()
+    return client.pubsub()

@@ -30,12 +30,20 @@ from redis.exceptions import RedisClusterException, RedisError
 from reactor import protocol as P
 from reactor.errors import JobCancelledError, JobFailed, JobTimeoutError, RemoteError
 from reactor.redis_client import Client, make_client, safe_url
+from reactor.redis_client import pubsub as make_pubsub
 
 log = logging.getLogger("reactor.results")
 
 PREFIX = "reactor"
 SUCCESS, ERROR, CANCELLED = 0, 1, 2
 _FAILURES = (RedisError, RedisClusterException, OSError)
+#: Keep and publish one outcome: KEYS its key; ARGV the outcome, TTL ms, channel. A script, as
+#: a Cluster pipeline refuses PUBLISH; published from a script it still reaches every node.
+_KEEP = """
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[1])
+return 1
+"""
 #: Outcomes kept in memory while Redis is unreachable; older ones are dropped (and counted).
 MAX_PENDING = 100_000
 
@@ -101,7 +109,7 @@ async def wait_result(
         JobTimeoutError: no outcome within ``timeout`` (the job may still finish).
     """
     deadline = None if timeout is None else time.monotonic() + timeout
-    pubsub = client.pubsub()
+    pubsub = await make_pubsub(client)
     try:
         await pubsub.subscribe(ready_channel(job_id, prefix))
         raw: Any = await client.get(result_key(job_id, prefix))
@@ -121,7 +129,7 @@ async def wait_result(
                 raw = await client.get(result_key(job_id, prefix))
     finally:
         with contextlib.suppress(*_FAILURES):
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()
     return decode(job_id, raw)
 
 
@@ -196,8 +204,8 @@ class ResultWriter:
         pipe = self._client.pipeline(transaction=False)
         ttl_ms = max(1, int(self.ttl * 1000))
         for job_id, raw in batch.items():
-            pipe.set(result_key(job_id, self._prefix), raw, px=ttl_ms)
-            pipe.publish(ready_channel(job_id, self._prefix), raw)
+            channel = ready_channel(job_id, self._prefix)
+            pipe.eval(_KEEP, 1, result_key(job_id, self._prefix), raw, ttl_ms, channel)
         await pipe.execute()
 
     async def close(self, timeout: float = 5.0) -> None:

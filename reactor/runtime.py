@@ -321,6 +321,7 @@ class Runtime:
         announce: str | None = None,
         group: str = "default",
         result_store: str | None = None,
+        outbox: str | None = None,
     ) -> Distributor:
         """Bind a distributor on the reactor loop (starting it if needed); returns once bound
         (and registered, with ``announce=``; see :class:`Distributor` for the options).
@@ -343,6 +344,7 @@ class Runtime:
                 announce=announce,
                 group=group,
                 result_store=result_store,
+                outbox=outbox,
             )
 
         distributor = make()

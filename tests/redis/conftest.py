@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
+import subprocess
 from collections.abc import Callable, Iterator, Sequence
 
 import pytest
@@ -96,3 +98,16 @@ def make_job(job_id: str, **fields: object) -> JobRecord:
     }
     values.update(fields)
     return JobRecord.from_dict(values)
+
+
+@pytest.fixture
+def apps() -> Iterator[list[subprocess.Popen[str]]]:
+    """Application subprocesses a test starts (append them); SIGKILLed at teardown."""
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for proc in started:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()

@@ -80,3 +80,32 @@ async def test_result_from_a_second_process(
     finally:
         await client.aclose()
         await d.stop()
+
+
+async def test_discovery_outbox_and_results_on_a_redis_cluster(
+    start_node: NodeFactory, redis_cluster_url: str
+) -> None:
+    url = redis_cluster_url
+    d = Distributor(
+        "127.0.0.1",
+        0,
+        config=Config(**FAST),
+        announce=url,
+        group="web",
+        outbox=url,
+        result_store=url,
+    )
+    await d.start()
+    proc = start_node("w1", [], extra=["--discover", url])
+    await wait_for_node(d, "w1", proc=proc)
+    handles = [d.enqueue("where", {"n": i}) for i in range(20)]
+    for handle in handles:
+        await asyncio.wait_for(handle, 10)
+    client = make_client(url)
+    try:
+        got = [(await wait_result(client, h.id, timeout=10))["n"] for h in handles]
+        assert got == list(range(20))
+    finally:
+        await client.aclose()
+    assert d._outbox is not None and d._outbox.stats["written"] == 20
+    await d.stop()
