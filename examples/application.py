@@ -8,9 +8,7 @@ import time
 
 import reactor as JR
 
-JR.run(lambda: JR.start_distributor("127.0.0.1", 5000))
-while not JR.ready():
-    time.sleep(0.05)
+JR.run(lambda: JR.start_distributor("127.0.0.1", 5000))  # returns once the distributor is bound
 
 for i in range(10):
     JR.enqueue(
@@ -19,4 +17,4 @@ for i in range(10):
         on_success=lambda args: print("feedback:", args["greeting"]),
     )
     time.sleep(1)
-JR.stop()
+JR.stop()  # waits until a node has stored every job (drain_timeout), then stops

@@ -64,6 +64,7 @@ __all__ = [
     "TimeLimitExceeded",
     # facade
     "config",
+    "drain",
     "enqueue",
     # job definitions
     "job",
@@ -87,6 +88,7 @@ run = _runtime.run
 run_forever = _runtime.run_forever
 ready = _runtime.ready
 stop = _runtime.stop
+drain = _runtime.drain
 start_distributor = _runtime.start_distributor
 start_node = _runtime.start_node
 enqueue = _runtime.enqueue

@@ -38,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "node_lost_after": 30.0,
     "hand_back_after": 0.5,
     "slow_job_warning": 5.0,
+    "drain_timeout": 10.0,
     "result_ttl": 86400,
 }
 
@@ -50,7 +51,7 @@ _POSITIVE_INT_KEYS = {
     "max_message_size",
     "defer_threads",
 }
-_NON_NEGATIVE_NUM_KEYS = {"retry_multiplier", "shutdown_grace"}
+_NON_NEGATIVE_NUM_KEYS = {"retry_multiplier", "shutdown_grace", "drain_timeout"}
 _POSITIVE_NUM_KEYS = {
     "heartbeat_interval",
     "heartbeat_timeout",

@@ -17,6 +17,7 @@ import secrets
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import zmq
@@ -26,6 +27,7 @@ from reactor.config import Config
 from reactor.core.distributor import DistributorCore
 from reactor.core.routing import JobState
 from reactor.cron import cron_schedule
+from reactor.drain import report_lost, wait_stored
 from reactor.errors import (
     BackPressureError,
     JobCancelledError,
@@ -119,11 +121,14 @@ class Distributor:
         self._max_args = 0
         self._closed = False
         self._finished = 0  # final feedbacks: the dashboard's jobs per second
+        self._stopping = False
         self.core: DistributorCore | None = None
         self.unique = UniqueKeys(unique_store)
         self.metrics = Metrics()
         self.metrics_server: MetricsServer | None = None
         self._metrics_at = (metrics_host, metrics_port)
+        #: Called after messages or cancels were handled, while a drain waits (on the loop).
+        self.on_progress: Callable[[], None] | None = None
         self.announce = announce
         self.group = group
         self._announcer: Announcer | None = None
@@ -190,8 +195,9 @@ class Distributor:
             if not isinstance(exc, zmq.ZMQError):
                 raise
             raise ReactorError(
-                f"cannot bind the distributor to tcp://{self.host}:{self.port}: {exc}; is another "
-                "distributor running there? pick another port"
+                f"cannot bind the distributor to tcp://{self.host}:{self.port}: {exc} (another "
+                "distributor, or another worker process of the same application, holds it?); "
+                "pick another port, or port 0 for a free one (with announce= so nodes find it)"
             ) from exc
         self.core = DistributorCore(
             self, address=self.address, session=self.session, config=self.config
@@ -239,9 +245,37 @@ class Distributor:
         if self._inbox:
             self._wake()
 
-    async def stop(self) -> None:
-        """Stop serving; handles of unfinished jobs raise a ReactorError."""
+    async def drain(self, timeout: float | None = None) -> int:
+        """Wait until a node has stored every job this distributor holds (DESIGN §3).
+
+        Args:
+            timeout: seconds to wait at most; None waits as long as it takes.
+
+        Returns:
+            How many jobs no node has stored yet (0: all stored).
+        """
+        if self._closed or self.core is None:
+            return 0
+        return await wait_stored(self, timeout)
+
+    async def stop(self, *, drain_timeout: float | None = None) -> int:
+        """Drain, then stop serving; returns how many jobs no node had stored.
+
+        New enqueues are refused from now on. Waits up to ``drain_timeout`` (default
+        ``config["drain_timeout"]``) for a node to store every held job, then logs how many were
+        not, and which names: at ERROR, as they are lost, unless they stay in an ``outbox=``
+        for the group to deliver. Handles of unfinished jobs then raise a ReactorError.
+        """
+        if self._closed or self._stopping:
+            return 0
+        self._stopping = True
+        timeout = float(self.config["drain_timeout"] if drain_timeout is None else drain_timeout)
+        began = time.monotonic()
+        await self.drain(timeout)
+        lost = self.unstored()
         outbox, self._outbox = self._outbox, None
+        kept_by = None if outbox is None else self.group
+        report_lost(self.address, lost, time.monotonic() - began, outbox=kept_by)
         if outbox is not None:
             await outbox.stop(self._stored)
         self.stop_in_loop()
@@ -250,9 +284,10 @@ class Distributor:
             await announcer.stop()
         if self._results is not None:
             await self._results.close()
+        return len(lost)
 
     def stop_in_loop(self) -> None:
-        """Synchronous :meth:`stop`, from the loop's thread."""
+        """Stop at once, without draining, from the loop's thread (jobs not stored are lost)."""
         if self._closed:
             return
         self._closed = True
@@ -398,8 +433,11 @@ class Distributor:
 
     def _admit(self) -> None:
         """Refuse an enqueue before any work when the distributor is not serving."""
-        if self._loop is None or self._closed:
-            raise ReactorError("the distributor is not running; start it before enqueueing")
+        if self._loop is None or self._closed or self._stopping:
+            raise ReactorError(
+                "the distributor is not running (not started, stopping or stopped); start it "
+                "before enqueueing"
+            )
 
     def _make_room(self) -> None:
         """Refuse a job when ``max_waiting_jobs`` already wait (before its unique key is taken)."""
@@ -475,6 +513,8 @@ class Distributor:
             if not self._cancel_queued(job_id):
                 core.cancel(job_id, now)
         core.pump(now)
+        if self.on_progress is not None:
+            self.on_progress()
 
     def _cancel_queued(self, job_id: str) -> bool:
         for queued in self._inbox:
@@ -521,6 +561,8 @@ class Distributor:
             log.warning("dropped messages from a peer whose routing id is not UTF-8: %r", peer[:40])
             return
         self.core.on_messages(name, peer, messages, time.monotonic())
+        if self.on_progress is not None:
+            self.on_progress()
 
     def _on_unreachable(self, peer: bytes, messages: list[Any]) -> None:
         if self.core is not None:
@@ -559,6 +601,20 @@ class Distributor:
         return State(in_flight, waiting, False, rejected)
 
     # -- live view ------------------------------------------------------------------------------
+
+    def unstored(self) -> list[JobState]:
+        """Jobs held that no node has stored yet: queued, waiting, or sent and unacknowledged."""
+        jobs = list(self._inbox)
+        core = self.core
+        if core is not None:
+            jobs.extend(core.router.waiting_jobs())
+            for node in core.router.nodes.values():
+                jobs.extend(node.unacked.values())
+        return jobs
+
+    def unstored_count(self) -> int:
+        """``len(unstored())`` without building the list (call on the distributor's loop)."""
+        return len(self._inbox) + (self.core.held() if self.core is not None else 0)
 
     def node_alive(self, name: str) -> bool:
         """Whether node ``name`` is connected and up (call on the distributor's loop)."""

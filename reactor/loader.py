@@ -52,6 +52,13 @@ def _load_file(path: Path, module_name: str) -> list[Definition]:
     sys.modules[module_name] = module  # so dataclasses, pickling of tracebacks etc. work inside it
     try:
         spec.loader.exec_module(module)
+    except ModuleNotFoundError as exc:
+        sys.modules.pop(module_name, None)
+        raise ConfigError(
+            f"job file {path} failed to load: it imports {exc.name!r}, which is not on the "
+            f"node's import path ({exc}); run the node from your project's directory, or add the "
+            "directory that holds it with reactor node --path DIR (or PYTHONPATH)"
+        ) from exc
     except Exception as exc:
         sys.modules.pop(module_name, None)
         raise ConfigError(f"job file {path} failed to load: {type(exc).__name__}: {exc}") from exc

@@ -7,8 +7,11 @@ distributor and nodes started through the facade. The facade holds exactly one o
 from __future__ import annotations
 
 import asyncio
+import atexit
+import concurrent.futures
 import datetime as dt
 import logging
+import os
 import signal
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -18,6 +21,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from reactor.config import Config
 from reactor.distributor import Distributor
 from reactor.errors import ReactorError
+from reactor.forkguard import ForkGuard
 from reactor.handle import Feedback, JobHandle
 from reactor.node import Node
 from reactor.storage import Storage
@@ -54,11 +58,24 @@ class Runtime:
         self._ready = threading.Event()
         self._lock = threading.Lock()
         self._result_clients: dict[str, Client] = {}
+        self._make_distributor: Callable[[], Distributor] | None = None  # to restart after fork
+        self._exit_hook = False
+        self._forked = False
+        self._parent_copies: list[object] = []  # a fork's dead copies, kept so none is closed
+        self._guard = ForkGuard(self._after_fork)
 
     # -- the loop ---------------------------------------------------------------------------------
 
     def run(self, fn: Callable[[], Any] | None = None) -> None:
-        """Start the loop in a daemon thread if none runs, then call ``fn`` on it (``JR.run``)."""
+        """Start the loop in a daemon thread if none runs, then call ``fn`` on it (``JR.run``).
+
+        Returns once ``fn`` has run on the loop (and, if it returned a coroutine, once that
+        finished); an exception it raised is raised here, and :meth:`ready` stays False.
+        """
+        self._start_loop()
+        self._call_in_loop(fn)
+
+    def _start_loop(self) -> None:
         with self._lock:
             if self.loop is None or not self.loop.is_running():
                 self._ready.clear()
@@ -70,7 +87,6 @@ class Runtime:
                 )
                 self.thread.start()
                 started.wait()
-        self._call_in_loop(fn)
 
     def _serve(self, loop: asyncio.AbstractEventLoop, started: threading.Event) -> None:
         asyncio.set_event_loop(loop)
@@ -82,21 +98,40 @@ class Runtime:
             loop.close()
 
     def _call_in_loop(self, fn: Callable[[], Any] | None) -> None:
-        assert self.loop is not None
+        """Call ``fn`` on the loop and wait for it (and a coroutine it returns); re-raise."""
+        loop = self.loop
+        assert loop is not None
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+
+        def finished(task: asyncio.Future[Any]) -> None:
+            if task.cancelled():
+                done.set_exception(ReactorError("the function given to JR.run was cancelled"))
+            elif task.exception() is not None:
+                done.set_exception(task.exception())
+            else:
+                done.set_result(None)
 
         def call() -> None:
             try:
-                if fn is not None:
-                    result = fn()
-                    if asyncio.iscoroutine(result):
-                        self.loop.create_task(result)  # type: ignore[union-attr]
-            finally:
-                self._ready.set()
+                result = fn() if fn is not None else None
+            except BaseException as exc:
+                done.set_exception(exc)
+                return
+            if asyncio.iscoroutine(result):
+                loop.create_task(result).add_done_callback(finished)
+            else:
+                done.set_result(None)
 
         if self.in_loop_thread():
-            call()
-        else:
-            self.loop.call_soon_threadsafe(call)
+            if fn is not None:
+                result = fn()
+                if asyncio.iscoroutine(result):
+                    loop.create_task(result)  # the loop cannot wait on itself
+            self._ready.set()
+            return
+        loop.call_soon_threadsafe(call)
+        done.result()
+        self._ready.set()
 
     def run_forever(self, fn: Callable[[], Any] | None = None) -> None:
         """Run the loop in this thread until :meth:`stop` or SIGINT/SIGTERM (``JR.run!``)."""
@@ -111,9 +146,20 @@ class Runtime:
         for sig in previous:
             loop.add_signal_handler(sig, self._stop_in_loop)
         self._ready.clear()
-        self._call_in_loop(fn)
+        failure: list[BaseException] = []
+
+        def first() -> None:
+            try:
+                self._call_in_loop(fn)
+            except BaseException as exc:  # stop, and raise it from run_forever
+                failure.append(exc)
+                loop.stop()
+
+        loop.call_soon(first)
         try:
             loop.run_forever()
+            if failure:
+                raise failure[0]
         finally:
             for sig, handler in previous.items():
                 loop.remove_signal_handler(sig)
@@ -148,35 +194,125 @@ class Runtime:
         coro: Coroutine[Any, Any, T] = wrapper()
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
-    def stop(self) -> None:
-        """Stop the distributor and nodes, then the loop; joins the thread when it is ours."""
+    def stop(self) -> int:
+        """Drain and stop the distributor, stop the nodes, then the loop (``JR.stop``).
+
+        Waits up to ``config["drain_timeout"]`` for a node to store every job the distributor
+        holds; returns how many were not (they are logged at ERROR, with their names). Called on
+        the loop's own thread it cannot wait: it schedules the stop and returns 0.
+        """
         loop = self.loop
+        if self._forked:  # the loop is the parent's; a distributor restarted here is ours
+            self._forked = False
+            self._guard.adopt()
+            self.distributor = None
+            return 0
         if loop is None or not loop.is_running():
-            return
+            return 0
         if self.in_loop_thread():
             self._stop_in_loop()
-            return
-        loop.call_soon_threadsafe(self._stop_in_loop)
-        if self.thread is not None and self.thread.daemon:
-            self.thread.join(timeout=30)
-        self.loop = None
+            return 0
+        bound = float(self.config["drain_timeout"]) + float(self.config["shutdown_grace"]) + 30.0
+        try:
+            lost = asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(bound)
+        finally:
+            if self.thread is not None and self.thread.daemon:
+                loop.call_soon_threadsafe(loop.stop)
+                self.thread.join(timeout=30)
+                self.loop = None
+            else:  # run_forever's thread: it stops the loop itself once _shutdown is done
+                loop.call_soon_threadsafe(self._stop_in_loop)
+        return lost
 
     def _stop_in_loop(self) -> None:
         assert self.loop is not None
         task = self.loop.create_task(self._shutdown())
         task.add_done_callback(lambda _: self.loop.stop() if self.loop else None)
 
-    async def _shutdown(self) -> None:
+    async def _shutdown(self) -> int:
+        """Drain first (nodes are still up to store jobs), then stop the nodes, then close."""
+        lost = 0
+        distributor = self.distributor
+        if distributor is not None:
+            await distributor.drain(float(self.config["drain_timeout"]))
         nodes, self.nodes = self.nodes, []
         for node in nodes:
             await node.stop()
-        if self.distributor is not None:
-            await self.distributor.stop()
+        if distributor is not None:
+            lost = await distributor.stop(drain_timeout=0.0)
             self.distributor = None
         clients, self._result_clients = self._result_clients, {}
         for client in clients.values():
             await client.aclose()
         self._ready.clear()
+        return lost
+
+    def drain(self, timeout: float | None = 10.0) -> int:
+        """Wait until a node stored every job the distributor holds (``JR.drain``).
+
+        Returns:
+            How many jobs no node has stored yet (0 when there is no distributor).
+        """
+        distributor = self._current()
+        if distributor is None:
+            return 0
+        bound = None if timeout is None else timeout + 30.0
+        return self.call(lambda: distributor.drain(timeout), timeout=bound)
+
+    def _at_exit(self) -> None:
+        """The interpreter exits normally: drain and stop what the facade started."""
+        if self._forked:
+            return  # a child that never used the parent's distributor holds none of its jobs
+        try:
+            self.stop()
+        except Exception:  # at exit there is no caller left to raise to
+            log.exception("stopping the reactor at interpreter exit failed")
+
+    # -- fork safety ------------------------------------------------------------------------------
+
+    def _after_fork(self) -> None:
+        """In a forked child: the loop, its thread and sockets are the parent's dead copies.
+
+        They are dropped (never closed: they are the parent's) and a distributor the parent had
+        started is started again on this process's first use of it.
+        """
+        self._parent_copies.append((self.loop, self.distributor, self.nodes, self._result_clients))
+        self._result_clients = {}
+        self._forked = self.distributor is not None or self._forked
+        self.loop = None
+        self.thread = None
+        self.distributor = None
+        self.nodes = []
+        self._ready = threading.Event()
+        self._lock = threading.Lock()
+
+    def _current(self) -> Distributor | None:
+        """The facade's distributor; in a forked child, the parent's one started again here."""
+        if self._forked:
+            self._restart_after_fork()
+        return self.distributor
+
+    def _restart_after_fork(self) -> None:
+        make = self._make_distributor
+        assert make is not None
+        fresh = make()
+        try:
+            self._start_distributor(fresh)
+        except ReactorError as exc:
+            raise ReactorError(
+                f"this process (pid {os.getpid()}) is a fork of pid {self._guard.pid}, which "
+                f"started the distributor; restarting it here failed: {exc}. Start the "
+                "distributor after the fork (gunicorn: without --preload, or in a post_fork "
+                "hook), or bind port 0 (with announce= so nodes find each process)"
+            ) from exc
+        self._forked = False
+        self._guard.adopt()
+        log.info(
+            "process %d is a fork of %d: started its own distributor on %s",
+            os.getpid(),
+            self._guard.pid,
+            fresh.address,
+        )
 
     # -- roles ------------------------------------------------------------------------------------
 
@@ -196,30 +332,50 @@ class Runtime:
         """Bind a distributor on the reactor loop (starting it if needed); returns once bound
         (and registered, with ``announce=``; see :class:`Distributor` for the options).
         ``metrics_port`` serves its Prometheus metrics on 127.0.0.1 (0: a free port, see
-        ``distributor.metrics_server.port``)."""
+        ``distributor.metrics_server.port``).
+
+        Its jobs are drained at :meth:`stop` and at the interpreter's normal exit; in a process
+        forked after this call, it is started again on first use (see :meth:`_after_fork`).
+
+        Raises:
+            ReactorError: a distributor already runs, or the address cannot be bound.
+        """
         if self.distributor is not None and self.distributor.started:
             raise ReactorError(f"a distributor already runs on {self.distributor.address}")
-        distributor = Distributor(
-            host,
-            port,
-            config=self.config,
-            curve=curve,
-            announce=announce,
-            group=group,
-            result_store=result_store,
-            outbox=outbox,
-            unique_store=unique_store,
-            metrics_port=metrics_port,
-        )
+
+        def make() -> Distributor:
+            return Distributor(
+                host,
+                port,
+                config=self.config,
+                curve=curve,
+                announce=announce,
+                group=group,
+                result_store=result_store,
+                outbox=outbox,
+                unique_store=unique_store,
+                metrics_port=metrics_port,
+            )
+
+        distributor = make()
+        self._start_distributor(distributor)
+        self._make_distributor = make
+        self._forked = False
+        self._guard.adopt()
+        return distributor
+
+    def _start_distributor(self, distributor: Distributor) -> None:
         if self.loop is None or not self.loop.is_running():
-            self.run()
+            self._start_loop()
         assert self.loop is not None
         if self.in_loop_thread():
             distributor.start_in_loop(self.loop)
         else:
             self.call(distributor.start)
         self.distributor = distributor
-        return distributor
+        if not self._exit_hook:
+            self._exit_hook = True
+            atexit.register(self._at_exit)
 
     def start_node(
         self,
@@ -272,9 +428,10 @@ class Runtime:
         unique_for: float | None = None,
     ) -> JobHandle:
         """Enqueue through the facade's distributor (see :meth:`Distributor.enqueue`)."""
-        if self.distributor is None:
+        distributor = self._current() if self._forked else self.distributor
+        if distributor is None:
             raise ReactorError("no distributor: call JR.start_distributor(host, port) first")
-        return self.distributor.enqueue(
+        return distributor.enqueue(
             name,
             args,
             after=after,
@@ -325,7 +482,7 @@ class Runtime:
 
     def snapshot(self) -> dict[str, Any]:
         """The distributor's live view, fetched safely from any thread."""
-        distributor = self.distributor
+        distributor = self._current()
         if distributor is None:
             raise ReactorError("no distributor: call JR.start_distributor(host, port) first")
         if self.in_loop_thread():

@@ -140,3 +140,28 @@ async def test_run_forever_serves_a_node_until_sigterm(distributor: Distributor)
             proc.wait()
         assert proc.stderr is not None
         proc.stderr.close()
+
+
+def test_run_returns_after_its_function_ran_and_a_bind_failure_raises_in_the_caller() -> None:
+    """README Quick start's pattern: JR.run(fn) returns once fn ran; a taken port raises here."""
+    import socket
+
+    from reactor.testing import free_port
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        try:
+            with pytest.raises(JR.ReactorError, match=r"already in use.*port 0"):
+                JR.run(lambda: JR.start_distributor("127.0.0.1", port))
+            assert not JR.ready()
+        finally:
+            JR.stop()
+    try:
+        JR.run(lambda: JR.start_distributor("127.0.0.1", free_port()))
+        assert JR.ready()
+        JR.enqueue("record", {})  # the distributor exists as soon as JR.run returned
+    finally:
+        assert JR.stop() == 1  # no node: the job was never stored (drain_timeout from tests/)
+    assert not JR.ready()

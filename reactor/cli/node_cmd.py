@@ -94,8 +94,27 @@ def add_parser(sub: Any) -> None:
             f"{', '.join(sorted(DEFAULTS))}"
         ),
     )
+    p.add_argument(
+        "--path",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help=(
+            "put DIR on sys.path, so job files can import your project's code (repeatable; the "
+            "working directory is always on it, as with python -m)"
+        ),
+    )
     add_curve_arguments(p)
     p.set_defaults(func=run)
+
+
+def extend_import_path(dirs: list[str]) -> None:
+    """Make job files able to import the user's code: ``--path`` dirs first, then the working
+    directory, as ``python -m`` puts it first (a console script puts only its own directory)."""
+    wanted = [os.path.abspath(d) for d in dirs] + [os.getcwd()]
+    for entry in reversed(wanted):
+        if entry not in sys.path:
+            sys.path.insert(0, entry)
 
 
 def add_curve_arguments(p: argparse.ArgumentParser) -> None:
@@ -124,6 +143,7 @@ def curve_client(ns: argparse.Namespace) -> Any:
 
 def run(ns: argparse.Namespace) -> int:
     """Run the node until a signal; 0 on a graceful stop."""
+    extend_import_path(ns.path)
     try:
         config = Config()  # defaults, then REACTOR_<KEY> variables, then --set
         apply_settings(config, ns.set)

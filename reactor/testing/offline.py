@@ -41,8 +41,9 @@ class OfflineDistributor(Distributor):
     def start_in_loop(self, loop: Any) -> None:
         """Nothing to start."""
 
-    async def stop(self) -> None:
-        """Nothing to stop."""
+    async def stop(self, *, drain_timeout: float | None = None) -> int:
+        """Nothing to stop and nothing held: 0 jobs left undelivered."""
+        return 0
 
     def stop_in_loop(self) -> None:
         """Nothing to stop."""
