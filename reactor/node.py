@@ -40,6 +40,7 @@ from reactor.record import JobRecord
 from reactor.registry import JobEntry, JobRegistry
 from reactor.storage import Storage, resolve_storage
 from reactor.watchdog import Watchdog
+from reactor.write_ahead import WriteAhead
 
 log = logging.getLogger("reactor.node")
 
@@ -105,6 +106,7 @@ class Node:
         self._timer_handle: asyncio.TimerHandle | None = None
         self._timer_due = float("inf")
         self._watchdog: Watchdog | None = None
+        self._ahead: WriteAhead | None = None
         self._idle_waiters: list[asyncio.Future[None]] = []
         self._answered: asyncio.Event | None = None
         self._stopping = False
@@ -147,6 +149,15 @@ class Node:
             durable=self.storage.durable,
             where=f"host {socket.gethostname()} pid {os.getpid()}",
         )
+        if self.storage.durable:
+            self._ahead = WriteAhead(
+                core,
+                self.storage,
+                self.registry,
+                capacity=self.capacity,
+                kick=self.kick,
+                unknown=self._unknown,
+            )
         if self.config["retry_jobs_at_start"]:
             core.resume(await self.storage.unfinished(), time.monotonic(), time.time())
         core.started = True
@@ -490,11 +501,14 @@ class Node:
         if core is None or registry is None or self._closed:
             return
         watchdog = self._watchdog
+        ahead = self._ahead  # durable storage: jobs start once their attempt is written
         wall = time.time()
         now = time.monotonic()
         deadline = now + RUN_SLICE
+        if ahead is not None:
+            ahead.collect(now, wall)
         while True:
-            job = core.next_ready(now)
+            job = core.next_ready(now) if ahead is None else ahead.next_written(now)
             if job is None:
                 break
             entry = registry.get(job.name)
@@ -502,13 +516,16 @@ class Node:
                 core.fail(job, "NoSuchJob", self._unknown(job), now, wall)
                 continue
             if entry.is_async or job.defer:
-                if core.running >= self.capacity:
+                if ahead is not None:
+                    self._spawn(self._run_async(job, entry))
+                elif core.running >= self.capacity:
                     core.wait_slot(job)
                 else:
                     core.begin(job, wall)
                     self._spawn(self._run_async(job, entry))
                 continue
-            core.begin(job, wall)
+            if ahead is None:
+                core.begin(job, wall)
             try:
                 args = self._attempt_args(job)
             except ProtocolError as exc:
@@ -532,7 +549,7 @@ class Node:
             now = time.monotonic()
             core.finished(job, attempt, now, wall)
             if now > deadline:
-                if core.ready:
+                if core.ready or (ahead is not None and ahead.written):
                     self.kick()
                 return
         self._check_idle()

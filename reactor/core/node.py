@@ -451,7 +451,10 @@ class NodeCore:
         if job.phase == R.WAITING:
             self.timers.cancel(job.timer)
             job.timer = None
-        if job.phase not in (R.RUNNING, R.STORING):
+        if job.phase == R.DONE:  # its stored record already follows the retention settings
+            if self.jobs.get(job_id) is job:
+                del self.jobs[job_id]
+        elif job.phase not in (R.RUNNING, R.STORING):
             self._forget(job)  # READY copies are skipped when they come up
 
     def _forget(self, job: JobRecord) -> None:
@@ -469,11 +472,20 @@ class NodeCore:
             self.jobs[job.id] = job
             due = now + (job.run_at - wall) if job.run_at > wall else 0.0
             if job.status == R.IN_PROGRESS:
-                # The node died while this ran: that run counts as an attempt.
-                job.last_error = "the node stopped while the job was running"
+                # The node died while this ran: that run counts as an attempt (its number and
+                # "in progress" were written before the body started).
+                job.last_error = f"NodeCrashed: the node died during attempt {job.attempt}"
                 job.failed_at = wall
                 if job.attempt >= self.max_attempt:
-                    error = ("NodeStopped", job.last_error, "")
+                    message = (
+                        f"the node died while the job was running, on attempt {job.attempt} of "
+                        f"max_attempt {self.max_attempt} (a crash counts as an attempt); not "
+                        "run again, so that a job that kills its node cannot crash-loop it"
+                    )
+                    job.last_error = f"NodeCrashed: {message}"
+                    log.error("job %s (%r): %s", job.id, job.name, message)
+                    self.stats["failed"] += 1
+                    error = ("NodeCrashed", message, "")
                     self._end(
                         job, P.FAILURE, P.pack_result_args(args_or_empty(job)), error, R.FAILED, now
                     )
@@ -587,6 +599,15 @@ class NodeCore:
         self.running += 1
         self.stats["attempts"] += 1
         self.port.write(job)
+
+    def dropped(self, job: JobRecord, now: float) -> None:
+        """A begun job will not start after all: it was revoked or cancelled while its attempt
+        was being written (the attempt stays counted)."""
+        self.running -= 1
+        if job.revoked:
+            self._forget(job)
+        else:
+            self._finish_cancelled(job, now)
 
     # -- outcomes ---------------------------------------------------------------------------------
 

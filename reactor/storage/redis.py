@@ -234,7 +234,9 @@ class RedisStorage(Storage):
                 await self._writer_task
         self._writer_task = None
         error = StorageUnavailableError("Redis storage closed")
-        self._fail_waiters(list(self._pending.values()) + list(self._inflight.values()), error)
+        self._fail_waiters(
+            list(self._pending.values()) + list(self._inflight.values()), error, closing=True
+        )
         await self._release()
 
     @property
@@ -293,6 +295,16 @@ class RedisStorage(Storage):
         for job in jobs:
             self._queue(job.id, _ADD, job, [ack])
         await ack.future
+
+    def write_ahead(self, jobs: Sequence[JobRecord]) -> asyncio.Future[None] | None:
+        """Write the jobs' current state with the next pipeline; the future is done once it is
+        written (see :meth:`Storage.write_ahead`). One future per batch of jobs, not per job."""
+        if not jobs:
+            return None
+        ack = _Ack(asyncio.get_running_loop().create_future(), len(jobs), {}, ahead=True)
+        for job in jobs:
+            self._queue(job.id, _UPDATE, job, [ack])
+        return ack.future
 
     def update(self, job: JobRecord) -> None:
         """Queue the job's current state; a record deleted meanwhile stays deleted."""
@@ -367,9 +379,9 @@ class RedisStorage(Storage):
         """Fail the adds of poisoned new jobs; quarantine and report acknowledged ones."""
         for job_id, (op, reason) in poisoned.items():
             log.error("Redis refused the write of job %s (%s); dropping it", job_id, reason)
-            if op.acks:  # not acknowledged yet: add() raises PoisonedRecordsError for it
-                for ack in op.acks:
-                    ack.settle(job_id, reason)
+            for ack in op.acks:  # add() and write_ahead() raise PoisonedRecordsError for it
+                ack.settle(job_id, reason)
+            if any(not ack.ahead for ack in op.acks):  # not acknowledged yet: nothing to move
                 continue
             assert self._redis is not None
             try:
@@ -458,15 +470,21 @@ class RedisStorage(Storage):
         except Exception as exc:
             raise _BatchFailedError(exc, poisoned) from exc
 
-    def _fail_waiters(self, ops: Iterable[_Op], error: StorageUnavailableError) -> None:
-        """Fail the ``add`` calls waiting on ``ops``; their jobs are then forgotten again."""
+    def _fail_waiters(
+        self, ops: Iterable[_Op], error: StorageUnavailableError, *, closing: bool = False
+    ) -> None:
+        """Fail the ``add`` calls waiting on ``ops``; their jobs are then forgotten again.
+
+        Write-aheads keep waiting (their writes stay queued) unless the storage is ``closing``.
+        """
         for op in ops:
-            if not op.acks:
+            failing = [ack for ack in op.acks if closing or not ack.ahead]
+            if not failing:
                 continue
-            for ack in op.acks:
+            for ack in failing:
                 if not ack.future.done():
                     ack.future.set_exception(error)
-            op.acks = []
+            op.acks = [ack for ack in op.acks if ack not in failing]
             if op.kind == _ADD:  # not acknowledged: do not resume it after a restart
                 op.kind, op.job = _REMOVE, None
 

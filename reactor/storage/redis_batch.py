@@ -36,11 +36,14 @@ Rows = Callable[[list[tuple[str, "_Op"]]], list[tuple[list[bytes | str], list[st
 
 @dataclass(slots=True)
 class _Ack:
-    """One ``add`` call waiting until the pipeline carrying its jobs has been written."""
+    """One ``add`` (or ``write_ahead``: ``ahead``) call waiting until the pipeline carrying its
+    jobs has been written. An outage fails an ``add`` at once (its jobs are not acknowledged);
+    a write-ahead waits for the write across outages."""
 
     future: asyncio.Future[None]
     remaining: int
     failed: dict[str, str]
+    ahead: bool = False
 
     def settle(self, job_id: str = "", reason: str = "") -> None:
         """One of the call's jobs is written (or, with a ``reason``, could not be)."""

@@ -1,0 +1,92 @@
+"""Write-ahead attempts against a real redis-server (issue 10): a crash counts as an attempt.
+
+The attempt number and ``in progress`` reach Redis before a job's body starts, so a job killed
+with its node runs again with the next attempt number, and a job that kills its node every time
+fails after ``max_attempt`` crashes with error feedback instead of crash-looping it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import pytest
+
+from reactor import Distributor, JobFailed
+from reactor.monitor import RedisMonitor
+from reactor.testing import NodeProcess, async_wait_until
+
+from ..conftest import NodeFactory, Recorder, lines, wait_for_node
+
+pytestmark = pytest.mark.redis
+
+SETTINGS = {"merge_job_itself_to_args": True, "max_attempt": 3, "retry_multiplier": 0}
+
+
+async def _start(d: Distributor, start_node: NodeFactory, url: str) -> NodeProcess:
+    proc = start_node("w1", [d.address], storage=url, settings=SETTINGS)
+    await wait_for_node(d, "w1", proc=proc)
+    return proc
+
+
+async def test_a_poison_job_fails_after_max_attempt_crashes_and_others_keep_running(
+    distributor: Distributor, start_node: NodeFactory, redis_url: str, tmp_path: Path
+) -> None:
+    crashes = tmp_path / "crashes.txt"
+    errors = Recorder()
+    node = await _start(distributor, start_node, redis_url)
+    before = [distributor.enqueue("record", {"tag": f"b{i}"}) for i in range(5)]
+    await asyncio.wait_for(asyncio.gather(*before), 15)
+    poison = distributor.enqueue("crash_node", {"path": str(crashes)}, on_error=errors)
+    restarts = 0
+    deadline = time.monotonic() + 60
+    while not poison.done():  # the restart loop a supervisor would be
+        assert time.monotonic() < deadline, f"still crashing after {restarts} restarts"
+        if node.proc.poll() is not None:
+            assert node.proc.returncode == 1
+            assert restarts < 6, "the node kept crash-looping"
+            restarts += 1
+            node = await _start(distributor, start_node, redis_url)
+        await asyncio.sleep(0.05)
+    with pytest.raises(JobFailed) as failed:
+        await poison
+    assert failed.value.type_name == "NodeCrashed", failed.value
+    assert "attempt 3 of max_attempt 3" in str(failed.value)
+    assert [line.split()[1] for line in lines(crashes)] == ["1", "2", "3"]
+    assert restarts == 3 and node.proc.poll() is None, "the node must stop crash-looping"
+    await async_wait_until(lambda: len(errors.calls) == 1, 5)
+    after = [distributor.enqueue("record", {"tag": f"a{i}"}) for i in range(5)]
+    assert [r["result"] for r in await asyncio.wait_for(asyncio.gather(*after), 15)] == ["ok"] * 5
+    with RedisMonitor(redis_url) as monitor:
+        record = monitor.load(poison.id)
+        assert record is not None
+        assert record["status"] == "failed" and record["attempt"] == 3
+        assert record["last_error"].startswith("NodeCrashed")
+
+
+async def test_a_job_killed_mid_run_runs_again_as_attempt_2(
+    distributor: Distributor, start_node: NodeFactory, redis_url: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "starts.txt"
+    node = await _start(distributor, start_node, redis_url)
+    ok = Recorder()
+    spec = {"path": str(path), "seconds": 30, "until": 3}
+    handle = distributor.enqueue("note_attempt", spec, on_success=ok)
+    await async_wait_until(lambda: len(lines(path)) == 1, 10)
+    with RedisMonitor(redis_url) as monitor:  # written before the body started
+        record = monitor.load(handle.id)
+        assert record is not None and (record["status"], record["attempt"]) == ("in progress", 1)
+    node.kill()
+    node = await _start(distributor, start_node, redis_url)
+    await async_wait_until(lambda: len(lines(path)) == 2, 10)
+    assert [line.split()[:2] for line in lines(path)] == [["start", "1"], ["start", "2"]]
+    with RedisMonitor(redis_url) as monitor:
+        record = monitor.load(handle.id)
+        assert record is not None and (record["status"], record["attempt"]) == ("in progress", 2)
+        assert record["last_error"].startswith("NodeCrashed")
+    node.kill()  # once more: the third run is attempt 3, which finishes
+    await _start(distributor, start_node, redis_url)
+    result = await asyncio.wait_for(handle, 15)
+    assert result["attempt_seen"] == 3 and lines(path)[2].split()[:2] == ["start", "3"]
+    await async_wait_until(lambda: len(ok.calls) == 1, 5)
