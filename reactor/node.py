@@ -552,6 +552,8 @@ class Node:
                 if core.ready or (ahead is not None and ahead.written):
                     self.kick()
                 return
+        if ahead is not None and core.ready:  # room again now the written jobs have started
+            ahead.collect(now, wall)
         self._check_idle()
         if self._settled is not None:
             self._check_settled()

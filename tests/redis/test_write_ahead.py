@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from reactor import Distributor, JobFailed
+from reactor import Config, Distributor, JobFailed, Node
 from reactor.monitor import RedisMonitor
+from reactor.registry import JobRegistry
 from reactor.testing import NodeProcess, async_wait_until
+from reactor.write_ahead import MAX_AHEAD
 
 from ..conftest import NodeFactory, Recorder, lines, wait_for_node
 
@@ -90,3 +92,26 @@ async def test_a_job_killed_mid_run_runs_again_as_attempt_2(
     result = await asyncio.wait_for(handle, 15)
     assert result["attempt_seen"] == 3 and lines(path)[2].split()[:2] == ["start", "3"]
     await async_wait_until(lambda: len(ok.calls) == 1, 5)
+
+
+async def test_many_more_jobs_than_the_write_ahead_window_all_run_in_few_writes(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A long run slice: a full window of written jobs runs in one go, and whatever is ready
+    # after it must still be collected (no kick comes from elsewhere).
+    monkeypatch.setattr("reactor.node.RUN_SLICE", 30.0)
+    registry = JobRegistry()
+    registry.define("noop", lambda args: None)
+    n = 4 * MAX_AHEAD
+    config = Config(log_job_processing=False)
+    async with Distributor("127.0.0.1", 0, config=config) as d:
+        node = Node("w1", distributors=[d.address], storage=redis_url, registry=registry)
+        await node.start()
+        try:
+            await asyncio.wait_for(asyncio.gather(*(d.enqueue("noop", {}) for _ in range(n))), 60)
+            assert node.stats["attempts"] == n
+            assert node.storage is not None
+            batches = node.storage.batches  # type: ignore[attr-defined]
+            assert batches < n / 4, f"{batches} pipelines for {n} jobs: attempts not batched"
+        finally:
+            await node.stop()
