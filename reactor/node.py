@@ -27,6 +27,7 @@ from reactor import record as R
 from reactor.chain import run_async, run_sync
 from reactor.config import Config
 from reactor.core.node import NodeCore
+from reactor.core.wallclock import WallWatch
 from reactor.errors import (
     NodeNameTaken,
     PoisonedRecordsError,
@@ -107,6 +108,7 @@ class Node:
         self._timer_due = float("inf")
         self._watchdog: Watchdog | None = None
         self._ahead: WriteAhead | None = None
+        self._wall = WallWatch()
         self._idle_waiters: list[asyncio.Future[None]] = []
         self._answered: asyncio.Event | None = None
         self._stopping = False
@@ -479,6 +481,20 @@ class Node:
         if self._watchdog is not None:
             self._watchdog.loop_beat = now
         core.tick(now)
+        self._check_wall(core, now)
+
+    def _check_wall(self, core: NodeCore, now: float) -> None:
+        """Re-arm ``run_at=`` jobs when the wall clock jumped (see reactor.core.wallclock)."""
+        wall = time.time()
+        jump = self._wall.moved(now, wall)
+        if jump:
+            moved = core.wall_moved(now, wall)
+            log.warning(
+                "node %s: the wall clock jumped %+.1fs; %d run_at= jobs re-armed on it",
+                self.name,
+                jump,
+                moved,
+            )
 
     def _hand_back_blocked(self, now: float) -> int:
         assert self.core is not None

@@ -21,6 +21,7 @@ from reactor.config import Config
 from reactor.core.lifecycle import Next, after_attempt, args_or_empty, error_triple
 from reactor.core.link import SYNC_CHUNK, LinkState
 from reactor.core.schedule import TimerHeap
+from reactor.core.wallclock import at_wall
 from reactor.record import JobRecord
 
 log = logging.getLogger("reactor.node")
@@ -513,6 +514,23 @@ class NodeCore:
             job.phase = R.READY
             self.ready.append(job)
             self.port.kick()
+
+    def wall_moved(self, now: float, wall: float) -> int:
+        """The wall clock jumped: re-arm every waiting ``run_at=`` job on its wall instant.
+
+        ``after=``, ``period=`` and retry delays are durations and keep their due times. A job
+        whose instant has passed goes through the timer at once (its record is checked first).
+        Returns how many jobs were re-armed.
+        """
+        moved = 0
+        for job in self.jobs.values():
+            if job.phase != R.WAITING or not at_wall(job):
+                continue
+            self.timers.cancel(job.timer)
+            job.timer = None
+            self._schedule(job, now + max(0.0, job.run_at - wall), now)
+            moved += 1
+        return moved
 
     def fire_timers(self, now: float) -> None:
         """The armed timer went off: move due jobs on (after checking they were not deleted)."""
