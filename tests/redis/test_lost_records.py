@@ -73,3 +73,30 @@ async def test_flushdb_with_timers_pending_gives_job_lost_for_each(
         monitor.redis.flushdb()
     found = await _outcomes(handles, 20)
     assert (len(found["lost"]), len(found["cancelled"]), len(found["ok"])) == (100, 0, 0)
+
+
+async def test_a_corrupt_job_hash_blocks_nothing_and_is_quarantined_at_restart(
+    distributor: Distributor, start_node: NodeFactory, redis_url: str
+) -> None:
+    node = start_node("w1", [distributor.address], storage=redis_url)
+    await wait_for_node(distributor, "w1", proc=node)
+    victim = distributor.enqueue("record", {}, after=60)
+    with RedisMonitor(redis_url) as monitor:
+        await async_wait_until(lambda: victim.id in monitor.jobs_for("w1"), 10)
+        key = f"reactor:{{w1}}:job:{victim.id}"
+        monitor.redis.delete(key)
+        monitor.redis.set(key, "not a hash")  # someone overwrote the job's hash
+    others = [distributor.enqueue("record", {"i": i}) for i in range(50)]
+    results = await asyncio.wait_for(asyncio.gather(*others), 20)
+    assert [r["result"] for r in results] == ["ok"] * 50
+    node.kill()
+    node = start_node("w1", [distributor.address], storage=redis_url)
+    await async_wait_until(lambda: "node w1 started" in node.output(), 15)  # not stopped by it
+    assert "quarantined the record of job" in node.output()
+    with RedisMonitor(redis_url) as monitor:
+        shown = monitor.quarantined("w1")
+        assert victim.id in shown and shown[victim.id]["raw"] == "not a hash", shown
+    await wait_for_node(distributor, "w1", proc=node)
+    after = [distributor.enqueue("record", {"i": i}) for i in range(10)]
+    assert len(await asyncio.wait_for(asyncio.gather(*after), 20)) == 10
+    victim.cancel()
