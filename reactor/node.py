@@ -338,6 +338,8 @@ class Node:
         core = self.core
         if record is None or core is None or core.jobs.get(job_id) is not record:
             return  # a corrupt record found at resume: quarantined and reported by storage
+        if record.phase == R.DONE:
+            return  # failed already (its attempt could not be written: see WriteAhead)
         if record.phase == R.RUNNING:
             record.cancel_requested = True  # its run ends; nothing can be stored for it
             return
