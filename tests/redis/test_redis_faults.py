@@ -207,15 +207,25 @@ async def test_config_forbidden_by_acl_is_a_warning_not_a_failure(
 # -- poisoned data ----------------------------------------------------------------------------
 
 
-async def test_a_job_whose_hash_was_replaced_fails_alone_and_is_quarantined(
+async def _bad_and_good(
     redis_url: str, open_redis: Opener
-) -> None:
+) -> tuple[RedisStorage, Poisoned, JobRecord, JobRecord]:
+    """A storage holding jobs ``bad`` and ``good``, with ``bad``'s hash overwritten by a string
+    (what the storage reports as poisoned is collected)."""
     storage = await open_redis(redis_url)
     poisoned = collect(storage)
     bad, good = make_job("bad"), make_job("good")
     await storage.add([bad, good])
     with redis.Redis.from_url(redis_url) as client:
         client.set("reactor:{worker_1}:job:bad", "not a hash")
+    return storage, poisoned, bad, good
+
+
+async def test_a_job_whose_hash_was_replaced_fails_alone_and_is_quarantined(
+    redis_url: str, open_redis: Opener
+) -> None:
+    storage, poisoned, bad, good = await _bad_and_good(redis_url, open_redis)
+    with redis.Redis.from_url(redis_url) as client:
         bad.status = good.status = QUEUED
         storage.update(bad)
         storage.update(good)
@@ -350,12 +360,8 @@ async def test_a_corrupt_index_key_is_named_unavailability_until_fixed(
 async def test_a_write_ahead_names_a_poisoned_job_and_writes_the_others(
     redis_url: str, open_redis: Opener
 ) -> None:
-    storage = await open_redis(redis_url)
-    poisoned = collect(storage)
-    bad, good = make_job("bad"), make_job("good")
-    await storage.add([bad, good])
+    storage, poisoned, bad, good = await _bad_and_good(redis_url, open_redis)
     with redis.Redis.from_url(redis_url) as client:
-        client.set("reactor:{worker_1}:job:bad", "not a hash")
         for job in (bad, good):
             job.status, job.attempt = "in progress", 1
         written = storage.write_ahead([bad, good])
