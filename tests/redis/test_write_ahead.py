@@ -26,6 +26,14 @@ pytestmark = pytest.mark.redis
 SETTINGS = {"merge_job_itself_to_args": True, "max_attempt": 3, "retry_multiplier": 0}
 
 
+@pytest.fixture(params=["redis", "redis-cluster"])
+def url(request: pytest.FixtureRequest) -> str:
+    """One Redis, then a 3-master Redis Cluster: the node behaves the same on both."""
+    return str(
+        request.getfixturevalue("redis_url" if request.param == "redis" else "redis_cluster_url")
+    )
+
+
 async def _start(d: Distributor, start_node: NodeFactory, url: str) -> NodeProcess:
     proc = start_node("w1", [d.address], storage=url, settings=SETTINGS)
     await wait_for_node(d, "w1", proc=proc)
@@ -33,11 +41,11 @@ async def _start(d: Distributor, start_node: NodeFactory, url: str) -> NodeProce
 
 
 async def test_a_poison_job_fails_after_max_attempt_crashes_and_others_keep_running(
-    distributor: Distributor, start_node: NodeFactory, redis_url: str, tmp_path: Path
+    distributor: Distributor, start_node: NodeFactory, url: str, tmp_path: Path
 ) -> None:
     crashes = tmp_path / "crashes.txt"
     errors = Recorder()
-    node = await _start(distributor, start_node, redis_url)
+    node = await _start(distributor, start_node, url)
     before = [distributor.enqueue("record", {"tag": f"b{i}"}) for i in range(5)]
     await asyncio.wait_for(asyncio.gather(*before), 15)
     poison = distributor.enqueue("crash_node", {"path": str(crashes)}, on_error=errors)
@@ -49,7 +57,7 @@ async def test_a_poison_job_fails_after_max_attempt_crashes_and_others_keep_runn
             assert node.proc.returncode == 1
             assert restarts < 6, "the node kept crash-looping"
             restarts += 1
-            node = await _start(distributor, start_node, redis_url)
+            node = await _start(distributor, start_node, url)
         await asyncio.sleep(0.05)
     with pytest.raises(JobFailed) as failed:
         await poison
@@ -60,7 +68,7 @@ async def test_a_poison_job_fails_after_max_attempt_crashes_and_others_keep_runn
     await async_wait_until(lambda: len(errors.calls) == 1, 5)
     after = [distributor.enqueue("record", {"tag": f"a{i}"}) for i in range(5)]
     assert [r["result"] for r in await asyncio.wait_for(asyncio.gather(*after), 15)] == ["ok"] * 5
-    with RedisMonitor(redis_url) as monitor:
+    with RedisMonitor(url) as monitor:
         record = monitor.load(poison.id)
         assert record is not None
         assert record["status"] == "failed" and record["attempt"] == 3
@@ -68,34 +76,34 @@ async def test_a_poison_job_fails_after_max_attempt_crashes_and_others_keep_runn
 
 
 async def test_a_job_killed_mid_run_runs_again_as_attempt_2(
-    distributor: Distributor, start_node: NodeFactory, redis_url: str, tmp_path: Path
+    distributor: Distributor, start_node: NodeFactory, url: str, tmp_path: Path
 ) -> None:
     path = tmp_path / "starts.txt"
-    node = await _start(distributor, start_node, redis_url)
+    node = await _start(distributor, start_node, url)
     ok = Recorder()
     spec = {"path": str(path), "seconds": 30, "until": 3}
     handle = distributor.enqueue("note_attempt", spec, on_success=ok)
     await async_wait_until(lambda: len(lines(path)) == 1, 10)
-    with RedisMonitor(redis_url) as monitor:  # written before the body started
+    with RedisMonitor(url) as monitor:  # written before the body started
         record = monitor.load(handle.id)
         assert record is not None and (record["status"], record["attempt"]) == ("in progress", 1)
     node.kill()
-    node = await _start(distributor, start_node, redis_url)
+    node = await _start(distributor, start_node, url)
     await async_wait_until(lambda: len(lines(path)) == 2, 10)
     assert [line.split()[:2] for line in lines(path)] == [["start", "1"], ["start", "2"]]
-    with RedisMonitor(redis_url) as monitor:
+    with RedisMonitor(url) as monitor:
         record = monitor.load(handle.id)
         assert record is not None and (record["status"], record["attempt"]) == ("in progress", 2)
         assert record["last_error"].startswith("NodeCrashed")
     node.kill()  # once more: the third run is attempt 3, which finishes
-    await _start(distributor, start_node, redis_url)
+    await _start(distributor, start_node, url)
     result = await asyncio.wait_for(handle, 15)
     assert result["attempt_seen"] == 3 and lines(path)[2].split()[:2] == ["start", "3"]
     await async_wait_until(lambda: len(ok.calls) == 1, 5)
 
 
 async def test_many_more_jobs_than_the_write_ahead_window_all_run_in_few_writes(
-    redis_url: str, monkeypatch: pytest.MonkeyPatch
+    url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A long run slice: a full window of written jobs runs in one go, and whatever is ready
     # after it must still be collected (no kick comes from elsewhere).
@@ -105,7 +113,7 @@ async def test_many_more_jobs_than_the_write_ahead_window_all_run_in_few_writes(
     n = 4 * MAX_AHEAD
     config = Config(log_job_processing=False)
     async with Distributor("127.0.0.1", 0, config=config) as d:
-        node = Node("w1", distributors=[d.address], storage=redis_url, registry=registry)
+        node = Node("w1", distributors=[d.address], storage=url, registry=registry)
         await node.start()
         try:
             await asyncio.wait_for(asyncio.gather(*(d.enqueue("noop", {}) for _ in range(n))), 60)
