@@ -167,3 +167,49 @@ def test_a_stale_feedback_never_becomes_an_outcome() -> None:
     assert world.runs[job].outcomes == []
     _settle(world, 7.0)
     assert world.runs[job].outcomes == ["success"]
+
+
+def _crash_while_running(world: World, job_id: str, name: str, times: int) -> None:
+    """Crash node ``name`` whenever job ``job_id``'s body is under way (``times`` times), and
+    start it again a moment later, as a supervisor would."""
+    node = world.nodes[name]
+    crashed = [0]
+
+    def check() -> None:
+        process = node.process
+        if crashed[0] < times and process is not None and job_id in process.bodies:
+            crashed[0] += 1
+            node.crash()
+            world.clock.at(world.clock.now + 0.05, node.start)
+        world.clock.at(world.clock.now + 0.01, check)
+
+    world.clock.at(world.clock.now, check)
+
+
+def test_a_crash_during_a_durable_job_counts_as_an_attempt() -> None:
+    world = _world(("a", True, 1))
+    d = world.distributors[0]
+    world.clock.run_until(0.1)
+    job = d.enqueue({"dur": 0.3})
+    _crash_while_running(world, job, "a", times=1)
+    _settle(world, 10.0)
+    assert _outcomes(world)[job] == ["success"]
+    assert [(r[1], r[2]) for r in world.runs[job].runs] == [(1, "crash"), (2, "ok")]
+
+
+def test_a_job_that_crashes_its_node_every_time_fails_after_max_attempt() -> None:
+    world = _world(("a", True, 1))
+    d = world.distributors[0]
+    world.clock.run_until(0.1)
+    poison = d.enqueue({"dur": 0.3})
+    _crash_while_running(world, poison, "a", times=10)
+    _settle(world, 10.0)
+    assert _outcomes(world)[poison] == ["failure"]  # max_attempt=3 in the simulated config
+    assert [(r[1], r[2]) for r in world.runs[poison].runs] == [
+        (1, "crash"),
+        (2, "crash"),
+        (3, "crash"),
+    ]
+    other = d.enqueue({"dur": 0.01})  # the node serves again
+    _settle(world, 15.0)
+    assert _outcomes(world)[other] == ["success"]
