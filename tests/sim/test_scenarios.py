@@ -7,6 +7,8 @@ and without a single sleep.
 
 from __future__ import annotations
 
+import pytest
+
 from reactor import protocol as P
 from tests.sim.scenario import violations
 from tests.sim.world import INTERVAL, LOST_AFTER, TIMEOUT, Faults, World
@@ -186,30 +188,24 @@ def _crash_while_running(world: World, job_id: str, name: str, times: int) -> No
     world.clock.at(world.clock.now, check)
 
 
-def test_a_crash_during_a_durable_job_counts_as_an_attempt() -> None:
+@pytest.mark.parametrize(
+    ("crashes", "outcome", "runs"),
+    [
+        (1, "success", [(1, "crash"), (2, "ok")]),  # the crashed run counts as attempt 1
+        (10, "failure", [(1, "crash"), (2, "crash"), (3, "crash")]),  # max_attempt=3 here
+    ],
+)
+def test_a_crash_during_a_durable_job_counts_as_an_attempt(
+    crashes: int, outcome: str, runs: list[tuple[int, str]]
+) -> None:
     world = _world(("a", True, 1))
     d = world.distributors[0]
     world.clock.run_until(0.1)
     job = d.enqueue({"dur": 0.3})
-    _crash_while_running(world, job, "a", times=1)
+    _crash_while_running(world, job, "a", times=crashes)
     _settle(world, 10.0)
-    assert _outcomes(world)[job] == ["success"]
-    assert [(r[1], r[2]) for r in world.runs[job].runs] == [(1, "crash"), (2, "ok")]
-
-
-def test_a_job_that_crashes_its_node_every_time_fails_after_max_attempt() -> None:
-    world = _world(("a", True, 1))
-    d = world.distributors[0]
-    world.clock.run_until(0.1)
-    poison = d.enqueue({"dur": 0.3})
-    _crash_while_running(world, poison, "a", times=10)
-    _settle(world, 10.0)
-    assert _outcomes(world)[poison] == ["failure"]  # max_attempt=3 in the simulated config
-    assert [(r[1], r[2]) for r in world.runs[poison].runs] == [
-        (1, "crash"),
-        (2, "crash"),
-        (3, "crash"),
-    ]
-    other = d.enqueue({"dur": 0.01})  # the node serves again
+    assert _outcomes(world)[job] == [outcome]
+    assert [(r[1], r[2]) for r in world.runs[job].runs] == runs
+    other = d.enqueue({"dur": 0.01})  # the node serves again: no crash loop
     _settle(world, 15.0)
     assert _outcomes(world)[other] == ["success"]
