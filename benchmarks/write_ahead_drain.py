@@ -32,11 +32,15 @@ async def main(url: str, n: int, write_ahead: bool) -> None:
         await node.start()
         if not write_ahead:
             node._ahead = None
-        began = time.monotonic()
+        began, cpu = time.monotonic(), time.process_time()
         await asyncio.gather(*(d.enqueue("noop", {"i": i}) for i in range(n)))
-        took = time.monotonic() - began
+        took, cpu = time.monotonic() - began, time.process_time() - cpu
+        batches = getattr(node.storage, "batches", 0)
         await node.stop()
-    print(f"{n} jobs in {took:.2f}s ({n / took:,.0f}/s), write-ahead {write_ahead}")
+    print(
+        f"{n} jobs in {took:.2f}s ({n / took:,.0f}/s), {cpu / n * 1e6:.0f} us CPU per job, "
+        f"{batches} pipelines, write-ahead {write_ahead}"
+    )
 
 
 if __name__ == "__main__":

@@ -302,8 +302,13 @@ class RedisStorage(Storage):
         if not jobs:
             return None
         ack = _Ack(asyncio.get_running_loop().create_future(), len(jobs), {}, ahead=True)
+        pending = self._pending
         for job in jobs:
-            self._queue(job.id, _UPDATE, job, [ack])
+            op = pending.get(job.id)
+            if op is not None and op.job is job:  # its update is queued (the usual case)
+                op.acks.append(ack)  # the record is encoded when the pipeline is built
+            else:
+                self._queue(job.id, _UPDATE, job, [ack])
         return ack.future
 
     def update(self, job: JobRecord) -> None:
