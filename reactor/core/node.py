@@ -626,6 +626,7 @@ class NodeCore:
             self._forget(job)
         else:
             self._finish_cancelled(job, now)
+        self.slot_freed()
 
     # -- outcomes ---------------------------------------------------------------------------------
 
