@@ -25,9 +25,11 @@ Failures (see :mod:`reactor.storage.redis_errors`): connection errors, READONLY,
 LOADING and MASTERDOWN make the storage unavailable until it has taken writes for a short
 stable period; authentication errors make :meth:`RedisStorage.start` raise
 :class:`~reactor.errors.StorageAuthError`; a write that fails for one job's key (WRONGTYPE) is
-dropped and reported for that job alone. At start, a ``maxmemory-policy`` that can evict job
-keys (``allkeys-*``) is logged as a WARNING; ``volatile-*`` only evicts keys with a TTL, and
-job keys have none, so it is accepted (only tombstones could be evicted).
+dropped and reported for that job alone. :meth:`RedisStorage.write_ahead` rides on the same
+batches: its future waits across outages and names the poisoned jobs. At start, a
+``maxmemory-policy`` that can evict job keys (``allkeys-*``) is logged as a WARNING;
+``volatile-*`` only evicts keys with a TTL, and job keys have none, so it is accepted (only
+tombstones could be evicted).
 """
 
 from __future__ import annotations
