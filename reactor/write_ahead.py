@@ -79,7 +79,7 @@ class WriteAhead:
             if (entry.is_async or job.defer) and core.running >= self.capacity:
                 core.wait_slot(job)
                 continue
-            core.begin(job, wall)
+            core.begin(job, wall, write=False)  # written below, as one batch
             batch.append(job)
             room -= 1
         if not batch:

@@ -608,15 +608,17 @@ class NodeCore:
             self.ready.appendleft(self.slot_wait.popleft())
             self.port.kick()
 
-    def begin(self, job: JobRecord, wall: float) -> None:
-        """An attempt starts: count it and persist it."""
+    def begin(self, job: JobRecord, wall: float, *, write: bool = True) -> None:
+        """An attempt starts: count it and persist it (``write=False``: the caller writes it
+        ahead of the body itself, see reactor.write_ahead)."""
         job.phase = R.RUNNING
         job.status = R.IN_PROGRESS
         job.attempt += 1
         job.run_at = wall
         self.running += 1
         self.stats["attempts"] += 1
-        self.port.write(job)
+        if write:
+            self.port.write(job)
 
     def dropped(self, job: JobRecord, now: float) -> None:
         """A begun job will not start after all: it was revoked or cancelled while its attempt

@@ -67,7 +67,8 @@ class Storage(ABC):
 
     def write_ahead(self, jobs: Sequence[JobRecord]) -> Future[None] | None:
         """Make the current state of ``jobs`` (their attempt, ``in progress``) durable before
-        their bodies start, so that a crash during a body counts as an attempt.
+        their bodies start, so that a crash during a body counts as an attempt. This writes
+        them (:meth:`update` by default; a backend may write only what a start changes).
 
         Returns:
             None when there is nothing to wait for (memory storage, which a crash forgets
@@ -75,6 +76,8 @@ class Storage(ABC):
             It fails with :class:`~reactor.errors.PoisonedRecordsError` naming the jobs whose
             state could not be written (their keys hold foreign data); the others are written.
         """
+        for job in jobs:
+            self.update(job)
         return None
 
     @abstractmethod

@@ -69,6 +69,7 @@ from reactor.storage.redis_errors import describe as _describe
 from reactor.storage.redis_health import Availability, check_eviction, probe_writes
 from reactor.storage.redis_layout import (
     _ADD,
+    _BEGIN,
     _REMOVE,
     _SCRIPTS,
     _UPDATE,
@@ -307,10 +308,10 @@ class RedisStorage(Storage):
         pending = self._pending
         for job in jobs:
             op = pending.get(job.id)
-            if op is not None and op.job is job:  # its update is queued (the usual case)
+            if op is not None and op.job is job:  # a whole-record write is queued already
                 op.acks.append(ack)  # the record is encoded when the pipeline is built
             else:
-                self._queue(job.id, _UPDATE, job, [ack])
+                self._queue(job.id, _BEGIN, job, [ack])
         return ack.future
 
     def update(self, job: JobRecord) -> None:

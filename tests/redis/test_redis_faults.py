@@ -392,3 +392,25 @@ async def test_a_write_ahead_waits_out_an_outage_instead_of_failing(
     await asyncio.wait_for(written, 10)
     with server.client() as client:
         assert client.hget("reactor:{worker_1}:job:j", "attempt") == b"1"
+
+
+async def test_a_write_ahead_writes_what_a_start_changes_and_an_update_the_rest(
+    redis_url: str, open_redis: Opener
+) -> None:
+    storage = await open_redis(redis_url)
+    job = make_job("j")
+    await storage.add([job])
+    job.status, job.attempt, job.run_at = "in progress", 1, 1_800_000_000.5
+    job.last_error = "not part of a start"
+    written = storage.write_ahead([job])
+    assert written is not None
+    await asyncio.wait_for(written, 5)
+    with redis.Redis.from_url(redis_url) as client:
+        stored = client.hgetall("reactor:{worker_1}:job:j")
+        assert stored[b"status"] == b"in progress" and stored[b"attempt"] == b"1"
+        assert stored[b"run_at"] == b"1800000000.5" and b"last_error" not in stored
+        storage.update(job)  # an update pending when a write-ahead comes writes everything
+        again = storage.write_ahead([job])
+        assert again is not None
+        await asyncio.wait_for(again, 5)
+        assert client.hget("reactor:{worker_1}:job:j", "last_error") == b"not part of a start"
