@@ -28,6 +28,7 @@ from reactor.chain import run_async, run_sync, run_sync_limited
 from reactor.config import Config
 from reactor.core.lifecycle import RetryPolicy
 from reactor.core.node import NodeCore
+from reactor.core.wallclock import WallWatch
 from reactor.errors import (
     NodeNameTaken,
     PoisonedRecordsError,
@@ -43,6 +44,7 @@ from reactor.record import JobRecord
 from reactor.registry import JobEntry, JobRegistry
 from reactor.storage import Storage, resolve_storage
 from reactor.watchdog import Watchdog
+from reactor.write_ahead import WriteAhead
 
 if TYPE_CHECKING:
     from reactor.follower import Follower
@@ -124,6 +126,8 @@ class Node:
         self._timer_handle: asyncio.TimerHandle | None = None
         self._timer_due = float("inf")
         self._watchdog: Watchdog | None = None
+        self._ahead: WriteAhead | None = None
+        self._wall = WallWatch()
         self._idle_waiters: list[asyncio.Future[None]] = []
         self._answered: asyncio.Event | None = None
         self._stopping = False
@@ -183,6 +187,15 @@ class Node:
                 retry_multiplier=float(self.config["retry_multiplier"]),
             ),
         )
+        if self.storage.durable:
+            self._ahead = WriteAhead(
+                core,
+                self.storage,
+                self.registry,
+                capacity=self.capacity,
+                kick=self.kick,
+                unknown=self._unknown,
+            )
         if self.config["retry_jobs_at_start"]:
             core.resume(await self.storage.unfinished(), time.monotonic(), time.time())
         core.started = True
@@ -396,6 +409,8 @@ class Node:
         core = self.core
         if record is None or core is None or core.jobs.get(job_id) is not record:
             return  # a corrupt record found at resume: quarantined and reported by storage
+        if record.phase == R.DONE:
+            return  # failed already (its attempt could not be written: see WriteAhead)
         if record.phase == R.RUNNING:
             record.cancel_requested = True  # its run ends; nothing can be stored for it
             return
@@ -557,9 +572,23 @@ class Node:
         now = time.monotonic()
         if self._watchdog is not None:
             self._watchdog.loop_beat = now
-        core.tick(now, time.time())
+        core.tick(now)
+        self._check_wall(core, now)
         for key, state in core.links.items():
             self._reach.check(key, state.welcomed, now)
+
+    def _check_wall(self, core: NodeCore, now: float) -> None:
+        """Re-arm ``run_at=`` jobs when the wall clock jumped (see reactor.core.wallclock)."""
+        wall = time.time()
+        jump = self._wall.moved(now, wall)
+        if jump:
+            moved = core.wall_moved(now, wall)
+            log.warning(
+                "node %s: the wall clock jumped %+.1fs; %d run_at= jobs re-armed on it",
+                self.name,
+                jump,
+                moved,
+            )
 
     def _hand_back_blocked(self, now: float) -> int:
         assert self.core is not None
@@ -583,11 +612,14 @@ class Node:
             return
         watchdog = self._watchdog
         metrics = self.metrics
+        ahead = self._ahead  # durable storage: jobs start once their attempt is written
         wall = time.time()
         now = time.monotonic()
         deadline = now + RUN_SLICE
+        if ahead is not None:
+            ahead.collect(now, wall)
         while True:
-            job = core.next_ready(now)
+            job = core.next_ready(now) if ahead is None else ahead.next_written(now)
             if job is None:
                 break
             entry = registry.get(job.name)
@@ -596,7 +628,10 @@ class Node:
                 core.fail(job, "NoSuchJob", self._unknown(job), now, wall)
                 continue
             if entry.is_async or job.defer:
-                if core.running >= self.capacity:
+                if ahead is not None:
+                    metrics.attempt_started(job, wall)
+                    self._spawn(self._run_async(job, entry))
+                elif core.running >= self.capacity:
                     core.wait_slot(job)
                 else:
                     metrics.attempt_started(job, wall)
@@ -604,7 +639,8 @@ class Node:
                     self._spawn(self._run_async(job, entry))
                 continue
             metrics.attempt_started(job, wall)
-            core.begin(job, wall)
+            if ahead is None:
+                core.begin(job, wall)
             try:
                 args = self._attempt_args(job)
             except ProtocolError as exc:
@@ -641,9 +677,11 @@ class Node:
             core.finished(job, attempt, now, wall)
             metrics.attempt_ended(job, now - began)
             if now > deadline:
-                if core.ready or core.ranked:
+                if core.ready or core.ranked or (ahead is not None and ahead.written):
                     self.kick()
                 return
+        if ahead is not None and (core.ready or core.ranked):  # room again: the written jobs ran
+            ahead.collect(now, wall)
         self._check_idle()
         if self._settled is not None:
             self._check_settled()

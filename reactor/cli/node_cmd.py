@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -199,9 +200,12 @@ async def _serve(node: Node) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
     try:
-        await node.start()
-        assert node.stopped is not None
         signalled = asyncio.ensure_future(stop.wait())
+        if not await _started(node, signalled):
+            signalled.cancel()
+            log.info("node %s: stopped during its start", node.name)
+            return 0
+        assert node.stopped is not None
         ended = asyncio.ensure_future(node.stopped.wait())
         await asyncio.wait({signalled, ended}, return_when=asyncio.FIRST_COMPLETED)
         signalled.cancel()
@@ -215,3 +219,22 @@ async def _serve(node: Node) -> int:
         return 1
     log.info("node %s stopped", node.name)
     return 0
+
+
+async def _started(node: Node, signalled: asyncio.Future[Any]) -> bool:
+    """Start ``node`` unless a signal comes first (while it waits for Redis or a distributor):
+    then cancel the start, release what it opened, and return False.
+
+    Raises:
+        ReactorError: the start failed (wrong Redis password, name taken, ...).
+    """
+    starting = asyncio.ensure_future(node.start())
+    await asyncio.wait({starting, signalled}, return_when=asyncio.FIRST_COMPLETED)
+    if starting.done():
+        starting.result()
+        return True
+    starting.cancel()
+    with contextlib.suppress(asyncio.CancelledError, ReactorError):
+        await starting
+    await node.close()
+    return False

@@ -32,6 +32,7 @@ from reactor.core.lifecycle import (
 )
 from reactor.core.link import SYNC_CHUNK, LinkState
 from reactor.core.schedule import TimerHeap
+from reactor.core.wallclock import at_wall
 from reactor.record import JobRecord
 
 log = logging.getLogger("reactor.node")
@@ -40,8 +41,6 @@ TRACEBACK_KEPT = 8192
 
 #: A cron timer that fires more than this many seconds before its wall-clock instant waits more.
 _EARLY = 0.001
-#: A change of the wall clock against the monotonic one larger than this (seconds) is a jump.
-_CLOCK_JUMP = 1.0
 
 _RETENTION = {
     R.COMPLETE: "remove_done_jobs",
@@ -115,7 +114,6 @@ class NodeCore:
             None, max_attempt=self.max_attempt, retry_multiplier=self.retry_multiplier
         )
         self.rng = rng  # the jitter source (None: the random module's)
-        self._wall_offset: float | None = None  # wall - monotonic at the last tick
         self.links = {key: LinkState(key) for key in links}
         self.jobs: dict[str, JobRecord] = {}
         self.ready: deque[JobRecord] = deque()  # due jobs of priority 0, in order
@@ -161,11 +159,9 @@ class NodeCore:
             now,
         )
 
-    def tick(self, now: float, wall: float | None = None) -> None:
-        """Every heartbeat interval: hellos, heartbeats, lapsed leases and re-sends; with
-        ``wall``, cron timers follow a jump of the wall clock (see :meth:`_follow_wall_clock`)."""
-        if wall is not None:
-            self._follow_wall_clock(now, wall)
+    def tick(self, now: float) -> None:
+        """Every heartbeat interval: hellos, heartbeats, lapsed leases and re-sends. (The driver
+        also watches the wall clock, see :meth:`wall_moved`.)"""
         for link in self.links.values():
             if link.refused is not None:
                 continue
@@ -189,30 +185,6 @@ class NodeCore:
                 self.port.send(link.key, P.HandBack(items, "re-sent"))
             if not link.synced and now - link.sync_at > 2 * self.rto:
                 self._sync(link, now)
-
-    def _follow_wall_clock(self, now: float, wall: float) -> None:
-        """Cron instants are wall-clock times held on monotonic timers (DESIGN §3 "Time"): when
-        the wall clock jumps (set by hand, an NTP step), re-arm every waiting cron job so it fires
-        at its instant on the new clock. Costs one subtraction per tick when nothing jumped."""
-        offset = wall - now
-        last, self._wall_offset = self._wall_offset, offset
-        if last is None or abs(offset - last) < _CLOCK_JUMP:
-            return
-        moved = 0
-        for job in list(self.jobs.values()):
-            if job.cron is None or job.phase != R.WAITING:
-                continue
-            due = now + (job.run_at - wall) if job.run_at > wall else 0.0
-            if abs(due - job.due) > _EARLY:
-                self.timers.cancel(job.timer)
-                job.timer = None
-                self._schedule(job, due, now)
-                moved += 1
-        log.warning(
-            "the wall clock jumped %+.1fs; %d cron jobs re-armed for their instants",
-            offset - last,
-            moved,
-        )
 
     def announce(self, now: float) -> None:
         """Tell every welcomed distributor at once whether this node takes jobs."""
@@ -550,7 +522,10 @@ class NodeCore:
         if job.phase == R.WAITING:
             self.timers.cancel(job.timer)
             job.timer = None
-        if job.phase not in (R.RUNNING, R.STORING):
+        if job.phase == R.DONE:  # its stored record already follows the retention settings
+            if self.jobs.get(job_id) is job:
+                del self.jobs[job_id]
+        elif job.phase not in (R.RUNNING, R.STORING):
             self._forget(job)  # READY copies are skipped when they come up
 
     def _forget(self, job: JobRecord) -> None:
@@ -568,11 +543,20 @@ class NodeCore:
             self.jobs[job.id] = job
             due = now + (job.run_at - wall) if job.run_at > wall else 0.0
             if job.status == R.IN_PROGRESS:
-                # The node died while this ran: that run counts as an attempt.
-                job.last_error = "the node stopped while the job was running"
+                # The node died while this ran: that run counts as an attempt (its number and
+                # "in progress" were written before the body started).
+                job.last_error = f"NodeCrashed: the node died during attempt {job.attempt}"
                 job.failed_at = wall
-                if job.attempt >= self.policy(job).limit(job):
-                    error = ("NodeStopped", job.last_error, "")
+                if job.attempt >= (limit := self.policy(job).limit(job)):
+                    message = (
+                        f"the node died while the job was running, on attempt {job.attempt} of "
+                        f"max_attempt {limit} (a crash counts as an attempt); not "
+                        "run again, so that a job that kills its node cannot crash-loop it"
+                    )
+                    job.last_error = f"NodeCrashed: {message}"
+                    log.error("job %s (%r): %s", job.id, job.name, message)
+                    self.stats["failed"] += 1
+                    error = ("NodeCrashed", message, "")
                     self._end(
                         job, P.FAILURE, P.pack_result_args(args_or_empty(job)), error, R.FAILED, now
                     )
@@ -606,6 +590,24 @@ class NodeCore:
             else:
                 self.ready.append(job)
             self.port.kick()
+
+    def wall_moved(self, now: float, wall: float) -> int:
+        """The wall clock jumped: re-arm every waiting ``run_at=`` and ``cron=`` job on its wall
+        instant.
+
+        ``after=``, ``period=`` and retry delays are durations and keep their due times. A job
+        whose instant has passed goes through the timer at once (its record is checked first).
+        Returns how many jobs were re-armed.
+        """
+        moved = 0
+        for job in self.jobs.values():
+            if job.phase != R.WAITING or (job.cron is None and not at_wall(job)):
+                continue
+            self.timers.cancel(job.timer)
+            job.timer = None
+            self._schedule(job, now + max(0.0, job.run_at - wall), now)
+            moved += 1
+        return moved
 
     def fire_timers(self, now: float, wall: float | None = None) -> None:
         """The armed timer went off: move due jobs on (after checking they were not deleted).
@@ -709,9 +711,10 @@ class NodeCore:
             self._make_ready(self.slot_wait.popleft(), front=True)
             self.port.kick()
 
-    def begin(self, job: JobRecord, wall: float) -> None:
-        """An attempt starts: count it and persist it (a cron job keeps its instant in
-        ``run_at`` when it starts a hair before it, so that its next run follows that one)."""
+    def begin(self, job: JobRecord, wall: float, *, write: bool = True) -> None:
+        """An attempt starts: count it and persist it (``write=False``: the caller writes it
+        ahead of the body itself, see reactor.write_ahead). A cron job keeps its instant in
+        ``run_at`` when it starts a hair before it, so that its next run follows that one."""
         job.phase = R.RUNNING
         job.status = R.IN_PROGRESS
         job.attempt += 1
@@ -719,7 +722,18 @@ class NodeCore:
             job.run_at = wall
         self.running += 1
         self.stats["attempts"] += 1
-        self.port.write(job)
+        if write:
+            self.port.write(job)
+
+    def dropped(self, job: JobRecord, now: float) -> None:
+        """A begun job will not start after all: it was revoked or cancelled while its attempt
+        was being written (the attempt stays counted)."""
+        self.running -= 1
+        if job.revoked:
+            self._forget(job)
+        else:
+            self._finish_cancelled(job, now)
+        self.slot_freed()
 
     # -- outcomes ---------------------------------------------------------------------------------
 

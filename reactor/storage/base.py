@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from abc import ABC, abstractmethod
+from asyncio import Future
 from collections.abc import Callable, Sequence
 
 from reactor.record import JobRecord
@@ -81,6 +82,21 @@ class Storage(ABC):
 
     async def flush(self) -> None:
         """Wait until every update and removal so far has been written."""
+
+    def write_ahead(self, jobs: Sequence[JobRecord]) -> Future[None] | None:
+        """Make the current state of ``jobs`` (their attempt, ``in progress``) durable before
+        their bodies start, so that a crash during a body counts as an attempt. This writes
+        them (:meth:`update` by default; a backend may write only what a start changes).
+
+        Returns:
+            None when there is nothing to wait for (memory storage, which a crash forgets
+            anyway); else a future, done once every one of ``jobs`` is written, across outages.
+            It fails with :class:`~reactor.errors.PoisonedRecordsError` naming the jobs whose
+            state could not be written (their keys hold foreign data); the others are written.
+        """
+        for job in jobs:
+            self.update(job)
+        return None
 
     @abstractmethod
     async def exists(self, jobs: Sequence[JobRecord]) -> list[bool]:

@@ -25,9 +25,11 @@ Failures (see :mod:`reactor.storage.redis_errors`): connection errors, READONLY,
 LOADING and MASTERDOWN make the storage unavailable until it has taken writes for a short
 stable period; authentication errors make :meth:`RedisStorage.start` raise
 :class:`~reactor.errors.StorageAuthError`; a write that fails for one job's key (WRONGTYPE) is
-dropped and reported for that job alone. At start, a ``maxmemory-policy`` that can evict job
-keys (``allkeys-*``) is logged as a WARNING; ``volatile-*`` only evicts keys with a TTL, and
-job keys have none, so it is accepted (only tombstones could be evicted).
+dropped and reported for that job alone. :meth:`RedisStorage.write_ahead` rides on the same
+batches: its future waits across outages and names the poisoned jobs. At start, a
+``maxmemory-policy`` that can evict job keys (``allkeys-*``) is logged as a WARNING;
+``volatile-*`` only evicts keys with a TTL, and job keys have none, so it is accepted (only
+tombstones could be evicted).
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ from reactor.storage.redis_errors import describe as _describe
 from reactor.storage.redis_health import Availability, check_eviction, probe_writes
 from reactor.storage.redis_layout import (
     _ADD,
+    _BEGIN,
     _REMOVE,
     _SCRIPTS,
     _UPDATE,
@@ -236,7 +239,9 @@ class RedisStorage(Storage):
                 await self._writer_task
         self._writer_task = None
         error = StorageUnavailableError("Redis storage closed")
-        self._fail_waiters(list(self._pending.values()) + list(self._inflight.values()), error)
+        self._fail_waiters(
+            list(self._pending.values()) + list(self._inflight.values()), error, closing=True
+        )
         await self._release()
 
     @property
@@ -295,6 +300,21 @@ class RedisStorage(Storage):
         for job in jobs:
             self._queue(job.id, _ADD, job, [ack])
         await ack.future
+
+    def write_ahead(self, jobs: Sequence[JobRecord]) -> asyncio.Future[None] | None:
+        """Write the jobs' current state with the next pipeline; the future is done once it is
+        written (see :meth:`Storage.write_ahead`). One future per batch of jobs, not per job."""
+        if not jobs:
+            return None
+        ack = _Ack(asyncio.get_running_loop().create_future(), len(jobs), {}, ahead=True)
+        pending = self._pending
+        for job in jobs:
+            op = pending.get(job.id)
+            if op is not None and op.job is job:  # a whole-record write is queued already
+                op.acks.append(ack)  # the record is encoded when the pipeline is built
+            else:
+                self._queue(job.id, _BEGIN, job, [ack])
+        return ack.future
 
     def update(self, job: JobRecord) -> None:
         """Queue the job's current state; a record deleted meanwhile stays deleted."""
@@ -372,9 +392,9 @@ class RedisStorage(Storage):
         """Fail the adds of poisoned new jobs; quarantine and report acknowledged ones."""
         for job_id, (op, reason) in poisoned.items():
             log.error("Redis refused the write of job %s (%s); dropping it", job_id, reason)
-            if op.acks:  # not acknowledged yet: add() raises PoisonedRecordsError for it
-                for ack in op.acks:
-                    ack.settle(job_id, reason)
+            for ack in op.acks:  # add() and write_ahead() raise PoisonedRecordsError for it
+                ack.settle(job_id, reason)
+            if any(not ack.ahead for ack in op.acks):  # not acknowledged yet: nothing to move
                 continue
             assert self._redis is not None
             try:
@@ -463,15 +483,21 @@ class RedisStorage(Storage):
         except Exception as exc:
             raise _BatchFailedError(exc, poisoned) from exc
 
-    def _fail_waiters(self, ops: Iterable[_Op], error: StorageUnavailableError) -> None:
-        """Fail the ``add`` calls waiting on ``ops``; their jobs are then forgotten again."""
+    def _fail_waiters(
+        self, ops: Iterable[_Op], error: StorageUnavailableError, *, closing: bool = False
+    ) -> None:
+        """Fail the ``add`` calls waiting on ``ops``; their jobs are then forgotten again.
+
+        Write-aheads keep waiting (their writes stay queued) unless the storage is ``closing``.
+        """
         for op in ops:
-            if not op.acks:
+            failing = [ack for ack in op.acks if closing or not ack.ahead]
+            if not failing:
                 continue
-            for ack in op.acks:
+            for ack in failing:
                 if not ack.future.done():
                     ack.future.set_exception(error)
-            op.acks = []
+            op.acks = [ack for ack in op.acks if ack not in failing]
             if op.kind == _ADD:  # not acknowledged: do not resume it after a restart
                 op.kind, op.job = _REMOVE, None
 

@@ -16,12 +16,14 @@ from reactor.storage.redis_errors import POISON, classify, describe
 from reactor.storage.redis_layout import (
     _ADD,
     _ADD_SHA,
+    _BEGIN,
     _CHUNK,
     _REMOVE,
     _UNMAP_SHA,
     _UPDATE,
     _UPDATE_SHA,
     _pack,
+    encode_begin,
     index_key,
     job_key,
     job_node_key,
@@ -36,11 +38,14 @@ Rows = Callable[[list[tuple[str, "_Op"]]], list[tuple[list[bytes | str], list[st
 
 @dataclass(slots=True)
 class _Ack:
-    """One ``add`` call waiting until the pipeline carrying its jobs has been written."""
+    """One ``add`` (or ``write_ahead``: ``ahead``) call waiting until the pipeline carrying its
+    jobs has been written. An outage fails an ``add`` at once (its jobs are not acknowledged);
+    a write-ahead waits for the write across outages."""
 
     future: asyncio.Future[None]
     remaining: int
     failed: dict[str, str]
+    ahead: bool = False
 
     def settle(self, job_id: str = "", reason: str = "") -> None:
         """One of the call's jobs is written (or, with a ``reason``, could not be)."""
@@ -71,10 +76,13 @@ class _Op:
     def then(self, later: _Op) -> _Op:
         """This write followed by ``later``, as one write."""
         acks = self.acks + later.acks
-        if later.kind == _UPDATE:
+        if later.kind == _UPDATE or later.kind == _BEGIN:
             if self.kind == _REMOVE:  # an update never brings back a removed record
                 return _Op(_REMOVE, None, later.version, acks)
-            return _Op(self.kind, later.job, later.version, acks)
+            # A begin adds nothing to a pending add or update (both write the whole record);
+            # an update after a begin writes the whole record.
+            kind = _UPDATE if self.kind == _BEGIN and later.kind == _UPDATE else self.kind
+            return _Op(kind, later.job, later.version, acks)
         return _Op(later.kind, later.job, later.version, acks)
 
 
@@ -122,6 +130,12 @@ def queue_writes(
         chunk = updated[i : i + _CHUNK]
         keys = [job_key(prefix, node, job_id) for job_id, _op in chunk]
         pipe.execute_command("EVALSHA", _UPDATE_SHA, len(keys), *keys, _pack(rows(chunk)))
+    begun = [(job_id, op.job) for job_id, op in ops.items() if op.kind == _BEGIN and op.job]
+    for i in range(0, len(begun), _CHUNK):
+        chunk_jobs = begun[i : i + _CHUNK]
+        keys = [job_key(prefix, node, job_id) for job_id, _job in chunk_jobs]
+        packed = _pack([encode_begin(job) for _id, job in chunk_jobs])
+        pipe.execute_command("EVALSHA", _UPDATE_SHA, len(keys), *keys, packed)
     if not index:
         return
     node_index = index_key(prefix, node)

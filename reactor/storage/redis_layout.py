@@ -75,7 +75,9 @@ _SCRIPTS: Final = {
 }
 _ADD_SHA, _UPDATE_SHA, _UNMAP_SHA = _SCRIPTS
 _CHUNK: Final = 1000
-_ADD, _UPDATE, _REMOVE = 0, 1, 2
+#: Kinds of pending write: a new record, its whole state, its removal, or only what an
+#: attempt's start changes (a write-ahead: status, attempt, run_at).
+_ADD, _UPDATE, _REMOVE, _BEGIN = 0, 1, 2, 3
 #: Move one corrupt record aside, in the node's slot. KEYS: the job's key, its quarantined
 #: copy, the quarantine hash, the node's index; ARGV: the job id, why.
 QUARANTINE_LUA: Final = """
@@ -184,6 +186,18 @@ def encode_record(job: JobRecord) -> tuple[list[bytes | str], list[str]]:
             if value != default:
                 pairs += (name, repr(float(value)) if name in _FLOAT_FIELDS else str(value))
     return pairs, nulls
+
+
+def encode_begin(job: JobRecord) -> tuple[list[bytes | str], list[str]]:
+    """The fields an attempt's start changes, as an update row (a fifth of a whole record)."""
+    return [
+        "status",
+        job.status,
+        "attempt",
+        str(job.attempt),
+        "run_at",
+        repr(float(job.run_at)),
+    ], []
 
 
 def _decode_bool(value: bytes) -> bool:

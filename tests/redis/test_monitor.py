@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import time
 import tracemalloc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import msgpack
 import pytest
@@ -22,9 +23,20 @@ from tests.redis.conftest import ServerFactory, make_job, store_many
 pytestmark = pytest.mark.redis
 
 
-@pytest.fixture
-async def stored(redis_url: str) -> AsyncIterator[str]:
-    """``node`` and ``node_2`` with jobs in several statuses, written by the real storage."""
+@contextlib.contextmanager
+def _client(url: str) -> Iterator[redis.Redis]:
+    """A raw client for ``url``, a Cluster client on a cluster (the monitor's own)."""
+    with RedisMonitor(url) as monitor:
+        yield monitor.redis
+
+
+@pytest.fixture(params=["redis", "redis-cluster"])
+async def stored(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """``node`` and ``node_2`` with jobs in several statuses, written by the real storage, on
+    one Redis and on a 3-master Redis Cluster (the monitor runs unchanged on both)."""
+    redis_url = request.getfixturevalue(
+        "redis_url" if request.param == "redis" else "redis_cluster_url"
+    )
     node, node_2 = RedisStorage(redis_url), RedisStorage(redis_url)
     await node.start("node")
     await node_2.start("node_2")
@@ -79,7 +91,7 @@ def test_destroy_one_job(stored: str) -> None:
         assert monitor.load("n-queued") is None
         assert "n-queued" not in monitor.jobs_for("node")
         assert monitor.destroy("n-queued") is False
-    with redis.Redis.from_url(stored) as client:
+    with _client(stored) as client:
         assert not client.sismember("reactor:{node}:jobs", "n-queued")
         assert client.hget("reactor:job-node", "n-queued") is None
 
@@ -138,7 +150,7 @@ def test_retry_resets_the_record_and_queues_it_for_its_node(stored: str) -> None
         assert monitor.retry("n-failed") is False  # new now
         for job_id in ("n-new", "n-queued", "n-done", "missing", "other-1"):
             assert monitor.retry(job_id) is False, job_id
-    with redis.Redis.from_url(stored) as client:
+    with _client(stored) as client:
         assert client.lrange(retry_key("reactor", "node"), 0, -1) == [b"n-failed", b"n-error"]
         assert not client.exists(retry_key("reactor", "node_2"))
     assert retry_key("reactor", "node") == "reactor:{node}:retry"  # the node's hash tag
@@ -256,7 +268,7 @@ def test_cli_retry_failed(stored: str, capsys: pytest.CaptureFixture[str]) -> No
     assert json.loads(capsys.readouterr().out) == {"node": "node", "retried": 1}
     assert main(["monitor", "--redis", stored, "retry-failed", "node", "--yes"]) == 1
     assert "no failed jobs stored for node 'node'" in capsys.readouterr().err
-    with redis.Redis.from_url(stored) as client:
+    with _client(stored) as client:
         assert client.lrange("reactor:{node}:retry", 0, -1) == [b"n-failed"]
 
 

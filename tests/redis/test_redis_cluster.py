@@ -9,14 +9,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from redis.cluster import RedisCluster
 
+from reactor import Distributor
+from reactor.monitor import RedisMonitor
 from reactor.record import QUEUED, JobRecord
 from reactor.storage.redis import RedisStorage
+from reactor.testing import NodeProcess, async_wait_until
 from reactor.testing_redis import RedisClusterServers
+from tests.conftest import NodeFactory, lines, wait_for_node
 from tests.redis.conftest import make_job
 
 pytestmark = pytest.mark.redis
@@ -99,3 +104,37 @@ async def test_a_plain_url_to_any_cluster_node_is_detected(
         await storage.add([make_job(f"via-{server.port}")])
     resumed = await (await open_cluster("beta")).unfinished()
     assert len(resumed) == len(redis_cluster.servers)
+
+
+async def test_a_node_sigkilled_mid_run_on_a_cluster_resumes_with_nothing_lost(
+    distributor: Distributor, start_node: NodeFactory, redis_cluster_url: str, tmp_path: Path
+) -> None:
+    """A real node process on the cluster: deferred jobs and a running job survive a SIGKILL,
+    the running one counts its crashed attempt, and the monitor sees it all on the cluster."""
+    settings = {"merge_job_itself_to_args": True}
+
+    async def start() -> NodeProcess:
+        proc = start_node("w1", [distributor.address], storage=redis_cluster_url, settings=settings)
+        await wait_for_node(distributor, "w1", proc=proc)
+        return proc
+
+    node = await start()
+    path = tmp_path / "ran.txt"
+    starts = tmp_path / "starts.txt"
+    deferred = [
+        distributor.enqueue("record", {"path": str(path), "tag": f"d{i}"}, after=3)
+        for i in range(30)
+    ]
+    running = distributor.enqueue("note_attempt", {"path": str(starts), "seconds": 30, "until": 2})
+    with RedisMonitor(redis_cluster_url) as monitor:
+        await async_wait_until(lambda: len(lines(starts)) == 1, 10)
+        await async_wait_until(lambda: monitor.counts("w1").get("new", 0) == 30, 10)
+        record = monitor.load(running.id)
+        assert record is not None and (record["status"], record["attempt"]) == ("in progress", 1)
+    node.kill()
+    await start()
+    await asyncio.wait_for(asyncio.gather(*deferred), 20)
+    assert (await asyncio.wait_for(running, 20))["attempt_seen"] == 2
+    assert sorted(line.split()[0] for line in lines(path)) == sorted(f"d{i}" for i in range(30))
+    with RedisMonitor(redis_cluster_url) as monitor:
+        await async_wait_until(lambda: monitor.jobs_for("w1") == {}, 5)

@@ -207,15 +207,25 @@ async def test_config_forbidden_by_acl_is_a_warning_not_a_failure(
 # -- poisoned data ----------------------------------------------------------------------------
 
 
-async def test_a_job_whose_hash_was_replaced_fails_alone_and_is_quarantined(
+async def _bad_and_good(
     redis_url: str, open_redis: Opener
-) -> None:
+) -> tuple[RedisStorage, Poisoned, JobRecord, JobRecord]:
+    """A storage holding jobs ``bad`` and ``good``, with ``bad``'s hash overwritten by a string
+    (what the storage reports as poisoned is collected)."""
     storage = await open_redis(redis_url)
     poisoned = collect(storage)
     bad, good = make_job("bad"), make_job("good")
     await storage.add([bad, good])
     with redis.Redis.from_url(redis_url) as client:
         client.set("reactor:{worker_1}:job:bad", "not a hash")
+    return storage, poisoned, bad, good
+
+
+async def test_a_job_whose_hash_was_replaced_fails_alone_and_is_quarantined(
+    redis_url: str, open_redis: Opener
+) -> None:
+    storage, poisoned, bad, good = await _bad_and_good(redis_url, open_redis)
+    with redis.Redis.from_url(redis_url) as client:
         bad.status = good.status = QUEUED
         storage.update(bad)
         storage.update(good)
@@ -342,3 +352,65 @@ async def test_a_corrupt_index_key_is_named_unavailability_until_fixed(
     await asyncio.wait_for(storage.wait_available(), 5)
     await storage.add([make_job("c")])
     assert await storage.exists([make_job("c")]) == [True]
+
+
+# -- write-ahead attempts ---------------------------------------------------------------------
+
+
+async def test_a_write_ahead_names_a_poisoned_job_and_writes_the_others(
+    redis_url: str, open_redis: Opener
+) -> None:
+    storage, poisoned, bad, good = await _bad_and_good(redis_url, open_redis)
+    with redis.Redis.from_url(redis_url) as client:
+        for job in (bad, good):
+            job.status, job.attempt = "in progress", 1
+        written = storage.write_ahead([bad, good])
+        assert written is not None
+        with pytest.raises(PoisonedRecordsError) as caught:
+            await asyncio.wait_for(written, 5)
+        assert set(caught.value.failed) == {"bad"}
+        assert client.hget("reactor:{worker_1}:job:good", "status") == b"in progress"
+        await async_wait_until(lambda: [i for _r, i, _w in poisoned] == ["bad"], 5)
+    with RedisMonitor(redis_url) as monitor:
+        assert monitor.quarantined("worker_1")["bad"]["raw"] == "not a hash"
+
+
+async def test_a_write_ahead_waits_out_an_outage_instead_of_failing(
+    make_redis_server: ServerFactory, open_redis: Opener
+) -> None:
+    server = make_redis_server()
+    storage = await open_redis(server.url)
+    job = make_job("j")
+    await storage.add([job])
+    server.kill()
+    job.status, job.attempt = "in progress", 1
+    written = storage.write_ahead([job])
+    assert written is not None
+    await async_wait_until(lambda: not storage.available, 5)
+    assert not written.done(), "a write-ahead must not fail while Redis is away"
+    server.restart()
+    await asyncio.wait_for(written, 10)
+    with server.client() as client:
+        assert client.hget("reactor:{worker_1}:job:j", "attempt") == b"1"
+
+
+async def test_a_write_ahead_writes_what_a_start_changes_and_an_update_the_rest(
+    redis_url: str, open_redis: Opener
+) -> None:
+    storage = await open_redis(redis_url)
+    job = make_job("j")
+    await storage.add([job])
+    job.status, job.attempt, job.run_at = "in progress", 1, 1_800_000_000.5
+    job.last_error = "not part of a start"
+    written = storage.write_ahead([job])
+    assert written is not None
+    await asyncio.wait_for(written, 5)
+    with redis.Redis.from_url(redis_url) as client:
+        stored = client.hgetall("reactor:{worker_1}:job:j")
+        assert stored[b"status"] == b"in progress" and stored[b"attempt"] == b"1"
+        assert stored[b"run_at"] == b"1800000000.5" and b"last_error" not in stored
+        storage.update(job)  # an update pending when a write-ahead comes writes everything
+        again = storage.write_ahead([job])
+        assert again is not None
+        await asyncio.wait_for(again, 5)
+        assert client.hget("reactor:{worker_1}:job:j", "last_error") == b"not part of a start"

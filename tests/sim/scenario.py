@@ -104,7 +104,7 @@ def violations(world: World) -> list[str]:
     for job_id, run in world.runs.items():
         job = run.job
         oks = [r for r in run.runs if r[2] == "ok"]
-        errors = [r for r in run.runs if r[2] == "error"]
+        errors = [r for r in run.runs if r[2] in ("error", "crash")]  # a crash fails a run
         if len(run.outcomes) > 1:
             found.append(f"{job_id}: {len(run.outcomes)} terminal outcomes {run.outcomes}")
         if not run.outcomes and not exempt(world, run):

@@ -7,6 +7,8 @@ and without a single sleep.
 
 from __future__ import annotations
 
+import pytest
+
 from reactor import protocol as P
 from tests.sim.scenario import violations
 from tests.sim.world import INTERVAL, LOST_AFTER, TIMEOUT, Faults, World
@@ -167,3 +169,43 @@ def test_a_stale_feedback_never_becomes_an_outcome() -> None:
     assert world.runs[job].outcomes == []
     _settle(world, 7.0)
     assert world.runs[job].outcomes == ["success"]
+
+
+def _crash_while_running(world: World, job_id: str, name: str, times: int) -> None:
+    """Crash node ``name`` whenever job ``job_id``'s body is under way (``times`` times), and
+    start it again a moment later, as a supervisor would."""
+    node = world.nodes[name]
+    crashed = [0]
+
+    def check() -> None:
+        process = node.process
+        if crashed[0] < times and process is not None and job_id in process.bodies:
+            crashed[0] += 1
+            node.crash()
+            world.clock.at(world.clock.now + 0.05, node.start)
+        world.clock.at(world.clock.now + 0.01, check)
+
+    world.clock.at(world.clock.now, check)
+
+
+@pytest.mark.parametrize(
+    ("crashes", "outcome", "runs"),
+    [
+        (1, "success", [(1, "crash"), (2, "ok")]),  # the crashed run counts as attempt 1
+        (10, "failure", [(1, "crash"), (2, "crash"), (3, "crash")]),  # max_attempt=3 here
+    ],
+)
+def test_a_crash_during_a_durable_job_counts_as_an_attempt(
+    crashes: int, outcome: str, runs: list[tuple[int, str]]
+) -> None:
+    world = _world(("a", True, 1))
+    d = world.distributors[0]
+    world.clock.run_until(0.1)
+    job = d.enqueue({"dur": 0.3})
+    _crash_while_running(world, job, "a", times=crashes)
+    _settle(world, 10.0)
+    assert _outcomes(world)[job] == [outcome]
+    assert [(r[1], r[2]) for r in world.runs[job].runs] == runs
+    other = d.enqueue({"dur": 0.01})  # the node serves again: no crash loop
+    _settle(world, 15.0)
+    assert _outcomes(world)[other] == ["success"]

@@ -252,6 +252,8 @@ class Process:
         self.pending_writes: list[tuple[str, str, JobRecord | None]] = []
         self.acks: list[tuple[str, list[JobRecord]]] = []
         self.flush_armed = False
+        self.begun: list[JobRecord] = []  # durable: attempt written with the next flush, then run
+        self.bodies: dict[str, int] = {}  # job id -> attempt, for bodies under way
         self.kicked = False
         self.timer_at = float("inf")
         now = self.world.clock.now
@@ -337,6 +339,13 @@ class Process:
                 storage.put(record)
         for link, records in acks:
             self.core.stored(link, records, self.world.clock.now)
+        begun, self.begun = self.begun, []  # their attempts are stored: the bodies start
+        for job in begun:
+            if job.revoked or job.cancel_requested:
+                self.core.dropped(job, self.world.clock.now)
+                self.kick()
+            else:
+                self._body(job)
 
     def exists(self, records: list[JobRecord]) -> list[bool] | None:
         if not self.storage.durable:
@@ -372,12 +381,22 @@ class Process:
             if job is None:
                 return
             core.begin(job, EPOCH + now)
-            spec = P.unpack_args(job.args)
-            duration = spec.get("dur", 0.01)
-            self.later(now + duration, lambda j=job, s=spec: self._done(j, s))
+            if self.storage.durable:  # write-ahead: the body starts once the attempt is stored
+                self.begun.append(job)
+                self._flush_soon()
+            else:
+                self._body(job)
+
+    def _body(self, job: JobRecord) -> None:
+        now = self.world.clock.now
+        spec = P.unpack_args(job.args)
+        duration = spec.get("dur", 0.01)
+        self.bodies[job.id] = job.attempt
+        self.later(now + duration, lambda j=job, s=spec: self._done(j, s))
 
     def _done(self, job: JobRecord, spec: dict[str, Any]) -> None:
         now = self.world.clock.now
+        self.bodies.pop(job.id, None)
         run = self.world.runs.get(job.id)
         fails = spec.get("fail", 0)
         ok = job.attempt > fails
@@ -429,6 +448,10 @@ class SimNode:
         self.stopping = False
         if self.process is not None:
             self.process.alive = False
+            for job_id, attempt in self.process.bodies.items():  # a crash ends these runs
+                run = self.world.runs.get(job_id)
+                if run is not None:
+                    run.runs.append((self.name, attempt, "crash"))
             self.process = None
             if not self.storage.durable:
                 self.storage.records.clear()
