@@ -40,6 +40,8 @@ log = logging.getLogger("reactor.discovery")
 __all__ = ["Announcement", "Announcer", "list_announcements"]
 
 PREFIX = "reactor"
+#: A snapshot that took t seconds is taken again no sooner than this many times t later.
+SNAPSHOT_SHARE = 50
 
 #: Register or renew: KEYS hash, leases; ARGV session, record, lease end, channel, up event.
 #: Publishes the up event only when the session was not registered (a join, or a comeback).
@@ -205,9 +207,15 @@ class Announcer:
         self._task: asyncio.Task[None] | None = None
         self._failing = False
         self._closed = False
+        self._snap: dict[str, object] = {}
+        self._next_snapshot = 0.0
 
     def _announcement(self) -> Announcement:
-        snap = json_safe(self._snapshot())
+        now = time.monotonic()
+        if now >= self._next_snapshot:  # a snapshot walks every job: at most 2% of the loop
+            snap = json_safe(self._snapshot())
+            self._snap = snap if isinstance(snap, dict) else {}
+            self._next_snapshot = now + SNAPSHOT_SHARE * (time.monotonic() - now)
         return Announcement(
             group=self.group,
             session=self.session,
@@ -215,7 +223,7 @@ class Announcer:
             pid=os.getpid(),
             hostname=socket.gethostname(),
             lease_until=time.time() + self.lease,
-            snapshot=snap if isinstance(snap, dict) else {},
+            snapshot=self._snap,
         )
 
     async def start(self) -> None:

@@ -146,10 +146,10 @@ class Follower:
 
     async def _resync(self) -> None:
         assert self._client is not None
-        live = {a.session: a for a in await list_announcements(self._client, prefix=self._prefix)}
-        for session in [s for s in self.sessions if s not in live]:
-            self._drop(session)
-        for item in live.values():
+        # Sessions missing from the list are left to their lease timers: after a Redis restart
+        # that lost the data, live distributors announce themselves again within a heartbeat.
+        live = await list_announcements(self._client, prefix=self._prefix)
+        for item in live:
             self._add(item.session, item.address, item.lease_until)
 
     def _on_event(self, raw: bytes | str) -> None:

@@ -187,7 +187,7 @@ class Node:
             type(self.storage).__name__,
             ", ".join(self._links) or "none",
         )
-        if self._links or self.discover is not None:
+        if self._links:
             wait = 4.5 * core.interval + 0.5  # past the probation of a name (core.liveness)
             try:
                 await asyncio.wait_for(self._answered.wait(), wait)

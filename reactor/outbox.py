@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 
 import msgpack
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
 
 from reactor.core.routing import W_DELAY, JobState
@@ -40,6 +41,8 @@ PREFIX = "reactor"
 _FAILURES = (RedisError, RedisClusterException, OSError)
 #: Jobs per script call (Lua's unpack has a limit on arguments).
 CHUNK = 1000
+#: A sweep that took t seconds runs again no sooner than this many times t later.
+SWEEP_SHARE = 20
 #: How long a caller of ``enqueue`` waits for its write before giving up.
 WRITE_TIMEOUT = 30.0
 
@@ -179,6 +182,8 @@ class Outbox:
         self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._renewing = False
+        self._stopped = False
+        self._next_sweep = 0.0
         #: Written jobs not yet stored by a node, by id (their entries are swept once stored).
         self.unstored: dict[str, JobState] = {}
         #: Jobs written, taken over from other members, and entries removed.
@@ -217,8 +222,8 @@ class Outbox:
         """
         raw = encode(job)
         loop = self._loop
-        if loop is None:
-            raise ReactorError("the outbox is not started")
+        if loop is None or self._stopped:
+            raise ReactorError("the distributor's outbox is not open (not started, or stopping)")
         with self._lock:
             batch = self._batch
             batch.jobs.append(job)
@@ -249,6 +254,8 @@ class Outbox:
 
     async def _write(self, batch: _Batch) -> None:
         try:
+            if self._client is None:  # stopped meanwhile: these jobs are not in Redis
+                raise RedisConnectionError("the outbox is closed")
             try:
                 await self._write_entries(batch)
             except NoScriptError:  # Redis restarted (or failed over) since we loaded it
@@ -271,7 +278,11 @@ class Outbox:
                 f"cannot write {len(batch.jobs)} jobs to the outbox at {safe_url(self.url)}: "
                 f"{exc}; the jobs were not enqueued"
             )
+            log.error("%s", batch.error)
+            for job in batch.jobs:  # a caller on the loop already holds its handle: settle it
+                job.handle._resolve(None, batch.error)
         else:
+            batch.done.set()  # wake the callers first: what follows is the loop's own work
             self.stats["written"] += len(batch.jobs)
             for job in batch.jobs:
                 self.unstored[job.id] = job
@@ -301,11 +312,14 @@ class Outbox:
     def tick(self, stored: Callable[[JobState], bool]) -> None:
         """Renew the lease (taking over lapsed members) and remove the entries of jobs that
         ``stored(job)`` says a node has stored (or that ended)."""
-        done = [job_id for job_id, job in self.unstored.items() if stored(job)]
-        for job_id in done:
-            del self.unstored[job_id]
-        if done:
-            self._spawn(self._remove(done))
+        now = time.monotonic()
+        if now >= self._next_sweep:  # a sweep walks every unstored job: at most 5% of the loop
+            done = [job_id for job_id, job in self.unstored.items() if stored(job)]
+            for job_id in done:
+                del self.unstored[job_id]
+            if done:
+                self._spawn(self._remove(done))
+            self._next_sweep = now + SWEEP_SHARE * (time.monotonic() - now)
         if not self._renewing:
             self._renewing = True
             self._spawn(self._renew_quietly())
@@ -363,6 +377,8 @@ class Outbox:
     async def stop(self, stored: Callable[[JobState], bool]) -> None:
         """Remove the entries of stored jobs, then leave the group: an outbox with jobs left is
         taken over by another member (or a restarted one) at its next tick."""
+        self._stopped = True
+        self._flush()  # what was enqueued a moment ago is written before the group is left
         for task in list(self._tasks):
             if not task.done():
                 await asyncio.wait({task}, timeout=5.0)

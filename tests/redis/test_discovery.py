@@ -9,14 +9,17 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import redis as sync_redis
 
 from reactor import Config, Distributor
-from reactor.discovery import Announcement, list_announcements
+from reactor.discovery import Announcement, hash_key, list_announcements
 from reactor.redis_client import make_client
 from reactor.testing import async_wait_until
+from reactor.testing_redis import RedisServer
 
 from ..conftest import FAST, NodeFactory, wait_for_node
 
@@ -81,13 +84,14 @@ async def test_nodes_follow_distributors_as_they_come_and_go(
     assert sorted(a.address for a in listed) == sorted(d.address for d in first)
     assert {a.group for a in listed} == {"web"} and {a.pid for a in listed} == {os.getpid()}
     assert all(a.lease_until > time.time() for a in listed)
-    deadline = time.monotonic() + 10  # the snapshot published with a renewal shows the nodes
-    while True:
-        names = [{n["name"] for n in a.snapshot["nodes"]} for a in await announced(redis_url)]  # type: ignore[attr-defined]
-        if names == [{"n0", "n1"}] * 3:
-            break
-        assert time.monotonic() < deadline, names
-        await asyncio.sleep(0.05)
+
+    def snapshots_show_both_nodes() -> bool:  # published with a lease renewal
+        with sync_redis.Redis.from_url(redis_url) as client:
+            raw = client.hvals(hash_key())
+        views = [Announcement.from_json(r).snapshot["nodes"] for r in raw]
+        return [{n["name"] for n in v} for v in views] == [{"n0", "n1"}] * 3  # type: ignore[attr-defined]
+
+    await async_wait_until(snapshots_show_both_nodes, 10)
 
     # A fourth distributor, started later: every node joins it.
     fourth = Distributor("127.0.0.1", 0, config=config, announce=redis_url, group="web")
@@ -142,3 +146,30 @@ async def test_a_killed_distributor_disappears_after_its_lease(
     handle = static.enqueue("where", {"x": 2})
     assert (await asyncio.wait_for(handle, 10))["x"] == 2
     await static.stop()
+
+
+async def test_nodes_keep_their_distributors_through_a_redis_outage(
+    start_node: NodeFactory, make_redis_server: Callable[..., RedisServer]
+) -> None:
+    server = make_redis_server()
+    config = Config(**FAST)
+    d1 = Distributor("127.0.0.1", 0, config=config, announce=server.url)
+    await d1.start()
+    node = start_node("n0", [], extra=["--discover", server.url])
+    await wait_for_node(d1, "n0", proc=node)
+    log_path = node.log_path
+    assert log_path is not None
+
+    server.kill()  # no lease can be renewed or read now
+    await async_wait_until(lambda: log_has(log_path, "cannot confirm distributor session"), 15)
+    handle = d1.enqueue("where", {"x": 3})  # the node still serves d1
+    assert (await asyncio.wait_for(handle, 10))["x"] == 3
+    assert not log_has(log_path, f"distributor {d1.address} withdrawn")
+
+    server.start()  # the node subscribes again and finds a newcomer
+    d2 = Distributor("127.0.0.1", 0, config=config, announce=server.url)
+    await d2.start()
+    await async_wait_until(lambda: d2.node_alive("n0"), 20)
+    assert d1.node_alive("n0")
+    await d2.stop()
+    await d1.stop()

@@ -9,14 +9,16 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import redis as sync_redis
 
-from reactor import Config, Distributor
+from reactor import Config, Distributor, StorageUnavailableError
 from reactor.outbox import box_key, leases_key
 from reactor.testing import async_wait_until
+from reactor.testing_redis import RedisServer
 
 from ..conftest import FAST, NodeFactory, lines, wait_for_node
 
@@ -88,7 +90,9 @@ async def test_restarted_application_delivers_every_job_of_a_killed_one(
     await wait_for_node(d, "w1", proc=node)
     await async_wait_until(lambda: len(tags(path)) == COUNT, 30, message=f"{tags(path)=}")
     assert tags(path) == {f"job{i}" for i in range(COUNT)}
-    await async_wait_until(lambda: not d._outbox or not d._outbox.unstored, 10)
+    outbox = d._outbox
+    assert outbox is not None
+    await async_wait_until(lambda: not outbox.unstored, 10)
     await d.stop()
     client = sync_redis.Redis.from_url(redis_url)
     try:  # delivered jobs left no entries, and the group has no member left
@@ -107,8 +111,9 @@ async def test_a_live_member_takes_over_a_killed_members_outbox(
     await wait_for_node(d, "w1", proc=node)
     path = tmp_path / "ran.txt"
     _, killed = enqueue_and_kill(redis_url, "web", path, apps)
-    assert d._outbox is not None
-    await async_wait_until(lambda: d._outbox.stats["taken_over"] == COUNT, 15)  # type: ignore[union-attr]
+    outbox = d._outbox
+    assert outbox is not None
+    await async_wait_until(lambda: outbox.stats["taken_over"] == COUNT, 15)
     took = time.monotonic() - killed
     lease = float(FAST["heartbeat_timeout"])
     print(f"\noutbox: a killed member's {COUNT} jobs taken over after {took:.2f} s")
@@ -118,4 +123,19 @@ async def test_a_live_member_takes_over_a_killed_members_outbox(
     # A job enqueued here still works through the outbox, with its feedback.
     result = await asyncio.wait_for(d.enqueue("record", {"tag": "live"}), 10)
     assert result["result"] == "ok"
+    await d.stop()
+
+
+async def test_enqueue_raises_when_the_outbox_cannot_take_the_job(
+    make_redis_server: Callable[..., RedisServer],
+) -> None:
+    server = make_redis_server()
+    d = Distributor("127.0.0.1", 0, config=Config(**FAST), outbox=server.url, group="g")
+    await d.start()
+    await asyncio.to_thread(d.enqueue, "record", {"tag": "before"})  # written
+    server.kill()
+    with pytest.raises(StorageUnavailableError, match="not enqueued"):
+        await asyncio.to_thread(d.enqueue, "record", {"tag": "during"})
+    outbox = d._outbox
+    assert outbox is not None and outbox.stats["written"] == 1
     await d.stop()

@@ -107,5 +107,6 @@ async def test_discovery_outbox_and_results_on_a_redis_cluster(
         assert got == list(range(20))
     finally:
         await client.aclose()
-    assert d._outbox is not None and d._outbox.stats["written"] == 20
+    outbox = d._outbox
+    assert outbox is not None and outbox.stats["written"] == 20
     await d.stop()
