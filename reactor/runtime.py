@@ -32,6 +32,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("reactor")
 T = TypeVar("T")
 
+#: Signals an application (or its server: gunicorn, uvicorn) handles on its main thread.
+APPLICATION_SIGNALS = {
+    getattr(signal, name)
+    for name in (
+        *("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH"),
+        *("SIGCHLD", "SIGALRM", "SIGTTIN", "SIGTTOU"),
+    )
+    if hasattr(signal, name)
+}
+
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
     """A uvloop loop when uvloop is installed, else asyncio's default."""
@@ -89,6 +99,12 @@ class Runtime:
                 started.wait()
 
     def _serve(self, loop: asyncio.AbstractEventLoop, started: threading.Event) -> None:
+        # The application's signals are for its main thread: the kernel gives a process-directed
+        # signal to any thread that does not block it, and a main thread blocked in a lock
+        # (Event.wait(), a join) is woken only if the signal lands on it, so SIGTERM could sit
+        # unhandled. Threads this one starts (executors, defer=True workers) inherit the mask.
+        if hasattr(signal, "pthread_sigmask"):
+            signal.pthread_sigmask(signal.SIG_BLOCK, APPLICATION_SIGNALS)
         asyncio.set_event_loop(loop)
         loop.call_soon(started.set)
         try:

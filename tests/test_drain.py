@@ -85,6 +85,7 @@ def test_with_no_node_reachable_the_exit_says_how_many_jobs_were_lost_and_which(
     if ending:
         assert f"lost {JOBS_COUNT}" in out.stdout
     assert 1.0 <= drained < 1.0 + 10.0, f"exit took {drained:.1f}s for drain_timeout 1.0"
+    print(f"no node: exit {drained:.2f}s after enqueueing {JOBS_COUNT} jobs (drain_timeout 1.0)")
 
 
 def test_a_sigterm_handled_by_the_application_drains_before_it_exits(
@@ -152,3 +153,25 @@ async def test_drain_returns_what_no_node_stored_and_stop_reports_it(
     assert all(h.done() for h in handles)
     with pytest.raises(Exception, match="not running"):
         alone.enqueue("record", {})
+
+
+def test_only_the_main_thread_takes_the_applications_signals() -> None:
+    """A SIGTERM must reach the application's main thread: a main thread blocked in a lock
+    (``Event.wait()``) wakes only if the kernel gives the signal to it, not to reactor's threads."""
+    script = textwrap.dedent(
+        """
+        import glob, os, signal
+        import reactor as JR
+        JR.start_distributor("127.0.0.1", 0)
+        term = 1 << (signal.SIGTERM - 1)
+        for task in glob.glob(f"/proc/{os.getpid()}/task/*/status"):
+            fields = dict(line.split(":", 1) for line in open(task).read().splitlines())
+            blocked = int(fields["SigBlk"].strip(), 16) & term != 0
+            print("main" if task.split("/")[-2] == str(os.getpid()) else "other", blocked)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    threads = out.stdout.split("\n")
+    assert "main False" in threads, out.stdout
+    assert "other True" in threads and "other False" not in threads, out.stdout
