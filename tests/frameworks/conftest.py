@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -142,9 +143,27 @@ def send_requests(
 
     # A connection per request: a recycled worker closes its idle keep-alive connections, and a
     # request sent on one as it closes fails in any client (browsers retry; httpx does not).
+    # And a client per thread: one pool shared by 16 threads that each close their connection
+    # after every response sometimes read a socket another thread had just closed (EBADF).
     limits = httpx.Limits(max_keepalive_connections=0)
-    with httpx.Client(timeout=60.0, limits=limits) as client, ThreadPoolExecutor(threads) as pool:
-        return list(pool.map(lambda i: one(client, i), range(count)))
+    local = threading.local()
+    clients: list[httpx.Client] = []
+    lock = threading.Lock()
+
+    def client() -> httpx.Client:
+        mine: httpx.Client | None = getattr(local, "client", None)
+        if mine is None:
+            mine = local.client = httpx.Client(timeout=60.0, limits=limits)
+            with lock:
+                clients.append(mine)
+        return mine
+
+    try:
+        with ThreadPoolExecutor(threads) as pool:
+            return list(pool.map(lambda i: one(client(), i), range(count)))
+    finally:
+        for each in clients:
+            each.close()
 
 
 def ledger(procs: Processes) -> list[str]:
