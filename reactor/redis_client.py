@@ -7,6 +7,7 @@ cluster_url`, and reconnect with redis-py's jittered exponential ``Retry``.
 
 from __future__ import annotations
 
+import redis
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
 from redis.asyncio.cluster import ClusterPubSub, RedisCluster
@@ -20,7 +21,10 @@ from reactor.errors import ConfigError
 from reactor.storage.redis_batch import Client
 from reactor.storage.redis_layout import cluster_url, safe_url
 
-__all__ = ["Client", "make_client", "pubsub", "safe_url"]
+__all__ = ["Client", "SyncClient", "make_client", "make_sync_client", "pubsub", "safe_url"]
+
+#: A blocking client, for callers on application threads (a round trip, no event loop).
+SyncClient = redis.Redis | redis.RedisCluster
 
 
 def make_client(url: str) -> Client:
@@ -46,6 +50,25 @@ def make_client(url: str) -> Client:
     return aioredis.Redis.from_url(
         client_url, socket_connect_timeout=5.0, socket_timeout=10.0, retry=retry
     )
+
+
+def make_sync_client(url: str, *, timeout: float = 10.0) -> SyncClient:
+    """A blocking client for ``url`` (a Cluster client for ``redis+cluster://`` URLs), for
+    application threads that wait for one round trip themselves (unique keys).
+
+    Raises:
+        ConfigError: the URL does not parse.
+    """
+    client_url, cluster = cluster_url(url)
+    try:
+        parse_url(client_url)
+    except ValueError as exc:
+        raise ConfigError(f"bad Redis URL {safe_url(url)!r}: {exc}") from exc
+    if cluster:
+        return redis.RedisCluster.from_url(
+            client_url, socket_connect_timeout=5.0, socket_timeout=timeout
+        )
+    return redis.Redis.from_url(client_url, socket_connect_timeout=5.0, socket_timeout=timeout)
 
 
 async def pubsub(client: Client) -> PubSub | ClusterPubSub:

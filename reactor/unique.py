@@ -21,7 +21,8 @@ from redis.cluster import RedisCluster
 
 from reactor.errors import ReactorError
 from reactor.handle import JobHandle
-from reactor.storage.redis_layout import cluster_url, safe_url
+from reactor.redis_client import make_sync_client
+from reactor.storage.redis_layout import safe_url
 
 #: Prefix of the Redis keys; the unique key is a Cluster hash tag, so each claim is one slot's.
 KEY_PREFIX = "reactor:unique:"
@@ -131,8 +132,7 @@ class UniqueKeys:
         self._expiries: list[tuple[float, str]] = []
         self._redis: redis.Redis | RedisCluster | None = None
         if store is not None:
-            url, is_cluster = cluster_url(store)
-            self._redis = RedisCluster.from_url(url) if is_cluster else redis.Redis.from_url(url)
+            self._redis = make_sync_client(store)
 
     def claim(
         self,
