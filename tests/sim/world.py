@@ -162,6 +162,8 @@ class SimDistributor:
         period: float | None = None,
         node: str | None = None,
         not_node: str | None = None,
+        priority: int = 0,
+        max_attempt: int | None = None,
     ) -> str:
         job_id = f"{self.name}-{next(self._ids)}"
         now = self.world.clock.now
@@ -178,6 +180,7 @@ class SimDistributor:
             0,
             EPOCH + now,
         ]
+        wire += P.job_options_wire(None, max_attempt, None, None, priority)
         job = JobState(
             job_id,
             "sim",
@@ -188,6 +191,7 @@ class SimDistributor:
             due=now + after if after else 0.0,
             deferred=after > 0 or period is not None,
             periodic=period is not None,
+            priority=priority,
         )
         self.world.runs[job_id] = Run(job, spec)
         self.core.submit(job, now)
