@@ -14,15 +14,14 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
-
-import redis
-from redis.cluster import RedisCluster
+from typing import TYPE_CHECKING, Any
 
 from reactor.errors import ReactorError
 from reactor.handle import JobHandle
-from reactor.redis_client import make_sync_client
 from reactor.storage.redis_layout import safe_url
+
+if TYPE_CHECKING:
+    from reactor.redis_client import SyncClient
 
 #: Prefix of the Redis keys; the unique key is a Cluster hash tag, so each claim is one slot's.
 KEY_PREFIX = "reactor:unique:"
@@ -130,8 +129,10 @@ class UniqueKeys:
         self._lock = threading.Lock()
         self._held: dict[str, tuple[JobHandle, float]] = {}  # key -> (first handle, expiry)
         self._expiries: list[tuple[float, str]] = []
-        self._redis: redis.Redis | RedisCluster | None = None
+        self._redis: SyncClient | None = None
         if store is not None:
+            from reactor.redis_client import make_sync_client  # redis only when used
+
             self._redis = make_sync_client(store)
 
     def claim(
@@ -162,6 +163,8 @@ class UniqueKeys:
             return foreign(first.id) if isinstance(first, _Remote) else first
 
     def _claim_shared(self, key: str, window: float, handle: JobHandle) -> JobHandle | _Remote:
+        from redis.exceptions import RedisError  # loaded with the client, when a store is used
+
         assert self._redis is not None
         name = f"{KEY_PREFIX}{{{key}}}"
         ms = max(1, math.ceil(window * 1000))
@@ -172,7 +175,7 @@ class UniqueKeys:
                 first = self._redis.get(name)
                 if first is not None:
                     return _Remote(first.decode() if isinstance(first, bytes) else str(first))
-        except redis.RedisError as exc:
+        except RedisError as exc:
             raise ReactorError(
                 f"cannot check unique_key {key!r} in the unique store {safe_url(str(self.store))}: "
                 f"{exc}; is Redis up?"
