@@ -27,17 +27,23 @@ __all__ = ["Client", "SyncClient", "make_client", "make_sync_client", "pubsub", 
 SyncClient = redis.Redis | redis.RedisCluster
 
 
+def _checked(url: str) -> tuple[str, bool]:
+    """``(url for redis-py, whether it names a Cluster)``; ConfigError when it does not parse."""
+    client_url, cluster = cluster_url(url)
+    try:
+        parse_url(client_url)
+    except ValueError as exc:
+        raise ConfigError(f"bad Redis URL {safe_url(url)!r}: {exc}") from exc
+    return client_url, cluster
+
+
 def make_client(url: str) -> Client:
     """A client for ``url``: a :class:`RedisCluster` for ``redis+cluster://`` URLs.
 
     Raises:
         ConfigError: the URL does not parse.
     """
-    client_url, cluster = cluster_url(url)
-    try:
-        parse_url(client_url)
-    except ValueError as exc:
-        raise ConfigError(f"bad Redis URL {safe_url(url)!r}: {exc}") from exc
+    client_url, cluster = _checked(url)
     retry = Retry(
         ExponentialWithJitterBackoff(cap=1.0, base=0.05),
         3,
@@ -59,11 +65,7 @@ def make_sync_client(url: str, *, timeout: float = 10.0) -> SyncClient:
     Raises:
         ConfigError: the URL does not parse.
     """
-    client_url, cluster = cluster_url(url)
-    try:
-        parse_url(client_url)
-    except ValueError as exc:
-        raise ConfigError(f"bad Redis URL {safe_url(url)!r}: {exc}") from exc
+    client_url, cluster = _checked(url)
     if cluster:
         return redis.RedisCluster.from_url(
             client_url, socket_connect_timeout=5.0, socket_timeout=timeout

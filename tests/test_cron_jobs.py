@@ -7,7 +7,6 @@ import asyncio
 import datetime as dt
 import itertools
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -19,13 +18,14 @@ from reactor.core.node import NodeCore
 from reactor.cron import CronSchedule
 from reactor.record import JobRecord
 from reactor.testing import async_wait_until
+from tests.fake_port import RecordingPort
 
 from .conftest import NodeFactory, Recorder, lines, wait_for_node
 
 PARIS = ZoneInfo("Europe/Paris")
 
 
-class FakeNode:
+class FakeNode(RecordingPort):
     """Drives a NodeCore the way the node's driver does, on a fake clock.
 
     The monotonic clock starts at 0 and the wall clock at ``epoch``; both advance together
@@ -36,8 +36,7 @@ class FakeNode:
         self.now = 0.0
         self.wall_offset = epoch
         self.run_for = run_for
-        self.armed: list[float] = []
-        self.sent: list[Any] = []
+        super().__init__()
         self.starts: list[float] = []  # wall-clock start of each run
         self.core = NodeCore(
             self,
@@ -55,31 +54,6 @@ class FakeNode:
     @property
     def wall(self) -> float:
         return self.wall_offset + self.now
-
-    # the core's port
-    def send(self, link: str, message: Any) -> None:
-        self.sent.append(message)
-
-    def store(self, link: str, records: list[JobRecord]) -> bool:
-        return True
-
-    def write(self, record: JobRecord) -> None:
-        pass
-
-    def remove(self, record: JobRecord) -> None:
-        pass
-
-    def exists(self, records: list[JobRecord]) -> list[bool]:
-        return [True] * len(records)
-
-    def arm(self, due: float) -> None:
-        self.armed.append(due)
-
-    def kick(self) -> None:
-        pass
-
-    def refused(self, link: str, kind: str, reason: str) -> None:
-        raise AssertionError(reason)
 
     # driving
     def hold(self, expr: str, tz: str) -> JobRecord:

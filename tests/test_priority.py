@@ -14,18 +14,14 @@ from reactor.core.node import NodeCore
 from reactor.core.routing import JobState, NodeState, Presence, Router
 from reactor.record import JobRecord
 from reactor.testing.support import async_wait_until
+from tests.fake_port import RecordingPort
 
 from .conftest import FAST, NodeFactory, lines, wait_for_node
 
 
-class _Port:
-    def __getattr__(self, name: str) -> Any:
-        return lambda *a, **k: True
-
-
 def _core() -> NodeCore:
     return NodeCore(
-        _Port(),  # type: ignore[arg-type]
+        RecordingPort(),
         name="n",
         session="s",
         links=[],

@@ -3,52 +3,19 @@ the wall clock, ``after=``, ``period=`` and retry delays do not."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from reactor import Config
-from reactor import protocol as P
 from reactor.core.node import NodeCore
 from reactor.core.wallclock import WallWatch, at_wall
 from reactor.record import ERROR, NEW, QUEUED, READY, WAITING, JobRecord
+from tests.fake_port import RecordingPort
 
 WALL = 1_800_000_000.0  # the wall clock at monotonic 1000.0
 MONO = 1000.0
 
 
-class _Port:
-    """A NodePort that remembers armed timers and says every record exists."""
-
-    def __init__(self) -> None:
-        self.armed: list[float] = []
-
-    def send(self, link: str, message: P.Message | list[Any]) -> None:
-        pass
-
-    def store(self, link: str, records: list[JobRecord]) -> bool:
-        return True
-
-    def write(self, record: JobRecord) -> None:
-        pass
-
-    def remove(self, record: JobRecord) -> None:
-        pass
-
-    def exists(self, records: list[JobRecord]) -> list[bool] | None:
-        return [True] * len(records)
-
-    def arm(self, due: float) -> None:
-        self.armed.append(due)
-
-    def kick(self) -> None:
-        pass
-
-    def refused(self, link: str, kind: str, reason: str) -> None:
-        pass
-
-
 def _core() -> tuple[NodeCore, dict[str, JobRecord]]:
     core = NodeCore(
-        _Port(),
+        RecordingPort(),
         name="n",
         session="s",
         links=[],
