@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -26,14 +28,16 @@ def charge(args: dict[str, Any]) -> None:
     args["charged"] = True
 
 
-async def test_two_distributors_sharing_a_redis_run_one_job_per_key_and_window(
-    redis_url: str,
-) -> None:
-    RUNS.clear()
+@contextlib.asynccontextmanager
+async def two_distributors_and_a_node(
+    **stores: str,
+) -> AsyncIterator[tuple[Distributor, Distributor]]:
+    """Two distributors sharing ``stores`` (``unique_store=``, ``result_store=``) and one node
+    serving both, running ``charge``."""
     config = Config(heartbeat_interval=0.2, log_job_processing=False)
     async with (
-        Distributor("127.0.0.1", 0, config=config, unique_store=redis_url) as d1,
-        Distributor("127.0.0.1", 0, config=config, unique_store=redis_url) as d2,
+        Distributor("127.0.0.1", 0, config=config, **stores) as d1,
+        Distributor("127.0.0.1", 0, config=config, **stores) as d2,
         Node(
             "w1",
             distributors=[d1.address, d2.address],
@@ -41,6 +45,14 @@ async def test_two_distributors_sharing_a_redis_run_one_job_per_key_and_window(
             config=config,
         ),
     ):
+        yield d1, d2
+
+
+async def test_two_distributors_sharing_a_redis_run_one_job_per_key_and_window(
+    redis_url: str,
+) -> None:
+    RUNS.clear()
+    async with two_distributors_and_a_node(unique_store=redis_url) as (d1, d2):
         first = d1.enqueue("charge", {"invoice": 1}, unique_key="invoice:1", unique_for=0.5)
         again = d2.enqueue("charge", {"invoice": 1}, unique_key="invoice:1", unique_for=0.5)
         local = d1.enqueue("charge", {"invoice": 1}, unique_key="invoice:1", unique_for=0.5)
@@ -102,18 +114,8 @@ async def test_a_foreign_handle_reads_the_outcome_from_a_shared_result_store(
     redis_url: str,
 ) -> None:
     RUNS.clear()
-    config = Config(heartbeat_interval=0.2, log_job_processing=False)
     shared = {"unique_store": redis_url, "result_store": redis_url}
-    async with (
-        Distributor("127.0.0.1", 0, config=config, **shared) as d1,
-        Distributor("127.0.0.1", 0, config=config, **shared) as d2,
-        Node(
-            "w1",
-            distributors=[d1.address, d2.address],
-            registry=registry_from([charge]),
-            config=config,
-        ),
-    ):
+    async with two_distributors_and_a_node(**shared) as (d1, d2):
         first = d1.enqueue("charge", {"invoice": 7}, unique_key="invoice:7", unique_for=30)
         again = d2.enqueue("charge", {"invoice": 7}, unique_key="invoice:7", unique_for=30)
         assert isinstance(again, ForeignJobHandle) and again.id == first.id
