@@ -135,13 +135,13 @@ class Follower:
                     )
                 if pubsub is not None:
                     with contextlib.suppress(*_FAILURES):
-                        await pubsub.aclose()  # type: ignore[no-untyped-call]
+                        await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
                 pubsub = None
                 await asyncio.sleep(backoff.compute(failures))
             except asyncio.CancelledError:
                 if pubsub is not None:
                     with contextlib.suppress(*_FAILURES):
-                        await pubsub.aclose()  # type: ignore[no-untyped-call]
+                        await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
                 raise
 
     async def _resync(self) -> None:

@@ -39,18 +39,34 @@ def _free_port() -> int:
         return port
 
 
-def _cluster_port() -> int:
-    """A free port at most 55535 whose cluster bus port (+10000) is free too."""
-    for _ in range(100):
-        port = random.randrange(20_000, 55_536)
+# Cluster nodes listen below Linux's ephemeral range (32768-60999 by default), so no outgoing
+# connection of any process can be handed one of their ports between our check and their bind.
+# Client ports come from one band and bus ports (client + 10000, fixed by Redis) from another,
+# so one node's bus port can never be another node's client port.
+_CLUSTER_CLIENT_PORTS = range(11_000, 21_000)
+_BUS_OFFSET = 10_000  # Redis's cluster bus port is the client port + 10000
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
         try:
-            with socket.socket() as a, socket.socket() as b:
-                a.bind(("127.0.0.1", port))
-                b.bind(("127.0.0.1", port + 10_000))
+            sock.bind(("127.0.0.1", port))
         except OSError:
+            return False
+    return True
+
+
+def _cluster_ports(count: int) -> list[int]:
+    """``count`` distinct client ports, each free together with its bus port (client + 10000)."""
+    ports: list[int] = []
+    for _ in range(200 * count):
+        port = random.choice(_CLUSTER_CLIENT_PORTS)
+        if port in ports or not (_bindable(port) and _bindable(port + _BUS_OFFSET)):
             continue
-        return port
-    raise RuntimeError("no free port pair for a Redis Cluster node")
+        ports.append(port)
+        if len(ports) == count:
+            return ports
+    raise RuntimeError(f"no {count} free port pairs for a Redis Cluster in 11000-31000")
 
 
 class RedisServer:
@@ -228,7 +244,7 @@ class RedisClusterServers:
         cluster_args = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
                         "--cluster-node-timeout", "2000")  # fmt: skip
         self.servers = [
-            RedisServer(port=_cluster_port(), extra_args=cluster_args) for _ in range(masters)
+            RedisServer(port=port, extra_args=cluster_args) for port in _cluster_ports(masters)
         ]
         self.startup_timeout = startup_timeout
 
@@ -244,7 +260,7 @@ class RedisClusterServers:
             RuntimeError: ``redis-cli --cluster create`` failed or the cluster never got ok.
         """
         for server in self.servers:
-            server.start()
+            self._start_node(server)
         nodes = [f"127.0.0.1:{server.port}" for server in self.servers]
         created = subprocess.run(
             ["redis-cli", "--cluster", "create", *nodes, "--cluster-replicas", "0",
@@ -261,6 +277,18 @@ class RedisClusterServers:
                 raise RuntimeError("the Redis Cluster did not reach cluster_state:ok in time")
             time.sleep(0.05)
         return self
+
+    def _start_node(self, server: RedisServer, tries: int = 5) -> None:
+        """Start one node; when its port (or bus port) was taken after all, move to new ones."""
+        for attempt in range(tries):
+            try:
+                server.start()
+                return
+            except RuntimeError:
+                if "Address already in use" not in server.log_tail() or attempt == tries - 1:
+                    raise
+                taken = {other.port for other in self.servers}
+                server.port = next(p for p in _cluster_ports(len(taken) + 1) if p not in taken)
 
     @staticmethod
     def _ok(server: RedisServer) -> bool:
