@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from reactor import Distributor
+from reactor.app.runtime import new_event_loop
 from reactor.config import Config
-from reactor.runtime import new_event_loop
 from reactor.testing.support import NodeProcess
 
 T = TypeVar("T")

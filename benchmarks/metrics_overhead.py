@@ -13,8 +13,8 @@ import sys
 from typing import Any
 
 from reactor import Config, Distributor
-from reactor.node import Node
-from reactor.registry import JobRegistry
+from reactor.jobs.registry import JobRegistry
+from reactor.node.driver import Node
 
 
 def _body(args: dict[str, Any]) -> None:

@@ -12,8 +12,8 @@ import threading
 import time
 
 from reactor import Config, Distributor
-from reactor.runtime import Runtime
-from reactor.testing_redis import RedisServer
+from reactor.app.runtime import Runtime
+from reactor.testing.redis_server import RedisServer
 
 
 def measure(runtime: Runtime, jobs: int, threads: int) -> float:

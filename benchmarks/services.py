@@ -10,7 +10,7 @@ import shutil
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from reactor.testing_redis import RedisServer
+    from reactor.testing.redis_server import RedisServer
 
 #: Databases: reactor's node storage, Dramatiq's broker, Celery's broker.
 DB_REACTOR, DB_DRAMATIQ, DB_CELERY = 0, 1, 2
@@ -22,7 +22,7 @@ def redis_available() -> str | None:
         return "redis-server is not on PATH"
     try:
         import reactor.storage.redis
-        import reactor.testing_redis  # noqa: F401
+        import reactor.testing.redis_server  # noqa: F401
     except ImportError as exc:
         return f"reactor's Redis support is not importable ({exc})"
     return None
@@ -37,7 +37,7 @@ class Services:
     def redis(self) -> RedisServer:
         """The shared redis-server, started on first call."""
         if self._redis is None:
-            from reactor.testing_redis import RedisServer
+            from reactor.testing.redis_server import RedisServer
 
             self._redis = RedisServer(extra_args=("--appendonly", "no")).start()
         return self._redis

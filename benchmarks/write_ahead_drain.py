@@ -16,7 +16,7 @@ import sys
 import time
 
 from reactor import Config, Distributor, Node
-from reactor.registry import JobRegistry
+from reactor.jobs.registry import JobRegistry
 
 
 def _noop(args: dict[str, object]) -> None:

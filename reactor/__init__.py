@@ -8,9 +8,10 @@ asyncio objects.
 from __future__ import annotations
 
 from reactor._version import __version__
-from reactor.backoff import Backoff
+from reactor.app.runtime import Runtime
 from reactor.config import Config
-from reactor.distributor import Distributor
+from reactor.distributor.driver import Distributor
+from reactor.distributor.handle import JobHandle
 from reactor.errors import (
     BackPressureError,
     CancelJob,
@@ -30,10 +31,9 @@ from reactor.errors import (
     StorageUnavailableError,
     TimeLimitExceeded,
 )
-from reactor.handle import JobHandle
-from reactor.node import Node
-from reactor.registry import JobRegistry, job, job_callback, job_errback
-from reactor.runtime import Runtime
+from reactor.jobs.backoff import Backoff
+from reactor.jobs.registry import JobRegistry, job, job_callback, job_errback
+from reactor.node.driver import Node
 
 __all__ = [
     "__version__",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from reactor import protocol as P
-from reactor.record import JobRecord
+from reactor.jobs.record import JobRecord
+from reactor.wire import protocol as P
 
 
 class RecordingPort:

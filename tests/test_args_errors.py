@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-import reactor.args as args_codec
-import reactor.protocol as P
+import reactor.wire.args as args_codec
+import reactor.wire.protocol as P
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import msgpack
 import pytest
 
 from reactor import ConfigError, ProtocolError
-from reactor.cron import CronSchedule
+from reactor.jobs.cron import CronSchedule
 
 PARIS = ZoneInfo("Europe/Paris")
 

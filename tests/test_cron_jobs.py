@@ -12,12 +12,12 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from reactor import Config, Distributor, JobCancelledError
-from reactor import protocol as P
-from reactor.chain import Attempt, Outcome
 from reactor.core.node import NodeCore
-from reactor.cron import CronSchedule
-from reactor.record import JobRecord
+from reactor.jobs.cron import CronSchedule
+from reactor.jobs.outcome import Attempt, Outcome
+from reactor.jobs.record import JobRecord
 from reactor.testing import async_wait_until
+from reactor.wire import protocol as P
 from tests.fake_port import RecordingPort
 
 from .conftest import NodeFactory, Recorder, lines, wait_for_node

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from reactor.dashboard.chart import rate_chart
-from reactor.dashboard.rates import Rates
+from reactor.ops.dashboard.chart import rate_chart
+from reactor.ops.dashboard.rates import Rates
 
 
 def test_rates_add_up_across_distributors_and_spread_between_readings() -> None:

@@ -7,14 +7,14 @@ import time
 import pytest
 
 from reactor import JobCancelledError, JobFailed
-from reactor import protocol as P
 from reactor.cli import build_parser
 from reactor.core.routing import W_DELAY, JobState
-from reactor.discovery import Announcement, advertised_address, json_safe
-from reactor.outbox import decode as decode_entry
-from reactor.outbox import encode as encode_entry
-from reactor.results import decode as decode_result
-from reactor.results import encode as encode_result
+from reactor.distributor.outbox import decode as decode_entry
+from reactor.distributor.outbox import encode as encode_entry
+from reactor.storage.discovery import Announcement, advertised_address, json_safe
+from reactor.storage.results import decode as decode_result
+from reactor.storage.results import encode as encode_result
+from reactor.wire import protocol as P
 
 
 def test_a_node_needs_distributors_or_discovery() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from reactor import logs
+from reactor.ops import logs
 
 
 @pytest.fixture

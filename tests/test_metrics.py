@@ -7,7 +7,7 @@ import urllib.request
 
 import pytest
 
-from reactor.metrics import Metrics
+from reactor.ops.metrics import Metrics
 
 
 def _value(text: str, sample: str) -> float:
@@ -99,7 +99,7 @@ def test_serve_over_http() -> None:
 
 
 def test_histograms_fold_in_batches_and_read_the_same() -> None:
-    from reactor.tally import FOLD_AT, Hist
+    from reactor.ops.tally import FOLD_AT, Hist
 
     h = Hist((0.1, 1.0))
     values = [0.05, 0.5, 5.0] * (FOLD_AT // 2)  # folds once, leaves some pending
@@ -115,7 +115,7 @@ def test_histograms_fold_in_batches_and_read_the_same() -> None:
 
 
 def test_job_names_past_the_cap_share_one_series() -> None:
-    from reactor.metrics import MAX_JOB_NAMES
+    from reactor.ops.metrics import MAX_JOB_NAMES
 
     m = Metrics()
     for i in range(MAX_JOB_NAMES + 50):

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from reactor import Distributor
-from reactor.reachability import FIRST_WARNING, MAX_GAP, Reachability
+from reactor.node.reachability import FIRST_WARNING, MAX_GAP, Reachability
 from reactor.testing import async_wait_until, free_port
 
 from .conftest import NodeFactory, wait_for_node

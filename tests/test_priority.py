@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from reactor import Config, Distributor
-from reactor import record as R
 from reactor.core.node import NodeCore
 from reactor.core.routing import JobState, NodeState, Presence, Router
-from reactor.record import JobRecord
+from reactor.jobs import record as R
+from reactor.jobs.record import JobRecord
 from reactor.testing.support import async_wait_until
 from tests.fake_port import RecordingPort
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from reactor import Backoff, ConfigError, JobRegistry, job
-from reactor.loader import load_jobs
+from reactor.jobs.loader import load_jobs
 
 
 def write(path: Path, text: str) -> Path:

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from reactor import Backoff, Distributor, JobFailed
-from reactor.chain import Outcome
 from reactor.core.lifecycle import Next, RetryPolicy, after_attempt
-from reactor.record import JobRecord
-from reactor.registry import JobRegistry
+from reactor.jobs.outcome import Outcome
+from reactor.jobs.record import JobRecord
+from reactor.jobs.registry import JobRegistry
 
 from .conftest import NodeFactory, Recorder, lines, wait_for_node
 

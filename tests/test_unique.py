@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 import reactor as JR
-from reactor.handle import JobHandle
+from reactor.distributor.handle import JobHandle
+from reactor.distributor.unique import UniqueKeys
 from reactor.testing import CapturingDistributor, Cluster
-from reactor.unique import UniqueKeys
 
 RUNS: list[str] = []
 

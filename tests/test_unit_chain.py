@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from reactor import CancelJob, TimeLimitExceeded
-from reactor.chain import Outcome, run_async, run_sync, run_sync_limited
-from reactor.registry import JobRegistry
+from reactor.jobs.chain import run_async, run_sync, run_sync_limited
+from reactor.jobs.outcome import Outcome
+from reactor.jobs.registry import JobRegistry
 
 
 def fresh() -> dict[str, Any]:

@@ -10,7 +10,7 @@ import pytest
 from reactor import Config, ConfigError
 from reactor.core.routing import JobState, NodeState, Presence, Router
 from reactor.core.schedule import TimerHeap
-from reactor.loader import load_jobs
+from reactor.jobs.loader import load_jobs
 
 
 def test_timer_heap_pops_in_due_order_and_honours_cancel() -> None:

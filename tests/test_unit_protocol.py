@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reactor import protocol as P
 from reactor.errors import MessageTooLargeError, ProtocolError
+from reactor.wire import protocol as P
 
 
 def test_round_trip_of_every_message_kind() -> None:
@@ -109,7 +109,7 @@ def test_result_args_carry_what_msgpack_cannot_as_text() -> None:
 
 def test_ids_and_names_with_control_characters_are_refused() -> None:
     codec = P.Codec()
-    forged = "j1\n2026-11-23 INFO reactor.node: forged line"
+    forged = "j1\n2026-11-23 INFO reactor.node.driver: forged line"
     frame = msgpack.packb(
         [
             [P.STORED, [[forged, 1]]],

@@ -6,7 +6,7 @@ from __future__ import annotations
 from reactor import Config
 from reactor.core.node import NodeCore
 from reactor.core.wallclock import WallWatch, at_wall
-from reactor.record import ERROR, NEW, QUEUED, READY, WAITING, JobRecord
+from reactor.jobs.record import ERROR, NEW, QUEUED, READY, WAITING, JobRecord
 from tests.fake_port import RecordingPort
 
 WALL = 1_800_000_000.0  # the wall clock at monotonic 1000.0

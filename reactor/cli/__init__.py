@@ -12,10 +12,10 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from reactor import logs
 from reactor._version import __version__
 from reactor.cli.options import add_global_options, add_to_subcommands, log_settings
 from reactor.errors import ConfigError
+from reactor.ops import logs
 
 _SUBCOMMANDS = ("node", "demo", "monitor", "dashboard", "keys", "bench")
 

@@ -57,7 +57,7 @@ def add_parser(sub: Any) -> None:
 def run(ns: argparse.Namespace) -> int:
     """Serve until a signal; 0 on a clean stop."""
     try:
-        from reactor.dashboard import Dashboard
+        from reactor.ops.dashboard import Dashboard
     except ImportError as exc:  # aiohttp and jinja2 come with the dashboard extra
         print(
             f"reactor dashboard: {exc}; install it with: pip install 'reactor-jobs[dashboard]'",

@@ -29,8 +29,12 @@ def add_parser(sub: Any) -> None:
 
 
 def demo_jobs_dir() -> Path:
-    """The demo's job files, shipped inside the package so the demo runs from any directory."""
-    return Path(__file__).resolve().parent.parent / "demo_jobs"
+    """The demo's job files: ``reactor/demo_jobs/`` in a wheel (the build copies the repository's
+    ``reactor_jobs/`` there, so the demo runs from any directory), else the repository's own
+    ``reactor_jobs/`` (a source checkout or an editable install): one copy of the files."""
+    package = Path(__file__).resolve().parent.parent
+    shipped = package / "demo_jobs"
+    return shipped if shipped.is_dir() else package.parent / "reactor_jobs"
 
 
 def _say(text: str) -> None:

@@ -39,7 +39,7 @@ def add_parser(sub: Any) -> None:
 
 def run(ns: argparse.Namespace) -> int:
     """Run a ``keys`` action; 0 on success, 2 on a usage or file error."""
-    from reactor.security import generate_keys
+    from reactor.net.security import generate_keys
 
     try:
         public, secret = generate_keys(ns.directory, ns.name, overwrite=ns.force)
@@ -78,6 +78,6 @@ def curve_server(ns: argparse.Namespace) -> Any:
         return None
     if not (secret and allow):
         raise ConfigError("CURVE needs both --curve-secret and --curve-allow")
-    from reactor.security import CurveServer
+    from reactor.net.security import CurveServer
 
     return CurveServer.from_files(secret, allow)

@@ -24,8 +24,8 @@ from rich.table import Table
 from reactor.cli.options import env_help, from_env
 from reactor.config import DEFAULTS, env_name
 from reactor.errors import StorageUnavailableError
-from reactor.monitor import RETRYABLE, RedisMonitor
-from reactor.record import FAILED, STATUSES, UNFINISHED
+from reactor.jobs.record import FAILED, STATUSES, UNFINISHED
+from reactor.ops.monitor import RETRYABLE, RedisMonitor
 
 
 def add_parser(sub: Any) -> None:

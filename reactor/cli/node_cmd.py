@@ -11,11 +11,11 @@ import signal
 import sys
 from typing import Any
 
+from reactor.app.runtime import new_event_loop
 from reactor.cli.options import env_help, env_int, env_list, from_env
 from reactor.config import DEFAULTS, Config, apply_settings
 from reactor.errors import ConfigError, ReactorError
-from reactor.node import Node
-from reactor.runtime import new_event_loop
+from reactor.node.driver import Node
 
 log = logging.getLogger("reactor.cli")
 
@@ -135,7 +135,7 @@ def curve_client(ns: argparse.Namespace) -> Any:
     """Build the node's CURVE settings from the CLI options, or None."""
     if not (ns.curve_secret or ns.curve_server_key):
         return None
-    from reactor.security import CurveClient
+    from reactor.net.security import CurveClient
 
     if not (ns.curve_secret and ns.curve_server_key):
         raise ConfigError("CURVE needs both --curve-secret and --curve-server-key")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from typing import Any, Protocol
 
-from reactor import protocol as P
 from reactor.config import Config
 from reactor.core.liveness import Liveness, Verdict
 from reactor.core.routing import (
@@ -26,6 +25,7 @@ from reactor.core.routing import (
     Presence,
     Router,
 )
+from reactor.wire import protocol as P
 
 log = logging.getLogger("reactor.distributor")
 

@@ -12,13 +12,13 @@ import traceback
 from dataclasses import dataclass
 from enum import Enum
 
-from reactor import protocol as P
-from reactor.backoff import Backoff
-from reactor.chain import Outcome
-from reactor.cron import cron_schedule
 from reactor.errors import ConfigError, ProtocolError
-from reactor.record import JobRecord
-from reactor.registry import JobEntry, JobRegistry
+from reactor.jobs.backoff import Backoff
+from reactor.jobs.cron import cron_schedule
+from reactor.jobs.outcome import Outcome
+from reactor.jobs.record import JobRecord
+from reactor.jobs.registry import JobEntry, JobRegistry
+from reactor.wire import protocol as P
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,9 +18,6 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from reactor import protocol as P
-from reactor import record as R
-from reactor.chain import Attempt
 from reactor.config import Config
 from reactor.core.lifecycle import (
     Next,
@@ -33,7 +30,10 @@ from reactor.core.lifecycle import (
 from reactor.core.link import SYNC_CHUNK, LinkState
 from reactor.core.schedule import TimerHeap
 from reactor.core.wallclock import at_wall
-from reactor.record import JobRecord
+from reactor.jobs import record as R
+from reactor.jobs.outcome import Attempt
+from reactor.jobs.record import JobRecord
+from reactor.wire import protocol as P
 
 log = logging.getLogger("reactor.node")
 #: Characters of a failed attempt's traceback kept in its record's ``last_error`` (the tail).
@@ -713,7 +713,7 @@ class NodeCore:
 
     def begin(self, job: JobRecord, wall: float, *, write: bool = True) -> None:
         """An attempt starts: count it and persist it (``write=False``: the caller writes it
-        ahead of the body itself, see reactor.write_ahead). A cron job keeps its instant in
+        ahead of the body itself, see reactor.node.write_ahead). A cron job keeps its instant in
         ``run_at`` when it starts a hair before it, so that its next run follows that one."""
         job.phase = R.RUNNING
         job.status = R.IN_PROGRESS

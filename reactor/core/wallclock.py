@@ -9,7 +9,7 @@ so the node re-arms its ``run_at=`` jobs: a jump delays one by at most a tick.
 
 from __future__ import annotations
 
-from reactor.record import NEW, JobRecord
+from reactor.jobs.record import NEW, JobRecord
 
 #: A change of ``wall - monotonic`` larger than this between two ticks is a jump (smaller ones
 #: are drift and NTP slewing, followed without re-arming).

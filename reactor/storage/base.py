@@ -8,7 +8,7 @@ from abc import ABC, abstractmethod
 from asyncio import Future
 from collections.abc import Callable, Sequence
 
-from reactor.record import JobRecord
+from reactor.jobs.record import JobRecord
 
 
 class Storage(ABC):

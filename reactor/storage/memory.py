@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from reactor.record import JobRecord
+from reactor.jobs.record import JobRecord
 from reactor.storage.base import Storage
 
 

@@ -54,7 +54,7 @@ from reactor.errors import (
     StorageAuthError,
     StorageUnavailableError,
 )
-from reactor.record import JobRecord
+from reactor.jobs.record import JobRecord
 from reactor.storage.base import Storage
 from reactor.storage.redis_batch import (
     Client,

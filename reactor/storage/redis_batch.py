@@ -11,7 +11,7 @@ from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 
 from reactor.errors import PoisonedRecordsError
-from reactor.record import JobRecord
+from reactor.jobs.record import JobRecord
 from reactor.storage.redis_errors import POISON, classify, describe
 from reactor.storage.redis_layout import (
     _ADD,

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import msgpack
 
-from reactor.record import FIELDS, OPTION_DEFAULTS, STATUSES, JobRecord
+from reactor.jobs.record import FIELDS, OPTION_DEFAULTS, STATUSES, JobRecord
 
 log = logging.getLogger("reactor.storage")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from reactor.record import UNFINISHED, JobRecord
+from reactor.jobs.record import UNFINISHED, JobRecord
 from reactor.storage.redis_batch import Client
 from reactor.storage.redis_errors import POISON, classify, describe
 from reactor.storage.redis_layout import (

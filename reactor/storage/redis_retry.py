@@ -1,6 +1,6 @@
 """The node's side of the monitor's retry list: pop the ids, load the records reset to ``new``.
 
-:meth:`reactor.monitor.RedisMonitor.retry` resets a record and RPUSHes its id onto
+:meth:`reactor.ops.monitor.RedisMonitor.retry` resets a record and RPUSHes its id onto
 ``{prefix}:{<node>}:retry``; the node blocks on that list (BLPOP with a timeout, so a retry
 starts within a round trip and an idle node costs one command per wait), takes up to
 :data:`BATCH` ids at once, and runs the records still marked ``new`` again.
@@ -13,7 +13,7 @@ from typing import Final
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from reactor.record import NEW, JobRecord
+from reactor.jobs.record import NEW, JobRecord
 from reactor.storage.redis_layout import decode_record, job_key, retry_key
 
 #: Ids taken from the list per round trip.

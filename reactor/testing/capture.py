@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from reactor import protocol as P
 from reactor.config import Config
 from reactor.testing.offline import EnqueuedJob, OfflineDistributor
+from reactor.wire import protocol as P
 
 
 class CapturingDistributor(OfflineDistributor):

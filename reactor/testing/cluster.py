@@ -7,12 +7,12 @@ import contextlib
 from collections.abc import Sequence
 from typing import Any
 
+from reactor.app.runtime import Runtime
 from reactor.config import Config
-from reactor.distributor import Distributor
+from reactor.distributor.driver import Distributor
+from reactor.distributor.handle import JobHandle
 from reactor.errors import ReactorError
-from reactor.handle import JobHandle
-from reactor.node import Node
-from reactor.runtime import Runtime
+from reactor.node.driver import Node
 from reactor.testing.facade import facade_routed_to
 from reactor.testing.jobs import Jobs, registry_from
 

@@ -9,15 +9,16 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from reactor import protocol as P
-from reactor.chain import Attempt, Outcome, run_async, run_sync, run_sync_limited
 from reactor.config import Config
 from reactor.core.lifecycle import RetryPolicy, error_triple
-from reactor.feedback import run_feedback
-from reactor.handle import JobHandle
-from reactor.registry import JobEntry
+from reactor.distributor.feedback import run_feedback
+from reactor.distributor.handle import JobHandle
+from reactor.jobs.chain import run_async, run_sync, run_sync_limited
+from reactor.jobs.outcome import Attempt, Outcome
+from reactor.jobs.registry import JobEntry
 from reactor.testing.jobs import Jobs, registry_from
 from reactor.testing.offline import EnqueuedJob, OfflineDistributor
+from reactor.wire import protocol as P
 
 log = logging.getLogger("reactor.testing")
 T = TypeVar("T")

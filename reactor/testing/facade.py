@@ -6,9 +6,9 @@ import contextlib
 from collections.abc import Iterator
 from typing import TypeVar
 
-from reactor.distributor import Distributor
+from reactor.app.runtime import Runtime
+from reactor.distributor.driver import Distributor
 from reactor.errors import ReactorError
-from reactor.runtime import Runtime
 
 D = TypeVar("D", bound=Distributor)
 

@@ -1,4 +1,4 @@
-"""The jobs a test runs: a :class:`~reactor.registry.JobRegistry` from a directory, a module,
+"""The jobs a test runs: a :class:`~reactor.jobs.registry.JobRegistry` from a directory, a module,
 decorated or plain functions, or a ``{name: function}`` mapping."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeAlias, cast
 
-from reactor.loader import load_jobs
-from reactor.registry import DEFS_ATTR, Definition, JobRegistry, Step
+from reactor.jobs.loader import load_jobs
+from reactor.jobs.registry import DEFS_ATTR, Definition, JobRegistry, Step
 
 #: What the testing helpers accept as ``jobs=``.
 Jobs: TypeAlias = (

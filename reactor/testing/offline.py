@@ -1,5 +1,5 @@
 """The base of the test distributors that need no socket and no node: the same ``enqueue``
-checks as a real :class:`~reactor.distributor.Distributor`, without the network."""
+checks as a real :class:`~reactor.distributor.driver.Distributor`, without the network."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Self
 
-from reactor import protocol as P
 from reactor.config import Config
 from reactor.core.routing import JobState
-from reactor.distributor import Distributor
-from reactor.handle import JobHandle
+from reactor.distributor.driver import Distributor
+from reactor.distributor.handle import JobHandle
 from reactor.testing.facade import facade_routed_to
+from reactor.wire import protocol as P
 
 
 class OfflineDistributor(Distributor):

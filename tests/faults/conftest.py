@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from reactor import Config, Distributor
+from reactor.distributor.handle import JobHandle
 from reactor.errors import JobCancelledError, JobFailed
-from reactor.handle import JobHandle
 from reactor.testing.support import async_wait_until
 from tests.conftest import FAST, JOBS
 from tests.faults.netns import NetLab, require_netns

@@ -10,11 +10,11 @@ from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 
-from reactor.record import JobRecord
+from reactor.jobs.record import JobRecord
 from reactor.testing.support import async_wait_until, wait_until
 
 __all__ = ["async_wait_until", "make_job", "store_many", "wait_until"]
-from reactor.testing_redis import RedisClusterServers, RedisServer, redis_server_available
+from reactor.testing.redis_server import RedisClusterServers, RedisServer, redis_server_available
 
 _DATABASES = 256
 _next_db = itertools.count(1)
@@ -118,7 +118,7 @@ def store_many(url: str, node: str, total: int, *, failed_every: int = 1000) -> 
     ``failed_every``-th one failed and the rest complete, as the node's storage lays them out."""
     import redis
 
-    from reactor.record import COMPLETE, FAILED
+    from reactor.jobs.record import COMPLETE, FAILED
     from reactor.storage.redis_layout import (
         encode_record,
         index_key,

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import pytest
 
 from reactor import Config, Distributor, JobFailed
-from reactor.monitor import RedisMonitor
+from reactor.ops.monitor import RedisMonitor
 from reactor.testing import NodeProcess, free_port, wait_until
 
 from ..conftest import FAST, JOBS
@@ -258,7 +258,7 @@ def test_read_only_and_password(redis_url: str) -> None:
 def test_warns_when_bound_beyond_loopback_without_password(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    from reactor.dashboard import Dashboard
+    from reactor.ops.dashboard import Dashboard
 
     Dashboard("redis://127.0.0.1:1/0", host="127.0.0.1")
     assert not caplog.records

@@ -16,10 +16,10 @@ import pytest
 import redis as sync_redis
 
 from reactor import Config, Distributor
-from reactor.discovery import Announcement, hash_key, list_announcements
-from reactor.redis_client import make_client
+from reactor.storage.client import make_client
+from reactor.storage.discovery import Announcement, hash_key, list_announcements
 from reactor.testing import async_wait_until
-from reactor.testing_redis import RedisServer
+from reactor.testing.redis_server import RedisServer
 
 from ..conftest import FAST, NodeFactory, wait_for_node
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from reactor import Distributor, JobCancelledError, JobFailed
-from reactor.handle import JobHandle
-from reactor.monitor import RedisMonitor
+from reactor.distributor.handle import JobHandle
+from reactor.ops.monitor import RedisMonitor
 from reactor.testing import async_wait_until
 
 from ..conftest import NodeFactory, wait_for_node

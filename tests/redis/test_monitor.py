@@ -15,8 +15,8 @@ import redis
 
 from reactor.cli import main
 from reactor.errors import StorageUnavailableError
-from reactor.monitor import RedisMonitor, retry_key
-from reactor.record import COMPLETE, ERROR, FAILED, NEW, QUEUED
+from reactor.jobs.record import COMPLETE, ERROR, FAILED, NEW, QUEUED
+from reactor.ops.monitor import RedisMonitor, retry_key
 from reactor.storage.redis import RedisStorage
 from tests.redis.conftest import ServerFactory, make_job, store_many
 

@@ -10,8 +10,8 @@ import pytest
 
 from reactor import Distributor, JobFailed
 from reactor.cli import main
-from reactor.monitor import RedisMonitor
-from reactor.node import RETRY_WAIT
+from reactor.node.driver import RETRY_WAIT
+from reactor.ops.monitor import RedisMonitor
 from reactor.testing import async_wait_until
 
 from ..conftest import NodeFactory, lines, wait_for_node

@@ -16,9 +16,9 @@ import pytest
 import redis as sync_redis
 
 from reactor import Config, Distributor, StorageUnavailableError
-from reactor.outbox import box_key, leases_key
+from reactor.distributor.outbox import box_key, leases_key
 from reactor.testing import async_wait_until
-from reactor.testing_redis import RedisServer
+from reactor.testing.redis_server import RedisServer
 
 from ..conftest import FAST, NodeFactory, lines, wait_for_node
 

@@ -16,11 +16,11 @@ import pytest
 from redis.cluster import RedisCluster
 
 from reactor import Distributor
-from reactor.monitor import RedisMonitor
-from reactor.record import QUEUED, JobRecord
+from reactor.jobs.record import QUEUED, JobRecord
+from reactor.ops.monitor import RedisMonitor
 from reactor.storage.redis import RedisStorage
 from reactor.testing import NodeProcess, async_wait_until
-from reactor.testing_redis import RedisClusterServers
+from reactor.testing.redis_server import RedisClusterServers
 from tests.conftest import NodeFactory, lines, wait_for_node
 from tests.redis.conftest import make_job
 

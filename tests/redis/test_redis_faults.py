@@ -15,8 +15,8 @@ import pytest
 import redis
 
 from reactor.errors import PoisonedRecordsError, StorageAuthError, StorageUnavailableError
-from reactor.monitor import RedisMonitor
-from reactor.record import QUEUED, JobRecord
+from reactor.jobs.record import QUEUED, JobRecord
+from reactor.ops.monitor import RedisMonitor
 from reactor.storage.redis import RedisStorage
 from reactor.storage.redis_batch import _Op
 from reactor.testing.support import free_port

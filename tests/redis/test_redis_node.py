@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from reactor import Config, Distributor, JobCancelledError, JobFailed
-from reactor.monitor import RedisMonitor
+from reactor.ops.monitor import RedisMonitor
+from reactor.testing.redis_server import RedisServer
 from reactor.testing.support import async_wait_until
-from reactor.testing_redis import RedisServer
 
 from ..conftest import NodeFactory, Recorder, lines, wait_for_node
 

@@ -12,8 +12,8 @@ import pytest
 import redis
 
 from reactor.errors import ConfigError, StorageUnavailableError
-from reactor.monitor import RedisMonitor
-from reactor.record import CANCELLED, COMPLETE, ERROR, FAILED, IN_PROGRESS, NEW, QUEUED
+from reactor.jobs.record import CANCELLED, COMPLETE, ERROR, FAILED, IN_PROGRESS, NEW, QUEUED
+from reactor.ops.monitor import RedisMonitor
 from reactor.storage.redis import RedisStorage
 from tests.redis.conftest import ServerFactory, async_wait_until, make_job
 

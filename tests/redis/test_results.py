@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from reactor import Config, Distributor, JobTimeoutError
-from reactor.redis_client import make_client
-from reactor.results import result_key, wait_result
+from reactor.storage.client import make_client
+from reactor.storage.results import result_key, wait_result
 
 from ..conftest import FAST, NodeFactory, Recorder, wait_for_node
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from reactor.record import (
+from reactor.jobs.record import (
     CANCELLED,
     COMPLETE,
     ERROR,

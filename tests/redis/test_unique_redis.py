@@ -12,9 +12,9 @@ import pytest
 import redis
 
 from reactor import Config, Distributor, Node, ReactorError
-from reactor.handle import JobHandle
+from reactor.distributor.handle import JobHandle
+from reactor.distributor.unique import KEY_PREFIX, ForeignJobHandle, UniqueKeys
 from reactor.testing import registry_from
-from reactor.unique import KEY_PREFIX, ForeignJobHandle, UniqueKeys
 
 from .conftest import async_wait_until
 

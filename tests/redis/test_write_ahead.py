@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from reactor import Config, Distributor, JobFailed, Node
-from reactor.monitor import RedisMonitor
-from reactor.registry import JobRegistry
+from reactor.jobs.registry import JobRegistry
+from reactor.node.write_ahead import MAX_AHEAD
+from reactor.ops.monitor import RedisMonitor
 from reactor.testing import NodeProcess, async_wait_until
-from reactor.write_ahead import MAX_AHEAD
 
 from ..conftest import NodeFactory, Recorder, lines, wait_for_node
 

@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 from reactor import Config, Distributor, Node
-from reactor.security import CurveClient, CurveServer, generate_keys
+from reactor.net.security import CurveClient, CurveServer, generate_keys
 from reactor.testing.support import NodeProcess, async_wait_until
 
 JOB_FILE = """

@@ -14,10 +14,10 @@ import pytest
 import zmq
 
 from reactor import Config, ConfigError
-from reactor import protocol as P
 from reactor.cli import main as cli
-from reactor.security import _ZAP, CurveServer, read_key_file
+from reactor.net.security import _ZAP, CurveServer, read_key_file
 from reactor.testing.support import NodeProcess, async_wait_until
+from reactor.wire import protocol as P
 
 from .conftest import (
     FAST,

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reactor import protocol as P
 from reactor.errors import MessageTooLargeError, ProtocolError
+from reactor.wire import protocol as P
 
 MiB = 1024 * 1024
 

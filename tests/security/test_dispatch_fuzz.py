@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from reactor import Config, Distributor, Node
-from reactor import protocol as P
+from reactor.app.runtime import new_event_loop
 from reactor.errors import ProtocolError
-from reactor.runtime import new_event_loop
 from reactor.testing.support import async_wait_until, free_port
+from reactor.wire import protocol as P
 
 from .conftest import FAST, Cleanup, LoopErrors, start_node
 

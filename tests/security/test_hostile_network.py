@@ -22,8 +22,8 @@ import zmq
 
 import reactor
 from reactor import BackPressureError, Config, Distributor, JobFailed, MessageTooLargeError
-from reactor import protocol as P
 from reactor.testing.support import NodeProcess, async_wait_until, free_port
+from reactor.wire import protocol as P
 
 from .conftest import (
     FAST,

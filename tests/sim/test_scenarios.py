@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from reactor import protocol as P
+from reactor.wire import protocol as P
 from tests.sim.scenario import violations
 from tests.sim.world import INTERVAL, LOST_AFTER, TIMEOUT, Faults, World
 

@@ -15,13 +15,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from reactor import protocol as P
-from reactor.chain import Attempt, Outcome
 from reactor.config import Config
 from reactor.core.distributor import DistributorCore
 from reactor.core.node import NodeCore
 from reactor.core.routing import JobState
-from reactor.record import JobRecord
+from reactor.jobs.outcome import Attempt, Outcome
+from reactor.jobs.record import JobRecord
+from reactor.wire import protocol as P
 
 INTERVAL = 0.2
 TIMEOUT = 1.0

@@ -1,0 +1,1 @@
+"""The application runtime behind the ``reactor`` facade: the reactor thread, fork safety."""

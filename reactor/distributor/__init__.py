@@ -1,0 +1,1 @@
+"""The application side: the Distributor driver and its features (handles, drain, outbox)."""

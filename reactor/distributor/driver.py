@@ -1,0 +1,651 @@
+"""The distributor's driver: binds the ROUTER socket and runs a DistributorCore on the loop.
+
+Nodes dial in with their name as routing id. The delivery logic (assignment numbers, re-sends,
+liveness, feedback de-duplication) lives in :mod:`reactor.core.distributor`; this module moves
+messages between the socket and the core, takes jobs from any thread, and turns the core's
+outcomes into handle results and feedback callables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import errno
+import itertools
+import logging
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import zmq
+
+from reactor.config import Config
+from reactor.core.distributor import DistributorCore
+from reactor.core.routing import JobState
+from reactor.distributor.drain import report_lost, wait_stored
+from reactor.distributor.feedback import run_feedback
+from reactor.distributor.handle import Feedback, JobHandle
+from reactor.distributor.unique import ForeignJobHandle, UniqueKeys, check_unique
+from reactor.errors import (
+    BackPressureError,
+    JobCancelledError,
+    ReactorError,
+)
+from reactor.jobs.cron import cron_schedule
+from reactor.jobs.options import check_job_options, check_options, timing
+from reactor.net.transport import Endpoint, tune
+from reactor.ops.metrics import Metrics, MetricsServer, State
+from reactor.wire import protocol as P
+
+if TYPE_CHECKING:
+    from reactor.distributor.outbox import Outbox
+    from reactor.storage.discovery import Announcer
+    from reactor.storage.results import ResultWriter
+
+log = logging.getLogger("reactor.distributor")
+
+
+def _bind(sock: zmq.Socket[bytes], address: str, patience: float = 1.0) -> None:
+    """Bind, retrying briefly while the port is still held by a socket closed a moment ago
+    (libzmq releases a closed listener asynchronously, so a quick restart can find it taken)."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            sock.bind(address)
+            return
+        except zmq.ZMQError as exc:
+            if exc.errno != errno.EADDRINUSE or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
+class Distributor:
+    """Routes jobs from this process to nodes over one bound ROUTER socket.
+
+    Args:
+        host: address to bind (``"127.0.0.1"``, ``"0.0.0.0"``, ...).
+        port: TCP port; 0 picks a free one (see :attr:`port` after start).
+        config: settings (``max_message_size``, heartbeats, ``node_lost_after``,
+            ``always_use_specified_node``, ``max_waiting_jobs``); a private default when omitted.
+        curve: optional CURVE server settings (see ``reactor.net.security``).
+        unique_store: a Redis URL (``redis://``, ``redis+cluster://``, ...) shared by the
+            distributors whose ``unique_key`` enqueues must be unique together; without it a
+            key is unique within this distributor.
+        metrics_port: serve Prometheus metrics at ``http://127.0.0.1:PORT/metrics`` (0: a free
+            port, see ``metrics_server.port``); None: no server (:attr:`metrics` still counts).
+        metrics_host: the address the metrics server binds.
+        announce: a Redis URL to register this distributor at, so nodes started with
+            ``discover=`` find it (see :mod:`reactor.storage.discovery`).
+        group: the application this distributor belongs to (distributors of one application,
+            e.g. the workers of one web app, share a group).
+        result_store: a Redis URL where final outcomes are kept for ``config["result_ttl"]``
+            seconds, readable from any process (``JR.result``; see :mod:`reactor.storage.results`).
+        outbox: a Redis URL for durable enqueue: ``enqueue`` returns once the job is in Redis,
+            and the group's other (or restarted) distributors deliver the jobs of one that
+            crashed (see :mod:`reactor.distributor.outbox`).
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 5000,
+        *,
+        config: Config | None = None,
+        curve: Any = None,
+        unique_store: str | None = None,
+        metrics_port: int | None = None,
+        metrics_host: str = "127.0.0.1",
+        announce: str | None = None,
+        group: str = "default",
+        result_store: str | None = None,
+        outbox: str | None = None,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.config = config if config is not None else Config()
+        self.curve = curve
+        self.session = secrets.token_hex(8)
+        self._ids = itertools.count(1)
+        self._id_prefix = secrets.token_hex(5)
+        self._lock = threading.Lock()
+        self._inbox: deque[JobState] = deque()
+        self._cancels: deque[str] = deque()
+        self._wake_pending = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        self._endpoint: Endpoint | None = None
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._max_args = 0
+        self._closed = False
+        self._finished = 0  # final feedbacks: the dashboard's jobs per second
+        self._stopping = False
+        self.core: DistributorCore | None = None
+        self.unique = UniqueKeys(unique_store)
+        self.metrics = Metrics()
+        self.metrics_server: MetricsServer | None = None
+        self._metrics_at = (metrics_host, metrics_port)
+        #: Called after messages or cancels were handled, while a drain waits (on the loop).
+        self.on_progress: Callable[[], None] | None = None
+        self.announce = announce
+        self.group = group
+        self._announcer: Announcer | None = None
+        self.result_store = result_store
+        self.outbox = outbox
+        self._outbox: Outbox | None = None
+        self._results: ResultWriter | None = None
+        if result_store is not None:
+            from reactor.storage.results import ResultWriter
+
+            self._results = ResultWriter(result_store, ttl=float(self.config["result_ttl"]))
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        """``host:port`` as bound."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def started(self) -> bool:
+        """Whether the socket is bound and the distributor is serving."""
+        return self._endpoint is not None
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Delivery counters: feedback received, duplicates, unknown, stale, revokes, re-sends."""
+        return dict(self.core.stats) if self.core is not None else {}
+
+    async def start(self) -> None:
+        """Bind the socket and start serving; returns once bound (and announced)."""
+        self.start_in_loop(asyncio.get_running_loop())
+        if self._outbox is not None:
+            try:
+                await self._outbox.start()
+            except BaseException:
+                await self.stop()
+                raise
+        if self._announcer is not None:
+            await self._announcer.start()
+
+    def start_in_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Bind and serve on ``loop``; must be called from that loop's thread."""
+        if self._endpoint is not None:
+            return
+        self._loop = loop
+        self._loop_thread = threading.get_ident()
+        max_size = int(self.config["max_message_size"])
+        self._max_args = max_size - 1024
+        sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.ROUTER)
+        tune(sock, max_message_size=max_size)
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+        guard = None
+        try:
+            if self.curve is not None:
+                guard = self.curve.apply_server(sock)
+            if self.port == 0:
+                self.port = sock.bind_to_random_port(f"tcp://{self.host}")
+            else:
+                _bind(sock, f"tcp://{self.host}:{self.port}")
+        except Exception as exc:
+            sock.close(linger=0)
+            if not isinstance(exc, zmq.ZMQError):
+                raise
+            raise ReactorError(
+                f"cannot bind the distributor to tcp://{self.host}:{self.port}: {exc} (another "
+                "distributor, or another worker process of the same application, holds it?); "
+                "pick another port, or port 0 for a free one (with announce= so nodes find it)"
+            ) from exc
+        self.core = DistributorCore(
+            self, address=self.address, session=self.session, config=self.config
+        )
+        self._endpoint = Endpoint(
+            loop,
+            sock,
+            P.Codec(max_size),
+            self._on_messages,
+            routed=True,
+            on_unreachable=self._on_unreachable,
+            guard=guard,
+            on_revoked=self._on_revoked,
+            name=f"distributor {self.address}",
+        )
+        self._tick_handle = loop.call_later(self.core.interval, self._tick)
+        self.metrics.read_state(self._metrics_state)
+        host, port = self._metrics_at
+        if port is not None:
+            self.metrics_server = self.metrics.serve(port, host)
+        log.info("distributor listening on tcp://%s", self.address)
+        if self.outbox is not None:  # works at once; start() also joins the group eagerly
+            from reactor.distributor.outbox import Outbox
+
+            self._outbox = Outbox(
+                self.outbox,
+                group=self.group,
+                session=self.session,
+                lease=float(self.config["heartbeat_timeout"]),
+                submit=self._accept_written,
+                handle=self._adopted_handle,
+            )
+            self._outbox.open(loop)
+        if self.announce is not None:
+            from reactor.storage.discovery import Announcer, advertised_address
+
+            self._announcer = Announcer(
+                self.announce,
+                group=self.group,
+                session=self.session,
+                address=advertised_address(self.host, self.port),
+                lease=float(self.config["heartbeat_timeout"]),
+                snapshot=self.snapshot,
+            )
+        if self._inbox:
+            self._wake()
+
+    async def drain(self, timeout: float | None = None) -> int:
+        """Wait until a node has stored every job this distributor holds (DESIGN §3).
+
+        Args:
+            timeout: seconds to wait at most; None waits as long as it takes.
+
+        Returns:
+            How many jobs no node has stored yet (0: all stored).
+        """
+        if self._closed or self.core is None:
+            return 0
+        return await wait_stored(self, timeout)
+
+    async def stop(self, *, drain_timeout: float | None = None) -> int:
+        """Drain, then stop serving; returns how many jobs no node had stored.
+
+        New enqueues are refused from now on. Waits up to ``drain_timeout`` (default
+        ``config["drain_timeout"]``) for a node to store every held job, then logs how many were
+        not, and which names: at ERROR, as they are lost, unless they stay in an ``outbox=``
+        for the group to deliver. Handles of unfinished jobs then raise a ReactorError.
+        """
+        if self._closed or self._stopping:
+            return 0
+        self._stopping = True
+        timeout = float(self.config["drain_timeout"] if drain_timeout is None else drain_timeout)
+        began = time.monotonic()
+        await self.drain(timeout)
+        lost = self.unstored()
+        outbox, self._outbox = self._outbox, None
+        kept_by = None if outbox is None else self.group
+        report_lost(self.address, lost, time.monotonic() - began, outbox=kept_by)
+        if outbox is not None:
+            await outbox.stop(self._stored)
+        self.stop_in_loop()
+        announcer, self._announcer = self._announcer, None
+        if announcer is not None:
+            await announcer.stop()
+        if self._results is not None:
+            await self._results.close()
+        return len(lost)
+
+    def stop_in_loop(self) -> None:
+        """Stop at once, without draining, from the loop's thread (jobs not stored are lost)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+        if self._endpoint is not None:
+            self._endpoint.close()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
+            self.metrics_server = None
+        error = ReactorError("the distributor stopped before the job finished")
+        held = list(self.core.jobs.values()) if self.core is not None else []
+        for job in held + list(self._inbox):
+            job.handle._resolve(None, error)
+        if self.core is not None:
+            self.core.jobs.clear()
+        self._inbox.clear()
+        self.unique.close()
+        if self.curve is not None:
+            self.curve.close()
+
+    async def __aenter__(self) -> Distributor:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- enqueue (any thread) -------------------------------------------------------------------
+
+    def enqueue(
+        self,
+        name: str,
+        args: dict[str, Any] | None = None,
+        *,
+        after: float | None = None,
+        run_at: dt.datetime | float | None = None,
+        period: float | None = None,
+        defer: bool = False,
+        node: str | None = None,
+        not_node: str | None = None,
+        on_success: Feedback | None = None,
+        on_error: Feedback | None = None,
+        timeout: float | None = None,
+        max_attempt: int | None = None,
+        cron: str | None = None,
+        tz: str | None = None,
+        priority: int = 0,
+        unique_key: str | None = None,
+        unique_for: float | None = None,
+    ) -> JobHandle:
+        """Send a job to a node; returns at once with a handle. Safe from any thread.
+
+        ``timeout``, ``max_attempt`` override the job's ``@job`` options (and the node's
+        settings); ``cron`` (read in ``tz``, UTC by default) runs the job on a schedule, like a
+        periodic job; ``priority`` orders waiting jobs, higher first. A second enqueue with the
+        same ``unique_key`` within ``unique_for`` seconds of the first sends nothing and returns
+        the first job's handle (its feedback callables are the first enqueue's); see
+        :mod:`reactor.distributor.unique`.
+
+        Raises:
+            TypeError: ``args`` is not a dict of msgpack-serializable values (the key is named),
+                or an option has the wrong type.
+            MessageTooLargeError: the encoded args exceed ``max_message_size``.
+            ValueError: an invalid ``after``/``run_at``/``period``/``timeout``/``max_attempt``/
+                ``priority``/``unique_for``, a bad cron expression or time zone, or ``cron``
+                with ``after``, ``run_at`` or ``period``.
+            BackPressureError: ``max_waiting_jobs`` jobs already wait for a node.
+            ReactorError: the distributor is not started (or stopped).
+        """
+        self._admit()
+        check_options(name, period, node, not_node, on_success, on_error)
+        window = 0.0 if unique_key is None else check_unique(unique_key, unique_for)
+        options: list[Any] | None = None
+        if (
+            timeout is not None
+            or max_attempt is not None
+            or cron is not None
+            or tz is not None
+            or priority != 0
+        ):
+            check_job_options(
+                timeout=timeout,
+                max_attempt=max_attempt,
+                cron=cron,
+                tz=tz,
+                priority=priority,
+                after=after,
+                run_at=run_at,
+                period=period,
+            )
+            options = P.job_options_wire(
+                None if timeout is None else float(timeout), max_attempt, cron, tz, priority
+            )
+        packed = P.pack_args({} if args is None else args, max_size=self._max_args)
+        delay, at = (0.0, 0.0) if after is None and run_at is None else timing(after, run_at)
+        if cron is not None:  # the first run; the node that holds the job computes the next ones
+            at = cron_schedule(cron, tz or "UTC").next_after(time.time())
+        self._make_room()
+        job_id = f"{self._id_prefix}{next(self._ids):x}"
+        wire = [
+            P.JOB,
+            job_id,
+            0,
+            name,
+            packed,
+            delay,
+            at,
+            None if period is None else float(period),
+            bool(defer),
+            0,
+            time.time(),
+        ]
+        if options:
+            wire += options
+        handle = JobHandle(job_id, name, self, self._lock, on_success, on_error)
+        if unique_key is not None:
+            first = self.unique.claim(
+                unique_key,
+                window,
+                handle,
+                lambda i: ForeignJobHandle(i, name, unique_key, self, self.result_store),
+            )
+            if first is not handle:
+                return first
+        self._accept(
+            JobState(
+                job_id,
+                name,
+                wire,
+                handle,
+                node=node,
+                not_node=not_node,
+                due=time.monotonic() + delay if delay else 0.0,
+                deferred=delay > 0.0 or at > 0.0 or period is not None,
+                periodic=period is not None or cron is not None,
+                priority=priority,
+            )
+        )
+        return handle
+
+    # The three steps of an enqueue that the offline test distributors (reactor.testing) replace.
+
+    def _admit(self) -> None:
+        """Refuse an enqueue before any work when the distributor is not serving."""
+        if self._loop is None or self._closed or self._stopping:
+            raise ReactorError(
+                "the distributor is not running (not started, stopping or stopped); start it "
+                "before enqueueing"
+            )
+
+    def _make_room(self) -> None:
+        """Refuse a job when ``max_waiting_jobs`` already wait (before its unique key is taken)."""
+        core = self.core
+        assert core is not None
+        if len(self._inbox) + core.router.waiting >= self.config["max_waiting_jobs"]:
+            raise BackPressureError(
+                f"{self.config['max_waiting_jobs']} jobs already wait for a node; start more "
+                "nodes, slow down, or raise config['max_waiting_jobs']"
+            )
+
+    def _accept(self, job: JobState) -> None:
+        """Take a checked job: the loop sends it to a node (after the outbox wrote it, if any)."""
+        if self._outbox is not None:
+            self._outbox.put(job)
+            return
+        self._inbox.append(job)
+        if not self._wake_pending:
+            self._wake()
+
+    def _accept_written(self, jobs: list[JobState]) -> None:
+        """Take jobs the outbox has written (or taken over from a crashed member)."""
+        core = self.core
+        if core is None or self._closed:
+            error = ReactorError("the distributor stopped before the job finished")
+            for job in jobs:
+                job.handle._resolve(None, error)
+            return
+        now = time.monotonic()
+        for job in jobs:
+            core.submit(job, now)
+        core.pump(now)
+
+    def _adopted_handle(self, job_id: str, name: str) -> JobHandle:
+        return JobHandle(job_id, name, self, self._lock)
+
+    def _stored(self, job: JobState) -> bool:
+        """Whether a node has stored ``job`` (or it ended): its outbox entry may go."""
+        core = self.core
+        return job.acked or core is None or core.jobs.get(job.id) is not job
+
+    def _wake(self) -> None:
+        loop = self._loop
+        if loop is None:
+            return
+        self._wake_pending = True
+        if threading.get_ident() == self._loop_thread:
+            loop.call_soon(self._drain_inbox)
+        else:
+            try:
+                loop.call_soon_threadsafe(self._drain_inbox)
+            except RuntimeError:  # the loop closed under us
+                self._wake_pending = False
+
+    def cancel(self, job_id: str) -> None:
+        """Cancel a job by id (what ``handle.cancel()`` calls). Safe from any thread."""
+        self._cancels.append(job_id)
+        if not self._wake_pending:
+            self._wake()
+
+    def _drain_inbox(self) -> None:
+        self._wake_pending = False
+        core = self.core
+        if core is None or self._closed:
+            return
+        now = time.monotonic()
+        inbox = self._inbox
+        submit = core.submit
+        while inbox:
+            submit(inbox.popleft(), now)
+        while self._cancels:
+            job_id = self._cancels.popleft()
+            if not self._cancel_queued(job_id):
+                core.cancel(job_id, now)
+        core.pump(now)
+        if self.on_progress is not None:
+            self.on_progress()
+
+    def _cancel_queued(self, job_id: str) -> bool:
+        for queued in self._inbox:
+            if queued.id == job_id:
+                self._inbox.remove(queued)
+                queued.handle._resolve(None, JobCancelledError(f"job {job_id} was cancelled"))
+                return True
+        return False
+
+    # -- the core's port ------------------------------------------------------------------------
+
+    def send(self, peer: bytes, message: P.Message | list[Any]) -> None:
+        """Queue a message for a node (the core's port)."""
+        if self._endpoint is not None:
+            self._endpoint.send(peer, message)
+
+    def feedback(self, job: JobState, fb: P.Feedback) -> None:
+        """Run the feedback callable; settle the handle on a final feedback (the core's port)."""
+        args, error = run_feedback(job.name, job.handle, fb)
+        if fb.final:
+            if self._results is not None:
+                self._results.record(job.id, job.name, fb)
+            job.handle._resolve(args, error)
+            self._finished += 1
+            if not job.periodic:  # enqueue (or due time) to the end, as the application waits
+                wire = job.wire
+                self.metrics.feedback_received(
+                    job.name, time.time() - (wire[6] or wire[10] + wire[5])
+                )
+
+    def cancelled(self, job: JobState) -> None:
+        """The application's cancel ended the job (the core's port)."""
+        if self._results is not None:
+            self._results.record(job.id, job.name, None)
+        job.handle._resolve(None, JobCancelledError(f"job {job.id} ({job.name!r}) was cancelled"))
+
+    # -- the socket and the clock ---------------------------------------------------------------
+
+    def _on_messages(self, peer: bytes | None, messages: list[P.Message]) -> None:
+        assert peer is not None and self.core is not None
+        try:
+            name, _ = P.parse_routing_id(peer)
+        except UnicodeDecodeError:
+            log.warning("dropped messages from a peer whose routing id is not UTF-8: %r", peer[:40])
+            return
+        self.core.on_messages(name, peer, messages, time.monotonic())
+        if self.on_progress is not None:
+            self.on_progress()
+
+    def _on_unreachable(self, peer: bytes, messages: list[Any]) -> None:
+        if self.core is not None:
+            self.core.unreachable(peer)
+
+    def _on_revoked(self, peer: bytes) -> None:
+        if self.core is not None:
+            self.core.revoked(peer)
+
+    def _tick(self) -> None:
+        loop = self._loop
+        core = self.core
+        if self._closed or loop is None or self._endpoint is None or core is None:
+            return
+        self._tick_handle = loop.call_later(core.interval, self._tick)
+        self._endpoint._on_ready()  # read what queued while we were busy before judging anyone
+        core.tick(time.monotonic())
+        if self._announcer is not None:
+            self._announcer.renew()
+        if self._outbox is not None:
+            self._outbox.tick(self._stored)
+
+    def _metrics_state(self) -> State:
+        """The gauges, read when /metrics is scraped (from the metrics server's thread)."""
+        core = self.core
+        in_flight: dict[str, int] = {}
+        waiting: dict[str, int] = {}
+        for job in list(self._inbox):
+            waiting[job.name] = waiting.get(job.name, 0) + 1
+        if core is not None:
+            for job in list(core.jobs.values()):  # one C-level copy: safe against the loop
+                into = waiting if job.owner is None else in_flight
+                into[job.name] = into.get(job.name, 0) + 1
+        endpoint = self._endpoint
+        rejected = sum(endpoint.rejected.values()) if endpoint is not None else 0
+        return State(in_flight, waiting, False, rejected)
+
+    # -- live view ------------------------------------------------------------------------------
+
+    def unstored(self) -> list[JobState]:
+        """Jobs held that no node has stored yet: queued, waiting, or sent and unacknowledged."""
+        jobs = list(self._inbox)
+        core = self.core
+        if core is not None:
+            jobs.extend(core.router.waiting_jobs())
+            for node in core.router.nodes.values():
+                jobs.extend(node.unacked.values())
+        return jobs
+
+    def unstored_count(self) -> int:
+        """``len(unstored())`` without building the list (call on the distributor's loop)."""
+        return len(self._inbox) + (self.core.held() if self.core is not None else 0)
+
+    def node_alive(self, name: str) -> bool:
+        """Whether node ``name`` is connected and up (call on the distributor's loop)."""
+        return self.core is not None and self.core.node_alive(name)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The live view as plain data: nodes with their load, waiting and in-flight jobs.
+
+        Call it on the distributor's loop (``JR.snapshot()`` does that from other threads).
+        """
+        core = self.core
+        if core is None:
+            return {"address": self.address, "nodes": [], "waiting": len(self._inbox)}
+        waiting = core.router.waiting_jobs()
+        now = time.monotonic()
+        return {
+            "address": self.address,
+            "session": self.session,
+            "taken_at": time.time(),
+            "finished": self._finished,
+            "nodes": [
+                {**n.view(), "heard_ago": round(now - n.last_seen, 3)}
+                for n in core.router.nodes.values()
+            ],
+            "waiting": len(waiting) + len(self._inbox),
+            "waiting_jobs": [
+                {"id": j.id, "name": j.name, "node": j.node, "not_node": j.not_node}
+                for j in waiting[:100]
+            ],
+            "in_flight": sum(1 for j in core.jobs.values() if j.owner is not None),
+            "unacknowledged": sum(len(n.unacked) for n in core.router.nodes.values()),
+            "stats": dict(core.stats),
+            "rejected_frames": dict(self._endpoint.rejected) if self._endpoint else {},
+        }

@@ -1,0 +1,1 @@
+"""Jobs as data and code: @job registry, loader, chains, records, backoff, cron, enqueue options."""

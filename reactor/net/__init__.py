@@ -1,0 +1,1 @@
+"""The network: the only modules that import ZeroMQ (sockets, a node's link, CURVE security)."""

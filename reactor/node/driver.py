@@ -1,0 +1,793 @@
+"""The node's driver: sockets, storage, timers and job chains around a :class:`NodeCore`.
+
+``def`` chains run straight from the ready queue, many per loop iteration, with no task per job;
+``async def`` chains and ``defer=True`` bodies run as tasks, at most ``capacity`` at once. The
+delivery logic (fencing, re-sends, sync, hand-back, lifecycle) is :mod:`reactor.core.node`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Coroutine, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from reactor.config import Config
+from reactor.core.lifecycle import RetryPolicy
+from reactor.core.node import NodeCore
+from reactor.core.wallclock import WallWatch
+from reactor.errors import (
+    NodeNameTaken,
+    PoisonedRecordsError,
+    ProtocolError,
+    ReactorError,
+    StorageUnavailableError,
+)
+from reactor.jobs import record as R
+from reactor.jobs.chain import run_async, run_sync, run_sync_limited
+from reactor.jobs.loader import load_jobs
+from reactor.jobs.record import JobRecord
+from reactor.jobs.registry import JobEntry, JobRegistry
+from reactor.net.link import Link, parse_address
+from reactor.node.reachability import Reachability
+from reactor.node.watchdog import Watchdog
+from reactor.node.write_ahead import WriteAhead
+from reactor.ops.metrics import Metrics, MetricsServer, State
+from reactor.storage import Storage, resolve_storage
+from reactor.wire import protocol as P
+
+if TYPE_CHECKING:
+    from reactor.node.follower import Follower
+
+log = logging.getLogger("reactor.node")
+
+_NAME_RE = re.compile(rf"[A-Za-z0-9_.:@-]{{1,{P.MAX_NODE_NAME_LEN}}}")
+
+#: Seconds of ``def`` jobs run back to back before the loop serves I/O again.
+RUN_SLICE = 0.005
+#: Seconds one wait for retried jobs lasts (a retry still starts at once: the wait is a BLPOP).
+RETRY_WAIT = 5.0
+
+
+class Node:
+    """A worker process's job runner, connected to one or more distributors.
+
+    Args:
+        name: the node's name (its routing id; jobs pinned with ``node=`` use it).
+        distributors: ``"host:port"`` strings or ``(host, port)`` pairs to dial.
+        storage: ``"memory_storage"``, ``"redis_storage"``, a ``redis://`` URL, or a Storage.
+        job_directory: where the job files are (default: ``config["job_directory"]``).
+        registry: a ready JobRegistry instead of loading files (tests, all-in-one programs).
+        capacity: how many jobs the node takes at once (default: ``config["node_capacity"]``).
+        config: settings; a snapshot is taken at construction.
+        curve: optional CURVE client settings (see ``reactor.net.security``).
+        metrics_port: serve Prometheus metrics at ``http://127.0.0.1:PORT/metrics`` (0: a free
+            port, see ``metrics_server.port``); None: no server (:attr:`metrics` still counts).
+        metrics_host: the address the metrics server binds.
+        discover: a Redis URL where distributors announce themselves: the node dials every
+            live one and follows them as they come and go (with or without ``distributors``).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        distributors: Sequence[str | tuple[str, int]] = (),
+        storage: str | Storage = "memory_storage",
+        job_directory: str | Path | None = None,
+        registry: JobRegistry | None = None,
+        capacity: int | None = None,
+        config: Config | None = None,
+        curve: Any = None,
+        metrics_port: int | None = None,
+        metrics_host: str = "127.0.0.1",
+        discover: str | None = None,
+    ) -> None:
+        if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+            raise ValueError(
+                f"invalid node name {name!r}: use 1-{P.MAX_NODE_NAME_LEN} letters, digits and "
+                "_ - . : @"
+            )
+        self.name = name
+        self.config = (config if config is not None else Config()).copy()
+        self.capacity = int(capacity if capacity is not None else self.config["node_capacity"])
+        self.session = secrets.token_hex(8)
+        self.job_directory = Path(job_directory or self.config["job_directory"])
+        self._storage_spec = storage
+        self.registry = registry
+        self.curve = curve
+        self._links: dict[str, Link] = {}
+        for address in distributors:
+            host, port = parse_address(address)
+            key = f"{host}:{port}"
+            self._links[key] = Link(key, self._on_messages, curve=curve)
+        self._static = set(self._links)
+        self.discover = discover
+        self._follower: Follower | None = None
+        self.storage: Storage | None = None
+        self.core: NodeCore | None = None
+        self.error: ReactorError | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._run_scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        self._executor: ThreadPoolExecutor | None = None
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._timer_handle: asyncio.TimerHandle | None = None
+        self._timer_due = float("inf")
+        self._watchdog: Watchdog | None = None
+        self._ahead: WriteAhead | None = None
+        self._wall = WallWatch()
+        self._idle_waiters: list[asyncio.Future[None]] = []
+        self._answered: asyncio.Event | None = None
+        self._stopping = False
+        self._settled: asyncio.Event | None = None
+        self._closed = False
+        self.stopped: asyncio.Event | None = None
+        self.metrics = Metrics()
+        self.metrics_server: MetricsServer | None = None
+        self._metrics_at = (metrics_host, metrics_port)
+        self._reach = Reachability(name, self.metrics.reconnected)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load the jobs, open storage, resume stored jobs, and dial every distributor.
+
+        Returns once every distributor has welcomed the node, or after a few heartbeat
+        intervals for those that have not answered (the node keeps dialing them).
+
+        Raises:
+            NodeNameTaken: a distributor already has a live node of this name.
+        """
+        loop = self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self.stopped = asyncio.Event()
+        self._answered = asyncio.Event()
+        if self.registry is None:
+            self.registry = load_jobs(self.job_directory)
+        self._executor = ThreadPoolExecutor(
+            max_workers=int(self.config["defer_threads"]),
+            thread_name_prefix=f"reactor-{self.name}-defer",
+        )
+        self.storage = resolve_storage(self._storage_spec, redis_url=self.config["redis_url"])
+        self.storage.on_poisoned = self._on_poisoned
+        self.storage.on_written = self.metrics.storage_written
+        await self.storage.start(self.name)
+        if self.discover is not None:
+            from reactor.node.follower import Follower
+
+            self._follower = Follower(
+                self.discover, join=self.add_distributor, leave=self.remove_distributor
+            )
+            await self._follower.start()
+        core = self.core = NodeCore(
+            self,
+            name=self.name,
+            session=self.session,
+            links=list(self._links),
+            config=self.config,
+            capacity=self.capacity,
+            job_names=self.registry.names(),
+            durable=self.storage.durable,
+            where=f"host {socket.gethostname()} pid {os.getpid()}",
+            policies=RetryPolicy.for_registry(
+                self.registry,
+                max_attempt=int(self.config["max_attempt"]),
+                retry_multiplier=float(self.config["retry_multiplier"]),
+            ),
+        )
+        if self.storage.durable:
+            self._ahead = WriteAhead(
+                core,
+                self.storage,
+                self.registry,
+                capacity=self.capacity,
+                kick=self.kick,
+                unknown=self._unknown,
+            )
+        if self.config["retry_jobs_at_start"]:
+            core.resume(await self.storage.unfinished(), time.monotonic(), time.time())
+        core.started = True
+        if self.storage.retries:
+            self._spawn(self._take_retried())
+        max_size = int(self.config["max_message_size"])
+        for link in self._links.values():
+            link.open(loop, P.routing_id(self.name, self.session), max_size)
+        self._tick()
+        self._watchdog = Watchdog(
+            interval=core.interval,
+            beat=core.announce,
+            hand_back=self._hand_back_blocked,
+            flush=self._flush_from_thread,
+            hand_back_after=float(self.config["hand_back_after"]),
+            slow_warning=float(self.config["slow_job_warning"]),
+        )
+        self._watchdog.start()
+        self.metrics.read_state(self._metrics_state)
+        host, port = self._metrics_at
+        if port is not None:
+            self.metrics_server = self.metrics.serve(port, host)
+        log.info(
+            "node %s started: %d jobs known, capacity %d, %s storage, distributors %s",
+            self.name,
+            len(self.registry),
+            self.capacity,
+            type(self.storage).__name__,
+            ", ".join(self._links) or "none",
+        )
+        if self._links:
+            wait = 4.5 * core.interval + 0.5  # past the probation of a name (core.liveness)
+            with contextlib.suppress(TimeoutError):  # reachability warns about silent ones
+                await asyncio.wait_for(self._answered.wait(), wait)
+        if self.error is not None:
+            await self.close()
+            raise self.error
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop taking jobs, hand back every job not started, let running ones finish (up to
+        ``grace`` s) and wait until the distributors have acknowledged everything."""
+        if self._stopping or self.core is None:
+            return
+        self._stopping = True
+        core = self.core
+        grace = float(self.config["shutdown_grace"] if grace is None else grace)
+        handed = core.stop(time.monotonic())
+        if handed:
+            log.info("node %s: handed %d jobs back to their distributors", self.name, handed)
+        self._settled = asyncio.Event()
+        self._check_settled()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._settled.wait(), grace)
+        if not core.settled:
+            log.warning(
+                "node %s: stopping with %d jobs running or unacknowledged after %.1fs",
+                self.name,
+                core.running,
+                grace,
+            )
+        core.bye()
+        await asyncio.sleep(0)  # let the byes leave
+        await self.close()
+
+    async def close(self) -> None:
+        """Release everything at once, without waiting for running jobs."""
+        if self._closed:
+            return
+        self._closed = True
+        for handle in (self._tick_handle, self._timer_handle):
+            if handle is not None:
+                handle.cancel()
+        if self._watchdog is not None:
+            self._watchdog.stop()
+            self._watchdog = None
+        if self.metrics_server is not None:
+            self.metrics_server.close()
+            self.metrics_server = None
+        if self._follower is not None:
+            await self._follower.stop()
+        for task in list(self._tasks):
+            task.cancel()
+        for link in self._links.values():
+            link.close()
+        if self.storage is not None:
+            try:
+                await self.storage.close()
+            except Exception:
+                log.exception("closing storage failed")
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        for waiter in self._idle_waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        if self.stopped is not None:
+            self.stopped.set()
+
+    async def __aenter__(self) -> Node:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def until_idle(self, timeout: float = 10.0) -> None:
+        """Wait until nothing is ready or running (jobs on timers may remain)."""
+        if self.idle:
+            return
+        assert self._loop is not None
+        waiter = self._loop.create_future()
+        self._idle_waiters.append(waiter)
+        await asyncio.wait_for(waiter, timeout)
+
+    @property
+    def idle(self) -> bool:
+        """Whether no job is ready or running."""
+        return self.core is None or self.core.idle
+
+    @property
+    def accepting(self) -> bool:
+        """Whether the node takes new jobs."""
+        return self.core is not None and self.core.accepting
+
+    @property
+    def jobs(self) -> dict[str, JobRecord]:
+        """The records the node holds, by id."""
+        return self.core.jobs if self.core is not None else {}
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counters: received, succeeded, failed, cancelled, attempts."""
+        return self.core.stats if self.core is not None else {}
+
+    def _check_idle(self) -> None:
+        if self._idle_waiters and self.idle:
+            for waiter in self._idle_waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+            self._idle_waiters.clear()
+
+    # -- the core's port ------------------------------------------------------------------------
+
+    def add_distributor(self, address: str | tuple[str, int]) -> None:
+        """Dial one more distributor from now on (call on the node's loop)."""
+        host, port = parse_address(address)
+        key = f"{host}:{port}"
+        if key in self._links or self._closed:
+            return
+        link = self._links[key] = Link(key, self._on_messages, curve=self.curve)
+        if self.core is not None and self._loop is not None:
+            link.open(
+                self._loop,
+                P.routing_id(self.name, self.session),
+                int(self.config["max_message_size"]),
+            )
+            self.core.add_link(key, time.monotonic())
+
+    def remove_distributor(self, address: str | tuple[str, int]) -> None:
+        """Stop serving a distributor that is gone for good (call on the node's loop); one
+        given to the constructor stays."""
+        host, port = parse_address(address)
+        key = f"{host}:{port}"
+        if key in self._static:
+            return
+        link = self._links.pop(key, None)
+        if link is None:
+            return
+        if self.core is not None:
+            self.core.remove_link(key, time.monotonic())
+        link.close()
+
+    def send(self, link: str, message: P.Message | list[Any]) -> None:
+        """Queue a message to a distributor (from the watchdog thread too)."""
+        known = self._links.get(link)  # None: a withdrawn distributor's message from a thread
+        if known is None or known.endpoint is None:
+            return
+        endpoint = known.endpoint
+        if threading.get_ident() != self._loop_thread:
+            endpoint.queue(None, message)
+        elif type(message) is P.Hello:
+            known.send(message)
+        else:
+            endpoint.send(None, message)
+
+    def store(self, link: str, records: list[JobRecord]) -> bool:
+        """Persist new records (the core's port); False: the answer comes from a task."""
+        assert self.storage is not None
+        self.metrics.records_received(records)
+        if self.storage.add_nowait(records):
+            return True
+        self._spawn(self._store(link, records))
+        return False
+
+    async def _store(self, link: str, records: list[JobRecord]) -> None:
+        assert self.storage is not None and self.core is not None
+        try:
+            await self.storage.add(records)
+        except StorageUnavailableError as exc:
+            self.core.store_failed(link, records, f"storage unavailable: {exc}")
+            self._storage_down(exc)
+            return
+        except PoisonedRecordsError as exc:  # the others are stored; these are refused
+            bad = [r for r in records if r.id in exc.failed]
+            self.core.store_failed(link, bad, f"storage could not write the job: {exc}")
+            records = [r for r in records if r.id not in exc.failed]
+        self.core.stored(link, records, time.monotonic())
+
+    def _on_poisoned(self, record: JobRecord | None, job_id: str, reason: str) -> None:
+        """Storage could not write a job's record (its key holds other data): the job fails
+        with error feedback instead of blocking every write after it."""
+        core = self.core
+        if record is None or core is None or core.jobs.get(job_id) is not record:
+            return  # a corrupt record found at resume: quarantined and reported by storage
+        if record.phase == R.DONE:
+            return  # failed already (its attempt could not be written: see WriteAhead)
+        if record.phase == R.RUNNING:
+            record.cancel_requested = True  # its run ends; nothing can be stored for it
+            return
+        core.fail(
+            record,
+            "PoisonedRecord",
+            f"storage cannot write this job: {reason}",
+            time.monotonic(),
+            time.time(),
+        )
+
+    def _storage_down(self, exc: Exception) -> None:
+        core = self.core
+        if core is None or not core.storage_ok:
+            return
+        log.error(
+            "node %s: storage unavailable (%s); not taking jobs until it is back", self.name, exc
+        )
+        core.storage_ok = False
+        core.announce(time.monotonic())
+        self._spawn(self._await_storage())
+
+    async def _await_storage(self) -> None:
+        assert self.storage is not None and self.core is not None
+        await self.storage.wait_available()
+        log.info("node %s: storage is back; taking jobs again", self.name)
+        self.core.storage_ok = True
+        self.core.announce(time.monotonic())
+
+    async def _take_retried(self) -> None:
+        """Run again the jobs the monitor retries (``reactor monitor retry``), as they come."""
+        storage, core = self.storage, self.core
+        assert storage is not None and core is not None
+        while not self._stopping and not self._closed:
+            try:
+                records = await storage.take_retried(RETRY_WAIT)
+            except StorageUnavailableError:
+                await storage.wait_available()
+                continue
+            if records:
+                log.info(
+                    "node %s: running %d jobs again, as the monitor asked",
+                    self.name,
+                    len(records),
+                    extra={"node": self.name},
+                )
+                core.resume(records, time.monotonic(), time.time())
+
+    def write(self, record: JobRecord) -> None:
+        """Persist a record's state, written behind (the core's port)."""
+        assert self.storage is not None
+        self.storage.update(record)
+
+    def remove(self, record: JobRecord) -> None:
+        """Forget a record in storage (the core's port)."""
+        assert self.storage is not None
+        self.storage.remove(record)
+
+    def exists(self, records: list[JobRecord]) -> list[bool] | None:
+        """Whether records still exist, now or from a task (the core's port)."""
+        assert self.storage is not None
+        alive = self.storage.exists_nowait(records)
+        if alive is None:
+            self._spawn(self._check(records))
+        return alive
+
+    async def _check(self, records: list[JobRecord]) -> None:
+        assert self.storage is not None and self.core is not None
+        lost: list[bool] | None = None
+        try:
+            alive = await self.storage.exists(records)
+            missing = [r for r, ok in zip(records, alive, strict=True) if not ok]
+            if missing:  # destroyed on purpose (a tombstone), or lost (eviction, FLUSHDB)?
+                destroyed = dict(
+                    zip(
+                        (r.id for r in missing), await self.storage.tombstoned(missing), strict=True
+                    )
+                )
+                lost = [
+                    not ok and not destroyed[r.id] for r, ok in zip(records, alive, strict=True)
+                ]
+        except StorageUnavailableError:
+            alive = [True] * len(records)  # cannot tell: run rather than lose a job
+        self.core.timers_checked(records, alive, time.monotonic(), lost)
+
+    def arm(self, due: float) -> None:
+        """Wake the core at monotonic ``due`` (the core's port)."""
+        loop = self._loop
+        if loop is None or self._closed:
+            return
+        if self._timer_handle is not None:
+            if due >= self._timer_due:
+                return
+            self._timer_handle.cancel()
+        self._timer_due = due
+        self._timer_handle = loop.call_at(loop.time() + (due - time.monotonic()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer_handle = None
+        self._timer_due = float("inf")
+        if self.core is not None and not self._closed:
+            self.core.fire_timers(time.monotonic(), time.time())
+
+    def kick(self) -> None:
+        """Jobs are ready (the core's port)."""
+        if not self._run_scheduled and self._loop is not None and not self._closed:
+            self._run_scheduled = True
+            self._loop.call_soon(self._run_ready)
+
+    def refused(self, link: str, kind: str, reason: str) -> None:
+        """A distributor refused this node: it cannot serve under this name (the core's port)."""
+        error: ReactorError = (
+            NodeNameTaken(reason)
+            if kind == "NodeNameTaken"
+            else ReactorError(f"distributor {link} refused node {self.name}: {kind}: {reason}")
+        )
+        log.error("node %s: distributor %s refused it: %s: %s", self.name, link, kind, reason)
+        self.error = error
+        if self._answered is not None:
+            self._answered.set()
+        if not self._stopping and self.core is not None and self.core.started:
+            self._spawn(self.stop(grace=0.0))
+
+    # -- messages and time ----------------------------------------------------------------------
+
+    def _on_messages(self, link: Link, messages: list[P.Message]) -> None:
+        core = self.core
+        if core is None:
+            return
+        core.on_messages(link.key, messages, time.monotonic(), time.time())
+        answered = self._answered
+        if (
+            answered is not None
+            and not answered.is_set()
+            and all(s.welcomed or s.refused for s in core.links.values())
+        ):
+            answered.set()
+        if self._settled is not None:
+            self._check_settled()
+
+    def _check_settled(self) -> None:
+        settled = self._settled
+        if (
+            settled is not None
+            and self.core is not None
+            and (self.core.settled or self.error is not None)
+        ):
+            settled.set()
+
+    def _tick(self) -> None:
+        loop = self._loop
+        core = self.core
+        if loop is None or core is None or self._closed:
+            return
+        self._tick_handle = loop.call_later(core.interval, self._tick)
+        for link in self._links.values():  # read what queued while we were busy first
+            if link.endpoint is not None:
+                link.endpoint._on_ready()
+        now = time.monotonic()
+        if self._watchdog is not None:
+            self._watchdog.loop_beat = now
+        core.tick(now)
+        self._check_wall(core, now)
+        for key, state in core.links.items():
+            self._reach.check(key, state.welcomed, now)
+
+    def _check_wall(self, core: NodeCore, now: float) -> None:
+        """Re-arm ``run_at=`` jobs when the wall clock jumped (see reactor.core.wallclock)."""
+        wall = time.time()
+        jump = self._wall.moved(now, wall)
+        if jump:
+            moved = core.wall_moved(now, wall)
+            log.warning(
+                "node %s: the wall clock jumped %+.1fs; %d run_at= jobs re-armed on it",
+                self.name,
+                jump,
+                moved,
+            )
+
+    def _hand_back_blocked(self, now: float) -> int:
+        assert self.core is not None
+        self.core.blocked = True
+        count = self.core.hand_back_ready(now, "a def job holds the node's loop")
+        self.core.announce(now)
+        return count
+
+    def _flush_from_thread(self) -> None:
+        for link in self._links.values():
+            if link.endpoint is not None:
+                link.endpoint.flush_from_thread()
+
+    # -- running --------------------------------------------------------------------------------
+
+    def _run_ready(self) -> None:
+        self._run_scheduled = False
+        core = self.core
+        registry = self.registry
+        if core is None or registry is None or self._closed:
+            return
+        watchdog = self._watchdog
+        metrics = self.metrics
+        ahead = self._ahead  # durable storage: jobs start once their attempt is written
+        wall = time.time()
+        now = time.monotonic()
+        deadline = now + RUN_SLICE
+        if ahead is not None:
+            ahead.collect(now, wall)
+        while True:
+            job = core.next_ready(now) if ahead is None else ahead.next_written(now)
+            if job is None:
+                break
+            entry = registry.get(job.name)
+            if entry is None:
+                metrics.record_failed(job)
+                core.fail(job, "NoSuchJob", self._unknown(job), now, wall)
+                continue
+            if entry.is_async or job.defer:
+                if ahead is not None:
+                    metrics.attempt_started(job, wall)
+                    self._spawn(self._run_async(job, entry))
+                elif core.running >= self.capacity:
+                    core.wait_slot(job)
+                else:
+                    metrics.attempt_started(job, wall)
+                    core.begin(job, wall)
+                    self._spawn(self._run_async(job, entry))
+                continue
+            metrics.attempt_started(job, wall)
+            if ahead is None:
+                core.begin(job, wall)
+            try:
+                args = self._attempt_args(job)
+            except ProtocolError as exc:
+                metrics.record_failed(job)
+                core.fail(job, "ProtocolError", f"the job's args do not decode: {exc}", now, wall)
+                continue
+            began = now
+            fresh = partial(self._attempt_args, job)
+            limit = job.timeout or entry.timeout  # the enqueue's, else the @job's
+            if watchdog is None:
+                attempt = (
+                    run_sync(entry, args, fresh)
+                    if limit is None
+                    else run_sync_limited(entry, args, fresh, limit)
+                )
+            else:
+                watchdog.job = job  # what job_started() does, inlined on this hot path
+                watchdog.job_since = now
+                watchdog.job_limit = limit
+                watchdog.lock.release()  # def chains touch no socket: the watchdog may
+                try:
+                    attempt = (
+                        run_sync(entry, args, fresh)
+                        if limit is None
+                        else run_sync_limited(entry, args, fresh, limit)
+                    )
+                finally:
+                    watchdog.lock.acquire()
+                    watchdog.job_since = 0.0
+                    if watchdog.handed_back and watchdog.job_ended():
+                        core.blocked = False
+                        core.announce(time.monotonic())
+            now = time.monotonic()
+            core.finished(job, attempt, now, wall)
+            metrics.attempt_ended(job, now - began)
+            if now > deadline:
+                if core.ready or core.ranked or (ahead is not None and ahead.written):
+                    self.kick()
+                return
+        if ahead is not None and (core.ready or core.ranked):  # room again: the written jobs ran
+            ahead.collect(now, wall)
+        self._check_idle()
+        if self._settled is not None:
+            self._check_settled()
+
+    def _unknown(self, job: JobRecord) -> str:
+        return (
+            f"node {self.name!r} has no job named {job.name!r}; define it with "
+            f"@job({job.name!r}) in a file under {str(self.job_directory)!r} and restart the node"
+        )
+
+    async def _run_async(self, job: JobRecord, entry: JobEntry) -> None:
+        core = self.core
+        assert core is not None
+        try:
+            try:
+                args = self._attempt_args(job)
+            except ProtocolError as exc:
+                self.metrics.record_failed(job)
+                core.fail(
+                    job,
+                    "ProtocolError",
+                    f"the job's args do not decode: {exc}",
+                    time.monotonic(),
+                    time.time(),
+                )
+                return
+            began = time.monotonic()
+            attempt = await run_async(
+                entry,
+                args,
+                lambda: self._attempt_args(job),
+                executor=self._executor if job.defer else None,
+                timeout=job.timeout or entry.timeout,
+            )
+            now = time.monotonic()
+            core.finished(job, attempt, now, time.time())
+            self.metrics.attempt_ended(job, now - began)
+        finally:
+            core.slot_freed()
+            self._check_idle()
+
+    def _attempt_args(self, job: JobRecord) -> dict[str, Any]:
+        args = P.unpack_args(job.args)
+        if self.config["merge_job_itself_to_args"]:
+            args["job_itself"] = {
+                "id": job.id,
+                "name": job.name,
+                "args": dict(args),
+                "attempt": job.attempt,
+                "status": job.status,
+                "make_after": job.make_after,
+                "distributor": job.distributor,
+                "node": self.name,
+                "run_at": job.run_at,
+                "period": job.period,
+                "defer": job.defer,
+            }
+        return args
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        assert self._loop is not None
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if self._settled is not None:
+            self._check_settled()
+        if not task.cancelled() and task.exception() is not None:
+            log.error("node task failed", exc_info=task.exception())
+
+    def _metrics_state(self) -> State:
+        """The gauges, read when /metrics is scraped (from the metrics server's thread)."""
+        core = self.core
+        if core is None:
+            return State()
+        in_flight: dict[str, int] = {}
+        waiting: dict[str, int] = {}
+        for job in list(core.jobs.values()):  # one C-level copy: safe against the loop thread
+            phase = job.phase
+            if phase == R.RUNNING:
+                in_flight[job.name] = in_flight.get(job.name, 0) + 1
+            elif phase == R.READY or phase == R.WAITING:
+                waiting[job.name] = waiting.get(job.name, 0) + 1
+        rejected = sum(
+            sum(link.endpoint.rejected.values())
+            for link in list(self._links.values())
+            if link.endpoint is not None
+        )
+        return State(in_flight, waiting, not core.storage_ok, rejected)
+
+    # -- introspection --------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """The node's live view as plain data."""
+        core = self.core
+        if core is None:
+            return {"name": self.name, "accepting": False}
+        return {
+            "name": self.name,
+            "accepting": core.accepting,
+            "held": len(core.jobs),
+            "ready": len(core.ready) + len(core.ranked),
+            "running": core.running,
+            "timers": len(core.timers),
+            "distributors": {key: s.welcomed for key, s in core.links.items()},
+            "stats": dict(core.stats),
+        }

@@ -1,0 +1,1 @@
+"""Operations: metrics, logs, the Redis monitor and the web dashboard."""
