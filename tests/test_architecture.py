@@ -1,0 +1,56 @@
+"""The README's architecture map names every module of the package, and nothing that is gone."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "reactor"
+#: Modules every package has, which the map need not repeat.
+IMPLIED = {"__init__.py"}
+
+
+def _map_entries() -> set[str]:
+    """Paths (``wire/protocol.py``, ``ops/dashboard/app.py``) the map lists, by indentation."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("\n## Architecture\n", 1)[1]
+    block = re.search(r"```\nreactor/\n(.*?)```", section, re.S)
+    assert block, "the Architecture section has no ```reactor/ ...``` map"
+    entries: set[str] = set()
+    folders: list[str] = []
+    for line in block.group(1).splitlines():
+        if not line.strip():
+            continue
+        depth = (len(line) - len(line.lstrip(" "))) // 2 - 1
+        name = line.split()[0]
+        folders = folders[:depth]
+        path = "/".join([*folders, name.rstrip("/")])
+        if name.endswith("/"):
+            folders.append(name.rstrip("/"))
+            entries.add(path + "/")
+        else:
+            entries.add(path)
+    return entries
+
+
+def _package_entries() -> set[str]:
+    entries: set[str] = set()
+    for path in PACKAGE.rglob("*.py"):
+        rel = path.relative_to(PACKAGE)
+        if path.name not in IMPLIED:
+            entries.add(rel.as_posix())
+        for parent in rel.parents:
+            if parent != Path("."):
+                entries.add(parent.as_posix() + "/")
+    return entries
+
+
+def test_the_map_names_every_module() -> None:
+    missing = _package_entries() - _map_entries()
+    assert not missing, f"README's architecture map lacks: {sorted(missing)}"
+
+
+def test_the_map_names_no_module_that_is_gone() -> None:
+    gone = {e for e in _map_entries() - _package_entries() if Path(e).name not in IMPLIED}
+    assert not gone, f"README's architecture map names what does not exist: {sorted(gone)}"
