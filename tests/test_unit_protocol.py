@@ -125,14 +125,10 @@ def test_ids_and_names_with_control_characters_are_refused() -> None:
 
 def _general_path(item: list[Any]) -> Any:
     """decode_message without its fast path: the schema's own verdict."""
-    original = P._fast
-    P._fast = lambda item: None  # type: ignore[assignment]
     try:
-        return P.decode_message(item)
+        return P.check_message(item)
     except ProtocolError as exc:
         return type(exc)
-    finally:
-        P._fast = original  # type: ignore[assignment]
 
 
 _values = st.one_of(
@@ -211,6 +207,50 @@ def test_job_options_travel_only_when_set() -> None:
     assert errors == []
     assert decoded == [plain, timed, cron, urgent]
     assert decoded[2].tz == "Europe/Paris" and decoded[3].priority == 9
+
+
+def test_wire_list_positions_follow_the_messages_fields() -> None:
+    """layout.py's positions and builders agree with the NamedTuples the decoder builds."""
+    for field, position in [
+        ("id", P.JOB_ID),
+        ("asg", P.JOB_ASG),
+        ("name", P.JOB_NAME),
+        ("args", P.JOB_ARGS),
+        ("delay", P.JOB_DELAY),
+        ("run_at", P.JOB_RUN_AT),
+        ("period", P.JOB_PERIOD),
+        ("defer", P.JOB_DEFER),
+        ("attempt", P.JOB_ATTEMPT),
+        ("enqueued_at", P.JOB_ENQUEUED_AT),
+        ("timeout", P.JOB_OPTIONS),
+    ]:
+        assert P.Job._fields.index(field) + 1 == position
+    assert P.JOB_BASE_LEN == P.JOB_OPTIONS == len(P.Job._fields) - 5 + 1
+    assert len(P.Job._fields) + 1 == P.JOB_FULL_LEN
+    for field, position in [
+        ("id", P.FEEDBACK_ID),
+        ("asg", P.FEEDBACK_ASG),
+        ("seq", P.FEEDBACK_SEQ),
+        ("outcome", P.FEEDBACK_OUTCOME),
+        ("final", P.FEEDBACK_FINAL),
+        ("args", P.FEEDBACK_ARGS),
+        ("error", P.FEEDBACK_ERROR),
+    ]:
+        assert P.Feedback._fields.index(field) + 1 == position
+    assert len(P.Feedback._fields) + 1 == P.FEEDBACK_LEN
+    error = ("ValueError", "bad", "tb")
+    feedback = P.Feedback("j", 2, 3, P.FAILURE, True, b"\x80", error)
+    assert P.feedback_wire(*feedback) == [P.FEEDBACK, *feedback]
+    assert P.decode_message(P.feedback_wire(*feedback._replace(error=None))) == feedback._replace(
+        error=None
+    )
+    options = P.job_options_wire(None, 3, None, None, 7)
+    wire = P.new_job_wire("j", "name", b"\x80", 1.5, 0.0, None, True, 9.0, options)
+    job = P.Job("j", 0, "name", b"\x80", 1.5, 0.0, None, True, 0, 9.0, max_attempt=3, priority=7)
+    assert wire == P.job_wire(job)
+    assert P.decode_message(wire) == job
+    plain = P.new_job_wire("j", "name", b"\x80", 0.0, 0.0, None, False, 9.0, [])
+    assert len(plain) == P.JOB_BASE_LEN
 
 
 @pytest.mark.parametrize(

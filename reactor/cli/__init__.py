@@ -13,7 +13,12 @@ import sys
 from collections.abc import Sequence
 
 from reactor._version import __version__
-from reactor.cli.options import add_global_options, add_to_subcommands, log_settings
+from reactor.cli.options import (
+    CommandParser,
+    add_global_options,
+    add_to_subcommands,
+    log_settings,
+)
 from reactor.errors import ConfigError
 from reactor.ops import logs
 
@@ -27,7 +32,7 @@ the environment, then the default."""
 
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser, with every subcommand registered by its own module."""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="reactor",
         description="Distributed background jobs over ZeroMQ.",
         epilog=_EPILOG,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Final
+from typing import Any, Final
 
 from reactor.config import ENV_PREFIX
 from reactor.errors import ConfigError
@@ -81,16 +81,34 @@ def add_global_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_to_subcommands(parser: argparse.ArgumentParser) -> None:
+class CommandParser(argparse.ArgumentParser):
+    """An argument parser that keeps the subcommand groups it makes.
+
+    argparse lists a parser's subcommands only in its private ``_actions``; this parser records
+    what :meth:`add_subparsers` returns instead, so :func:`add_to_subcommands` can reach every
+    subcommand. argparse makes subcommand parsers of their parent's class, so they record theirs
+    too, at every depth.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.subcommand_groups: list[Any] = []
+
+    def add_subparsers(self, **kwargs: Any) -> Any:
+        """As :meth:`argparse.ArgumentParser.add_subparsers`, remembering the group."""
+        group = super().add_subparsers(**kwargs)
+        self.subcommand_groups.append(group)
+        return group
+
+
+def add_to_subcommands(parser: CommandParser) -> None:
     """Add the global options to every subcommand parser under ``parser``, at every depth.
 
     A parser that does not take ``-`` options (``reactor bench`` passes its arguments on
     untouched) is left alone.
     """
-    for action in parser._actions:
-        if not isinstance(action, argparse._SubParsersAction):
-            continue
-        for child in dict.fromkeys(action.choices.values()):
+    for group in parser.subcommand_groups:
+        for child in dict.fromkeys(group.choices.values()):
             if "-" not in child.prefix_chars:
                 continue
             add_global_options(child)

@@ -214,7 +214,7 @@ class Endpoint:
             if address.startswith("tcp://"):
                 curve = sock.getsockopt(zmq.MECHANISM) == zmq.CURVE
                 self._redialer = _Redialer(sock, address, silence=CURVE_SILENCE if curve else 0.0)
-        self._fd: int = sock.getsockopt(zmq.FD)  # type: ignore[assignment]
+        self._fd = sock.fileno()  # the edge-triggered FD (zmq.FD)
         loop.add_reader(self._fd, self._on_ready)
         loop.call_soon(self._on_ready)  # the FD is edge-triggered: look once at the start
 
@@ -313,27 +313,39 @@ class Endpoint:
                     blocked = True
                     break
                 except zmq.ZMQError as exc:
-                    if exc.errno == zmq.EHOSTUNREACH and peer is not None:
-                        del self._outbox[peer]
-                        if self._on_unreachable is not None:
-                            self._on_unreachable(peer, box)
-                        box = []
-                        break
-                    raise
+                    box = self._lost_peer(peer, box, exc)
+                    break
                 del box[: len(chunk)]
             if not box:
                 self._outbox.pop(peer, None)
-        if blocked and not self._flush_scheduled:
-            # The FD normally signals when the socket can take more; retry in case it does not,
-            # backing off while it stays blocked (a connection that is down, with IMMEDIATE).
-            self._flush_scheduled = True
-            self._loop.call_later(self._retry, self._flush)
-            self._retry = min(self._retry * 2, MAX_RETRY)
-        elif not blocked:
+        if blocked:
+            self._retry_flush()
+        else:
             self._retry = FIRST_RETRY
         # Sending may have consumed the FD's edge: look for readable messages now.
         if self._events() & zmq.POLLIN:
             self._schedule_read()
+
+    def _lost_peer(self, peer: Peer, box: list[Any], exc: zmq.ZMQError) -> list[Any]:
+        """A send to ``peer`` failed: an unreachable peer is reported with what waited for it
+        (and an empty box comes back); any other failure is raised."""
+        if exc.errno != zmq.EHOSTUNREACH or peer is None:
+            raise exc
+        del self._outbox[peer]
+        if self._on_unreachable is not None:
+            self._on_unreachable(peer, box)
+        return []
+
+    def _retry_flush(self) -> None:
+        """The socket took no more: flush again later, backing off while it stays blocked.
+
+        The FD normally signals when the socket can take more; the retry is for when it does not
+        (a connection that is down, with IMMEDIATE).
+        """
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_later(self._retry, self._flush)
+            self._retry = min(self._retry * 2, MAX_RETRY)
 
     def _send_chunk(self, peer: Peer, chunk: list[Any]) -> None:
         frame = self._codec.encode(chunk)

@@ -24,8 +24,8 @@ from redis.exceptions import RedisClusterException, RedisError
 from reactor.storage.client import Client, make_client, safe_url
 from reactor.storage.client import pubsub as make_pubsub
 from reactor.storage.discovery import (
-    _PRUNE,
     PREFIX,
+    PRUNE,
     Announcement,
     channel,
     hash_key,
@@ -228,7 +228,7 @@ class Follower:
                 self._add(session, item.address, item.lease_until)
                 return
             await client.eval(
-                _PRUNE,
+                PRUNE,
                 2,
                 hash_key(self._prefix),
                 leases_key(self._prefix),

@@ -78,7 +78,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
-class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+class _Handler(logging.StreamHandler[IO[str]]):
     """The handler :func:`configure` installs, marked so a second call replaces it.
 
     Without a stream of its own it writes to whatever ``sys.stderr`` is at each record, so a

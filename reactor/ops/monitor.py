@@ -19,18 +19,15 @@ from collections.abc import Callable, Collection, Iterator
 from types import TracebackType
 from typing import Any
 
-import redis
-from redis.cluster import RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from reactor.config import DEFAULTS
 from reactor.errors import ProtocolError, StorageUnavailableError
 from reactor.jobs.record import CANCELLED, ERROR, FAILED, STATUSES, UNFINISHED
+from reactor.storage.client import make_sync_client
 from reactor.storage.redis_layout import (
     TOMBSTONE_TTL,
-    cluster_url,
     decode_record,
     index_key,
     job_key,
@@ -45,27 +42,6 @@ from reactor.storage.redis_layout import (
 from reactor.wire.protocol import unpack_args
 
 __all__ = ["RETRYABLE", "RedisMonitor", "retry_key"]
-
-_TIMEOUTS: dict[str, Any] = {"socket_connect_timeout": 5.0, "socket_timeout": 30.0}
-
-
-def _client(url: str) -> redis.Redis:
-    """A client for ``url``: a Cluster client for ``redis+cluster://`` or for a ``redis://``
-    URL that names a Redis Cluster node (asked once; an unreachable Redis is reported by the
-    first method called, not here)."""
-    client_url, cluster = cluster_url(url)
-    if not cluster:
-        plain = redis.Redis.from_url(client_url, **_TIMEOUTS)
-        try:
-            cluster = bool(int(plain.info("cluster").get("cluster_enabled", 0)))
-        except (RedisError, OSError):
-            return plain  # unreachable, or INFO forbidden: a single Redis, as the URL says
-        if not cluster:
-            return plain
-        plain.close()
-    # Same commands as Redis; MOVED/ASK followed and pipelines split by node.
-    return RedisCluster.from_url(client_url, **_TIMEOUTS)  # type: ignore[return-value]
-
 
 log = logging.getLogger("reactor.monitor")
 
@@ -128,7 +104,7 @@ class RedisMonitor:
     def __init__(self, url: str = DEFAULTS["redis_url"], *, prefix: str = "reactor") -> None:
         self.url = url
         self.prefix = prefix
-        self.redis = _client(url)
+        self.redis = make_sync_client(url, timeout=30.0, detect_cluster=True)
         self._retry_script = self.redis.register_script(_RETRY_LUA)
         self._match_script = self.redis.register_script(_MATCH_LUA)
 
@@ -376,7 +352,7 @@ class RedisMonitor:
                     for job_id in chosen:  # EVAL as a command: a Cluster pipeline takes that
                         key = job_key(self.prefix, node, job_id)
                         args = (_RETRY_LUA, 2, key, queue, now, *wanted)
-                        pipe.execute_command("EVAL", *args)  # type: ignore[no-untyped-call]
+                        pipe.execute_command("EVAL", *args)
                     retried += sum(int(done) for done in pipe.execute())
                 if progress is not None:
                     progress(len(chunk))
@@ -442,7 +418,7 @@ class RedisMonitor:
                     pipe.set(tombstone_key(self.prefix, node, job_id), b"1", ex=TOMBSTONE_TTL)
                 # one slot (the node's hash tag): a DEL command, which a Cluster pipeline takes
                 keys = [job_key(self.prefix, node, job_id) for job_id in chunk]
-                pipe.execute_command("DEL", *keys)  # type: ignore[no-untyped-call]
+                pipe.execute_command("DEL", *keys)
                 pipe.srem(index_key(self.prefix, node), *chunk)
                 pipe.hdel(job_node_key(self.prefix), *chunk)
                 deleted += int(pipe.execute()[len(chunk)])

@@ -15,6 +15,7 @@ from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from reactor.errors import ConfigError
@@ -58,19 +59,38 @@ def make_client(url: str) -> Client:
     )
 
 
-def make_sync_client(url: str, *, timeout: float = 10.0) -> SyncClient:
+def make_sync_client(
+    url: str, *, timeout: float = 10.0, detect_cluster: bool = False
+) -> SyncClient:
     """A blocking client for ``url`` (a Cluster client for ``redis+cluster://`` URLs), for
-    application threads that wait for one round trip themselves (unique keys).
+    application threads that wait for one round trip themselves (unique keys, the monitor).
+
+    Args:
+        url: the Redis URL.
+        timeout: seconds a command may take.
+        detect_cluster: also give a Cluster client for a ``redis://`` URL that names a Redis
+            Cluster node (asked once with INFO; an unreachable Redis, or one that forbids INFO,
+            is taken as the single Redis the URL says and reported by the first command).
 
     Raises:
         ConfigError: the URL does not parse.
     """
     client_url, cluster = _checked(url)
-    if cluster:
-        return redis.RedisCluster.from_url(
-            client_url, socket_connect_timeout=5.0, socket_timeout=timeout
-        )
-    return redis.Redis.from_url(client_url, socket_connect_timeout=5.0, socket_timeout=timeout)
+    if not cluster:
+        plain = redis.Redis.from_url(client_url, socket_connect_timeout=5.0, socket_timeout=timeout)
+        if not detect_cluster:
+            return plain
+        try:
+            cluster = bool(int(plain.info("cluster").get("cluster_enabled", 0)))
+        except (RedisError, OSError):
+            return plain
+        if not cluster:
+            return plain
+        plain.close()
+    # Same commands as Redis; MOVED/ASK followed and pipelines split by node.
+    return redis.RedisCluster.from_url(
+        client_url, socket_connect_timeout=5.0, socket_timeout=timeout
+    )
 
 
 async def pubsub(client: Client) -> PubSub | ClusterPubSub:

@@ -59,7 +59,7 @@ redis.call('PUBLISH', ARGV[2], ARGV[3])
 return 1
 """
 #: Drop lapsed leases and tell everyone: KEYS hash, leases; ARGV now, channel.
-_PRUNE = """
+PRUNE = """
 local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', '(' .. ARGV[1])
 for _, s in ipairs(dead) do
   redis.call('HDEL', KEYS[1], s)

@@ -41,39 +41,25 @@ import time
 from collections.abc import Iterable, Sequence
 
 import redis.asyncio as aioredis
-from redis.asyncio.client import Pipeline
-from redis.asyncio.cluster import ClusterPipeline, RedisCluster
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
-from reactor.errors import (
-    ConfigError,
-    StorageAuthError,
-    StorageUnavailableError,
-)
+from reactor.errors import ConfigError, StorageAuthError, StorageUnavailableError
 from reactor.jobs.record import JobRecord
 from reactor.storage.base import Storage
-from reactor.storage.redis_batch import (
-    Client,
-    Reads,
-    _Ack,
-    _BatchFailedError,
-    _Op,
-    find_poisoned,
-    queue_writes,
-)
-from reactor.storage.redis_errors import AUTH, DOWN, NOSCRIPT, classify
+from reactor.storage.redis_batch import Ack, BatchFailedError, Client, Op, Reads, write_batch
+from reactor.storage.redis_errors import AUTH, classify
 from reactor.storage.redis_errors import describe as _describe
 from reactor.storage.redis_health import Availability, check_eviction, probe_writes
 from reactor.storage.redis_layout import (
-    _ADD,
-    _BEGIN,
-    _REMOVE,
-    _SCRIPTS,
-    _UPDATE,
+    OP_ADD,
+    OP_BEGIN,
+    OP_REMOVE,
+    OP_UPDATE,
     cluster_url,
     encode_record,
     index_key,
@@ -132,8 +118,8 @@ class RedisStorage(Storage):
         self._index = ""
         self._redis: Client | None = None
         self._health: Availability | None = None
-        self._pending: dict[str, _Op] = {}
-        self._inflight: dict[str, _Op] = {}
+        self._pending: dict[str, Op] = {}
+        self._inflight: dict[str, Op] = {}
         self._reads: Reads = []
         self._version = 0
         self._wake: asyncio.Event | None = None
@@ -296,9 +282,9 @@ class RedisStorage(Storage):
             return
         if not self.available:
             raise self._unavailable()
-        ack = _Ack(asyncio.get_running_loop().create_future(), len(jobs), {})
+        ack = Ack(asyncio.get_running_loop().create_future(), len(jobs), {})
         for job in jobs:
-            self._queue(job.id, _ADD, job, [ack])
+            self._queue(job.id, OP_ADD, job, [ack])
         await ack.future
 
     def write_ahead(self, jobs: Sequence[JobRecord]) -> asyncio.Future[None] | None:
@@ -306,23 +292,23 @@ class RedisStorage(Storage):
         written (see :meth:`Storage.write_ahead`). One future per batch of jobs, not per job."""
         if not jobs:
             return None
-        ack = _Ack(asyncio.get_running_loop().create_future(), len(jobs), {}, ahead=True)
+        ack = Ack(asyncio.get_running_loop().create_future(), len(jobs), {}, ahead=True)
         pending = self._pending
         for job in jobs:
             op = pending.get(job.id)
             if op is not None and op.job is job:  # a whole-record write is queued already
                 op.acks.append(ack)  # the record is encoded when the pipeline is built
             else:
-                self._queue(job.id, _BEGIN, job, [ack])
+                self._queue(job.id, OP_BEGIN, job, [ack])
         return ack.future
 
     def update(self, job: JobRecord) -> None:
         """Queue the job's current state; a record deleted meanwhile stays deleted."""
-        self._queue(job.id, _UPDATE, job, [])
+        self._queue(job.id, OP_UPDATE, job, [])
 
     def remove(self, job: JobRecord) -> None:
         """Queue the deletion of the job's record."""
-        self._queue(job.id, _REMOVE, None, [])
+        self._queue(job.id, OP_REMOVE, None, [])
 
     async def flush(self) -> None:
         """Wait until every write queued so far is in Redis (across outages)."""
@@ -332,9 +318,9 @@ class RedisStorage(Storage):
         async with self._progress:
             await self._progress.wait_for(lambda: self._oldest() > target)
 
-    def _queue(self, job_id: str, kind: int, job: JobRecord | None, acks: list[_Ack]) -> None:
+    def _queue(self, job_id: str, kind: int, job: JobRecord | None, acks: list[Ack]) -> None:
         self._version += 1
-        op = _Op(kind, job, self._version, acks)
+        op = Op(kind, job, self._version, acks)
         earlier = self._pending.pop(job_id, None)
         self._pending[job_id] = op if earlier is None else earlier.then(op)
         if self._wake is not None:
@@ -361,9 +347,12 @@ class RedisStorage(Storage):
             ops, reads = self._pending, self._reads
             self._pending, self._reads, self._inflight = {}, [], ops
             began = time.monotonic()
+            assert self._redis is not None
             try:
-                found, poisoned = await self._write(ops, reads)
-            except _BatchFailedError as exc:
+                found, poisoned = await write_batch(
+                    self._redis, self.prefix, self._node, ops, reads, rows=self._rows
+                )
+            except BatchFailedError as exc:
                 self._inflight = {}
                 ops.update(exc.poisoned)  # not reported yet: found again on the next try
                 for job_id, op in ops.items():
@@ -388,7 +377,7 @@ class RedisStorage(Storage):
             async with self._progress:
                 self._progress.notify_all()
 
-    async def _report_poisoned(self, poisoned: dict[str, tuple[_Op, str]]) -> None:
+    async def _report_poisoned(self, poisoned: dict[str, tuple[Op, str]]) -> None:
         """Fail the adds of poisoned new jobs; quarantine and report acknowledged ones."""
         for job_id, (op, reason) in poisoned.items():
             log.error("Redis refused the write of job %s (%s); dropping it", job_id, reason)
@@ -403,88 +392,12 @@ class RedisStorage(Storage):
                 log.warning("could not quarantine job %s (%s)", job_id, _describe(exc))
             self._poisoned(op.job, job_id, reason)
 
-    async def _write(
-        self, ops: dict[str, _Op], reads: Reads
-    ) -> tuple[list[list[bool]], dict[str, tuple[_Op, str]]]:
-        """One pipeline: the writes in ``ops``, then the EXISTS checks in ``reads``.
-
-        A job whose own write fails (WRONGTYPE, a script error) is taken out of ``ops`` and
-        returned with the reason; the rest of the batch is written again without it.
-
-        Raises:
-            _BatchFailedError: Redis is unavailable, or refused a write no single job explains.
-        """
-        assert self._redis is not None
-        poisoned: dict[str, tuple[_Op, str]] = {}
-        for _attempt in range(4):
-            pipe = self._redis.pipeline(transaction=False)
-            self._queue_writes(pipe, ops)
-            n_writes = len(pipe)
-            for keys, _future in reads:
-                for key in keys:
-                    pipe.exists(key)
-            try:
-                results = await pipe.execute(raise_on_error=False)
-            except Exception as exc:
-                raise _BatchFailedError(exc, poisoned) from exc
-            errors = [r for r in results if isinstance(r, Exception)]
-            if not errors:
-                answers = iter(bool(r) for r in results[n_writes:])
-                return [[next(answers) for _ in keys] for keys, _future in reads], poisoned
-            kinds = {classify(e) for e in errors}
-            if DOWN in kinds or AUTH in kinds:
-                down = next(e for e in errors if classify(e) in (DOWN, AUTH))
-                raise _BatchFailedError(down, poisoned)
-            if NOSCRIPT in kinds:
-                # A restarted Redis forgot the scripts; the batch is idempotent: write it again.
-                await self._load_scripts(poisoned)
-                continue
-            try:
-                culprits = await self._isolate(ops)
-            except _BatchFailedError as exc:
-                exc.poisoned = {job_id: op for job_id, (op, _why) in poisoned.items()}
-                raise
-            if not culprits:  # a shared key (the index, job-node) is broken: not one job's fault
-                raise _BatchFailedError(errors[0], poisoned)
-            for job_id, reason in culprits.items():
-                poisoned[job_id] = (ops[job_id], reason)
-                if ops[job_id].kind == _ADD:  # the batch indexed it already: undo that
-                    ops[job_id] = _Op(_REMOVE, None, ops[job_id].version, [])
-                else:
-                    del ops[job_id]
-        raise _BatchFailedError(errors[0], poisoned)
-
-    async def _isolate(self, ops: dict[str, _Op]) -> dict[str, str]:
-        """Write each job's record alone (one script call per job) to find the ones that fail.
-
-        The scripts are idempotent, so writing the good jobs here and again with the batch is
-        harmless. Returns ``{job_id: reason}`` for the jobs whose own write fails.
-        """
-        assert self._redis is not None
-        try:
-            return await find_poisoned(self._redis, self.prefix, self._node, ops, rows=self._rows)
-        except Exception as exc:
-            raise _BatchFailedError(exc) from exc
-
-    def _rows(self, ops: list[tuple[str, _Op]]) -> list[tuple[list[bytes | str], list[str]]]:
+    def _rows(self, ops: list[tuple[str, Op]]) -> list[tuple[list[bytes | str], list[str]]]:
         """The encoded records of ``ops`` (a seam tests use to write a malformed row)."""
         return [encode_record(op.job) for _id, op in ops if op.job is not None]
 
-    def _queue_writes(
-        self, pipe: Pipeline | ClusterPipeline, ops: dict[str, _Op], *, index: bool = True
-    ) -> None:
-        queue_writes(pipe, self.prefix, self._node, ops, rows=self._rows, index=index)
-
-    async def _load_scripts(self, poisoned: dict[str, tuple[_Op, str]]) -> None:
-        assert self._redis is not None
-        try:
-            for body in _SCRIPTS.values():
-                await self._redis.script_load(body)
-        except Exception as exc:
-            raise _BatchFailedError(exc, poisoned) from exc
-
     def _fail_waiters(
-        self, ops: Iterable[_Op], error: StorageUnavailableError, *, closing: bool = False
+        self, ops: Iterable[Op], error: StorageUnavailableError, *, closing: bool = False
     ) -> None:
         """Fail the ``add`` calls waiting on ``ops``; their jobs are then forgotten again.
 
@@ -498,8 +411,8 @@ class RedisStorage(Storage):
                 if not ack.future.done():
                     ack.future.set_exception(error)
             op.acks = [ack for ack in op.acks if ack not in failing]
-            if op.kind == _ADD:  # not acknowledged: do not resume it after a restart
-                op.kind, op.job = _REMOVE, None
+            if op.kind == OP_ADD:  # not acknowledged: do not resume it after a restart
+                op.kind, op.job = OP_REMOVE, None
 
     @staticmethod
     def _fail_reads(reads: Reads, error: StorageUnavailableError) -> None:

@@ -12,32 +12,33 @@ from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 
 from reactor.errors import PoisonedRecordsError
 from reactor.jobs.record import JobRecord
-from reactor.storage.redis_errors import POISON, classify, describe
+from reactor.storage.redis_errors import AUTH, DOWN, NOSCRIPT, POISON, classify, describe
 from reactor.storage.redis_layout import (
-    _ADD,
-    _ADD_SHA,
-    _BEGIN,
-    _CHUNK,
-    _REMOVE,
-    _UNMAP_SHA,
-    _UPDATE,
-    _UPDATE_SHA,
-    _pack,
+    ADD_SHA,
+    CHUNK,
+    OP_ADD,
+    OP_BEGIN,
+    OP_REMOVE,
+    OP_UPDATE,
+    SCRIPTS,
+    UNMAP_SHA,
+    UPDATE_SHA,
     encode_begin,
     index_key,
     job_key,
     job_node_key,
     nodes_key,
+    pack_rows,
 )
 
 #: A single Redis, or a Redis Cluster (the layout keeps each node's keys in one slot).
 Client = aioredis.Redis | RedisCluster
 Reads = list[tuple[list[str], asyncio.Future[list[bool]]]]
-Rows = Callable[[list[tuple[str, "_Op"]]], list[tuple[list[bytes | str], list[str]]]]
+Rows = Callable[[list[tuple[str, "Op"]]], list[tuple[list[bytes | str], list[str]]]]
 
 
 @dataclass(slots=True)
-class _Ack:
+class Ack:
     """One ``add`` (or ``write_ahead``: ``ahead``) call waiting until the pipeline carrying its
     jobs has been written. An outage fails an ``add`` at once (its jobs are not acknowledged);
     a write-ahead waits for the write across outages."""
@@ -60,7 +61,7 @@ class _Ack:
 
 
 @dataclass(slots=True)
-class _Op:
+class Op:
     """The latest pending write for one job id (coalesced).
 
     The record is encoded only when the pipeline is built, from its state at that moment: most
@@ -71,22 +72,22 @@ class _Op:
     kind: int
     job: JobRecord | None
     version: int
-    acks: list[_Ack]
+    acks: list[Ack]
 
-    def then(self, later: _Op) -> _Op:
+    def then(self, later: Op) -> Op:
         """This write followed by ``later``, as one write."""
         acks = self.acks + later.acks
-        if later.kind == _UPDATE or later.kind == _BEGIN:
-            if self.kind == _REMOVE:  # an update never brings back a removed record
-                return _Op(_REMOVE, None, later.version, acks)
+        if later.kind == OP_UPDATE or later.kind == OP_BEGIN:
+            if self.kind == OP_REMOVE:  # an update never brings back a removed record
+                return Op(OP_REMOVE, None, later.version, acks)
             # A begin adds nothing to a pending add or update (both write the whole record);
             # an update after a begin writes the whole record.
-            kind = _UPDATE if self.kind == _BEGIN and later.kind == _UPDATE else self.kind
-            return _Op(kind, later.job, later.version, acks)
-        return _Op(later.kind, later.job, later.version, acks)
+            kind = OP_UPDATE if self.kind == OP_BEGIN and later.kind == OP_UPDATE else self.kind
+            return Op(kind, later.job, later.version, acks)
+        return Op(later.kind, later.job, later.version, acks)
 
 
-class _BatchFailedError(Exception):
+class BatchFailedError(Exception):
     """A pipeline could not be written because Redis is unavailable.
 
     ``poisoned`` holds the ops already taken out of the batch as poison: they are put back and
@@ -94,7 +95,7 @@ class _BatchFailedError(Exception):
     """
 
     def __init__(
-        self, cause: BaseException, poisoned: dict[str, tuple[_Op, str]] | None = None
+        self, cause: BaseException, poisoned: dict[str, tuple[Op, str]] | None = None
     ) -> None:
         super().__init__(describe(cause))
         self.cause = cause
@@ -105,7 +106,7 @@ def queue_writes(
     pipe: Pipeline | ClusterPipeline,
     prefix: str,
     node: str,
-    ops: dict[str, _Op],
+    ops: dict[str, Op],
     *,
     rows: Rows,
     index: bool = True,
@@ -117,25 +118,25 @@ def queue_writes(
         index: also update the node's index, ``job-node`` and ``nodes`` (False: only the
             job hashes, one script call per chunk).
     """
-    added = [(job_id, op) for job_id, op in ops.items() if op.kind == _ADD]
-    updated = [(job_id, op) for job_id, op in ops.items() if op.kind == _UPDATE]
-    removed = [job_id for job_id, op in ops.items() if op.kind == _REMOVE]
-    for i in range(0, len(added), _CHUNK):
-        chunk = added[i : i + _CHUNK]
-        packed = _pack([pairs for pairs, _nulls in rows(chunk)])
+    added = [(job_id, op) for job_id, op in ops.items() if op.kind == OP_ADD]
+    updated = [(job_id, op) for job_id, op in ops.items() if op.kind == OP_UPDATE]
+    removed = [job_id for job_id, op in ops.items() if op.kind == OP_REMOVE]
+    for i in range(0, len(added), CHUNK):
+        chunk = added[i : i + CHUNK]
+        packed = pack_rows([pairs for pairs, _nulls in rows(chunk)])
         keys = [job_key(prefix, node, job_id) for job_id, _op in chunk]
         # execute_command, not pipe.evalsha: a Cluster pipeline blocks the method, not EVALSHA
-        pipe.execute_command("EVALSHA", _ADD_SHA, len(keys), *keys, packed)
-    for i in range(0, len(updated), _CHUNK):
-        chunk = updated[i : i + _CHUNK]
+        pipe.execute_command("EVALSHA", ADD_SHA, len(keys), *keys, packed)
+    for i in range(0, len(updated), CHUNK):
+        chunk = updated[i : i + CHUNK]
         keys = [job_key(prefix, node, job_id) for job_id, _op in chunk]
-        pipe.execute_command("EVALSHA", _UPDATE_SHA, len(keys), *keys, _pack(rows(chunk)))
-    begun = [(job_id, op.job) for job_id, op in ops.items() if op.kind == _BEGIN and op.job]
-    for i in range(0, len(begun), _CHUNK):
-        chunk_jobs = begun[i : i + _CHUNK]
+        pipe.execute_command("EVALSHA", UPDATE_SHA, len(keys), *keys, pack_rows(rows(chunk)))
+    begun = [(job_id, op.job) for job_id, op in ops.items() if op.kind == OP_BEGIN and op.job]
+    for i in range(0, len(begun), CHUNK):
+        chunk_jobs = begun[i : i + CHUNK]
         keys = [job_key(prefix, node, job_id) for job_id, _job in chunk_jobs]
-        packed = _pack([encode_begin(job) for _id, job in chunk_jobs])
-        pipe.execute_command("EVALSHA", _UPDATE_SHA, len(keys), *keys, packed)
+        packed = pack_rows([encode_begin(job) for _id, job in chunk_jobs])
+        pipe.execute_command("EVALSHA", UPDATE_SHA, len(keys), *keys, packed)
     if not index:
         return
     node_index = index_key(prefix, node)
@@ -148,11 +149,11 @@ def queue_writes(
         pipe.delete(*(job_key(prefix, node, job_id) for job_id in removed))
         pipe.srem(node_index, *removed)
         # Only where job-node still names this node: the job may have been reassigned since.
-        pipe.execute_command("EVALSHA", _UNMAP_SHA, 1, job_node_key(prefix), node, *removed)
+        pipe.execute_command("EVALSHA", UNMAP_SHA, 1, job_node_key(prefix), node, *removed)
 
 
 async def find_poisoned(
-    client: Client, prefix: str, node: str, ops: dict[str, _Op], *, rows: Rows
+    client: Client, prefix: str, node: str, ops: dict[str, Op], *, rows: Rows
 ) -> dict[str, str]:
     """Write each job's record alone (one script call per job) to find the ones that fail.
 
@@ -166,7 +167,7 @@ async def find_poisoned(
         RedisError: a failure that is not one job's fault (Redis went unavailable).
     """
     pipe = client.pipeline(transaction=False)
-    ids = [job_id for job_id, op in ops.items() if op.kind != _REMOVE and op.job is not None]
+    ids = [job_id for job_id, op in ops.items() if op.kind != OP_REMOVE and op.job is not None]
     for job_id in ids:
         queue_writes(pipe, prefix, node, {job_id: ops[job_id]}, rows=rows, index=False)
     results = await pipe.execute(raise_on_error=False)
@@ -177,3 +178,78 @@ async def find_poisoned(
                 raise result
             culprits[job_id] = describe(result)
     return culprits
+
+
+async def write_batch(
+    client: Client, prefix: str, node: str, ops: dict[str, Op], reads: Reads, *, rows: Rows
+) -> tuple[list[list[bool]], dict[str, tuple[Op, str]]]:
+    """One pipeline: the writes in ``ops``, then the EXISTS checks in ``reads``.
+
+    A job whose own write fails (WRONGTYPE, a script error) is taken out of ``ops`` and
+    returned with the reason; the rest of the batch is written again without it.
+
+    Returns:
+        The answers to ``reads`` (one list of booleans per read), and the poisoned jobs:
+        ``{job_id: (op, reason)}``.
+
+    Raises:
+        BatchFailedError: Redis is unavailable, or refused a write no single job explains.
+    """
+    poisoned: dict[str, tuple[Op, str]] = {}
+    for _attempt in range(4):
+        pipe = client.pipeline(transaction=False)
+        queue_writes(pipe, prefix, node, ops, rows=rows)
+        n_writes = len(pipe)
+        for keys, _future in reads:
+            for key in keys:
+                pipe.exists(key)
+        try:
+            results = await pipe.execute(raise_on_error=False)
+        except Exception as exc:
+            raise BatchFailedError(exc, poisoned) from exc
+        errors = [r for r in results if isinstance(r, Exception)]
+        if not errors:
+            answers = iter(bool(r) for r in results[n_writes:])
+            return [[next(answers) for _ in keys] for keys, _future in reads], poisoned
+        kinds = {classify(e) for e in errors}
+        if DOWN in kinds or AUTH in kinds:
+            down = next(e for e in errors if classify(e) in (DOWN, AUTH))
+            raise BatchFailedError(down, poisoned)
+        if NOSCRIPT in kinds:
+            # A restarted Redis forgot the scripts; the batch is idempotent: write it again.
+            await _load_scripts(client, poisoned)
+            continue
+        culprits = await _isolate(client, prefix, node, ops, rows, poisoned)
+        if not culprits:  # a shared key (the index, job-node) is broken: not one job's fault
+            raise BatchFailedError(errors[0], poisoned)
+        for job_id, reason in culprits.items():
+            poisoned[job_id] = (ops[job_id], reason)
+            if ops[job_id].kind == OP_ADD:  # the batch indexed it already: undo that
+                ops[job_id] = Op(OP_REMOVE, None, ops[job_id].version, [])
+            else:
+                del ops[job_id]
+    raise BatchFailedError(errors[0], poisoned)
+
+
+async def _isolate(
+    client: Client,
+    prefix: str,
+    node: str,
+    ops: dict[str, Op],
+    rows: Rows,
+    poisoned: dict[str, tuple[Op, str]],
+) -> dict[str, str]:
+    """:func:`find_poisoned`, its failure a :class:`BatchFailedError` carrying ``poisoned``."""
+    try:
+        return await find_poisoned(client, prefix, node, ops, rows=rows)
+    except Exception as exc:
+        raise BatchFailedError(exc, poisoned) from exc
+
+
+async def _load_scripts(client: Client, poisoned: dict[str, tuple[Op, str]]) -> None:
+    """Load the batch scripts again (a restarted Redis forgot them)."""
+    try:
+        for body in SCRIPTS.values():
+            await client.script_load(body)
+    except Exception as exc:
+        raise BatchFailedError(exc, poisoned) from exc

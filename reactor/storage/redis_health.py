@@ -22,14 +22,14 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from reactor.storage.redis_batch import Client
 from reactor.storage.redis_errors import AUTH, classify, describe
-from reactor.storage.redis_layout import _SCRIPTS, index_key, job_node_key, nodes_key, probe_key
+from reactor.storage.redis_layout import SCRIPTS, index_key, job_node_key, nodes_key, probe_key
 
 log = logging.getLogger("reactor.storage")
 
 Probe = Callable[[], Awaitable[None]]
 
 
-class _Backoff(ExponentialWithJitterBackoff):
+class Backoff(ExponentialWithJitterBackoff):
     """redis-py's jittered exponential backoff, safe for outages of any length.
 
     The parent computes ``base * 2**failures`` before capping, which overflows a float after
@@ -82,7 +82,7 @@ class Availability:
         await self._up.wait()
 
     def _retry(self) -> Retry:
-        backoff = _Backoff(cap=self._cap, base=self._base)
+        backoff = Backoff(cap=self._cap, base=self._base)
         return Retry(backoff, -1, supported_errors=(RedisError,))
 
     async def connect(self) -> None:
@@ -215,7 +215,7 @@ async def probe_writes(client: Client, prefix: str, node: str) -> None:
         for key in shared:
             pipe.type(key)
         replies = await pipe.execute()
-        for body in _SCRIPTS.values():  # to every primary of a Cluster
+        for body in SCRIPTS.values():  # to every primary of a Cluster
             await client.script_load(body)
     except (OSError, RedisClusterException) as exc:  # not RedisErrors: make them retryable
         raise RedisConnectionError(describe(exc)) from exc

@@ -69,15 +69,15 @@ for i = 2, #ARGV do
 end
 return n
 """
-_SCRIPTS: Final = {
+SCRIPTS: Final = {
     hashlib.sha1(body.encode(), usedforsecurity=False).hexdigest(): body
     for body in (_ADD_LUA, _UPDATE_LUA, UNMAP_LUA)
 }
-_ADD_SHA, _UPDATE_SHA, _UNMAP_SHA = _SCRIPTS
-_CHUNK: Final = 1000
+ADD_SHA, UPDATE_SHA, UNMAP_SHA = SCRIPTS
+CHUNK: Final = 1000
 #: Kinds of pending write: a new record, its whole state, its removal, or only what an
 #: attempt's start changes (a write-ahead: status, attempt, run_at).
-_ADD, _UPDATE, _REMOVE, _BEGIN = 0, 1, 2, 3
+OP_ADD, OP_UPDATE, OP_REMOVE, OP_BEGIN = 0, 1, 2, 3
 #: Move one corrupt record aside, in the node's slot. KEYS: the job's key, its quarantined
 #: copy, the quarantine hash, the node's index; ARGV: the job id, why.
 QUARANTINE_LUA: Final = """
@@ -263,7 +263,7 @@ def decode_record(raw: Mapping[bytes, bytes]) -> JobRecord | None:
         return None
 
 
-def _pack(rows: object) -> bytes:
+def pack_rows(rows: object) -> bytes:
     """Script rows as msgpack (str and bytes both as raw strings, which Lua's cmsgpack reads)."""
     packed: bytes = msgpack.packb(rows, use_bin_type=False)
     return packed

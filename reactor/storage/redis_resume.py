@@ -15,7 +15,7 @@ from reactor.jobs.record import UNFINISHED, JobRecord
 from reactor.storage.redis_batch import Client
 from reactor.storage.redis_errors import POISON, classify, describe
 from reactor.storage.redis_layout import (
-    _CHUNK,
+    CHUNK,
     QUARANTINE_LUA,
     UNMAP_LUA,
     check_record,
@@ -67,53 +67,66 @@ async def load_unfinished(
     seen: set[bytes] = set()
     chunk: list[bytes] = []
     stale: list[str] = []
-
-    async def load(ids: list[bytes]) -> None:
-        pipe = client.pipeline(transaction=False)
-        for member in ids:
-            pipe.hgetall(job_key(prefix, node, member.decode(errors="replace")))
-        replies = await pipe.execute(raise_on_error=False)
-        for member, raw in zip(ids, replies, strict=True):
-            job_id = member.decode(errors="replace")
-            if isinstance(raw, Exception):
-                if classify(raw) != POISON:
-                    raise raw
-                record, reason = None, f"unreadable ({describe(raw)})"
-            else:
-                record, reason = check_record(raw, job_id)
-            if record is not None:
-                if record.status in UNFINISHED:
-                    found.append(record)
-            elif reason == "missing":  # a removal cut short between DEL and SREM
-                stale.append(job_id)
-            else:
-                await quarantine(client, prefix, node, job_id, reason)
-                report(None, job_id, reason)
-
-    async for member in client.sscan_iter(index_key(prefix, node), count=_CHUNK):
+    async for member in client.sscan_iter(index_key(prefix, node), count=CHUNK):
         if member not in seen:
             seen.add(member)
             chunk.append(member)
-        if len(chunk) >= _CHUNK:
-            await load(chunk)
+        if len(chunk) >= CHUNK:
+            await _load_chunk(client, prefix, node, chunk, report, found, stale)
             chunk = []
     if chunk:
-        await load(chunk)
+        await _load_chunk(client, prefix, node, chunk, report, found, stale)
     if stale:
-        pipe = client.pipeline(transaction=False)
-        for job_id in stale:
-            pipe.exists(tombstone_key(prefix, node, job_id))
-        lost = [
-            job_id for job_id, dead in zip(stale, await pipe.execute(), strict=True) if not dead
-        ]
-        await client.srem(index_key(prefix, node), *stale)
-        if lost:
-            log.warning(
-                "%d records of node %s vanished without a destroy (evicted, or deleted by "
-                "hand): %s",
-                len(lost),
-                node,
-                ", ".join(lost[:10]) + (" ..." if len(lost) > 10 else ""),
-            )
+        await _forget_stale(client, prefix, node, stale)
     found.sort(key=lambda job: job.run_at)
     return found
+
+
+async def _load_chunk(
+    client: Client,
+    prefix: str,
+    node: str,
+    ids: list[bytes],
+    report: Report,
+    found: list[JobRecord],
+    stale: list[str],
+) -> None:
+    """Read one chunk of the node's index: unfinished records go to ``found``, ids whose record
+    is missing to ``stale``, and corrupt records to quarantine."""
+    pipe = client.pipeline(transaction=False)
+    for member in ids:
+        pipe.hgetall(job_key(prefix, node, member.decode(errors="replace")))
+    replies = await pipe.execute(raise_on_error=False)
+    for member, raw in zip(ids, replies, strict=True):
+        job_id = member.decode(errors="replace")
+        if isinstance(raw, Exception):
+            if classify(raw) != POISON:
+                raise raw
+            record, reason = None, f"unreadable ({describe(raw)})"
+        else:
+            record, reason = check_record(raw, job_id)
+        if record is not None:
+            if record.status in UNFINISHED:
+                found.append(record)
+        elif reason == "missing":  # a removal cut short between DEL and SREM
+            stale.append(job_id)
+        else:
+            await quarantine(client, prefix, node, job_id, reason)
+            report(None, job_id, reason)
+
+
+async def _forget_stale(client: Client, prefix: str, node: str, stale: list[str]) -> None:
+    """Take index entries without a record out of the index, warning of those that vanished
+    without a destroy (no tombstone)."""
+    pipe = client.pipeline(transaction=False)
+    for job_id in stale:
+        pipe.exists(tombstone_key(prefix, node, job_id))
+    lost = [job_id for job_id, dead in zip(stale, await pipe.execute(), strict=True) if not dead]
+    await client.srem(index_key(prefix, node), *stale)
+    if lost:
+        log.warning(
+            "%d records of node %s vanished without a destroy (evicted, or deleted by hand): %s",
+            len(lost),
+            node,
+            ", ".join(lost[:10]) + (" ..." if len(lost) > 10 else ""),
+        )

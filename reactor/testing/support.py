@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 
 def free_port() -> int:
@@ -84,10 +84,10 @@ class NodeProcess:
         self.name = name
         self.cmd = cmd
         self.log_path = Path(log_path) if log_path else None
-        self._log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            cmd, stdout=self._log, stderr=self._log, env={**os.environ, **(env or {})}
-        )
+        # The node's log file, or None for DEVNULL; closed once the process is gone.
+        self._log: IO[bytes] | None = open(self.log_path, "ab") if self.log_path else None  # noqa: SIM115
+        out = subprocess.DEVNULL if self._log is None else self._log
+        self.proc = subprocess.Popen(cmd, stdout=out, stderr=out, env={**os.environ, **(env or {})})
 
     @property
     def pid(self) -> int:
@@ -122,8 +122,8 @@ class NodeProcess:
         return code
 
     def _close_log(self) -> None:
-        if self._log is not subprocess.DEVNULL and not self._log.closed:  # type: ignore[union-attr]
-            self._log.close()  # type: ignore[union-attr]
+        if self._log is not None and not self._log.closed:
+            self._log.close()
 
     def output(self) -> str:
         """What the node logged so far (when started with ``log_path``)."""

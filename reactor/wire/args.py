@@ -2,7 +2,7 @@
 
 They come from the network, so they are decoded under their own limits (depth, items, containers),
 and ``pack_args`` refuses at enqueue whatever ``unpack_args`` would refuse later, naming the exact
-path of the bad value. The envelope codec in wire.protocol shares the container budget and
+path of the bad value. The envelope codec in wire.codec shares the container budget and
 the failure descriptions.
 """
 
@@ -118,6 +118,11 @@ def check_args_shape(args: dict[str, Any]) -> None:
                 break
         else:
             return
+    _walk_args_shape(args)
+
+
+def _walk_args_shape(args: dict[str, Any]) -> None:
+    """:func:`check_args_shape`'s walk over nested args (flat ones never get here)."""
     containers = 0
     stack: list[tuple[Any, int, tuple[Any, ...]]] = [(args, 1, ())]
     while stack:
@@ -314,4 +319,5 @@ def pack_result_args(args: dict[str, Any]) -> bytes:
         check_args_shape(args)
     except (TypeError, MessageTooLargeError):
         args = _sanitize(args, 1, [ARGS_MAX_CONTAINERS])
-    return msgpack.packb(args, use_bin_type=True, default=_lenient)  # type: ignore[no-any-return]
+    data: bytes = msgpack.packb(args, use_bin_type=True, default=_lenient)
+    return data

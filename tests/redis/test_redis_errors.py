@@ -17,7 +17,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from reactor.storage.redis_errors import AUTH, DOWN, NOSCRIPT, POISON, classify
-from reactor.storage.redis_health import _Backoff
+from reactor.storage.redis_health import Backoff
 
 
 @pytest.mark.parametrize(
@@ -54,5 +54,5 @@ def test_missing_permissions_are_an_auth_error_only_at_start() -> None:
 
 
 def test_backoff_survives_a_very_long_outage() -> None:
-    backoff = _Backoff(cap=5.0, base=0.25)
+    backoff = Backoff(cap=5.0, base=0.25)
     assert 0 <= backoff.compute(5000) <= 5.0  # redis-py's own overflows past ~1000 failures

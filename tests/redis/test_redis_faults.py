@@ -18,7 +18,7 @@ from reactor.errors import PoisonedRecordsError, StorageAuthError, StorageUnavai
 from reactor.jobs.record import QUEUED, JobRecord
 from reactor.ops.monitor import RedisMonitor
 from reactor.storage.redis import RedisStorage
-from reactor.storage.redis_batch import _Op
+from reactor.storage.redis_batch import Op
 from reactor.testing.support import free_port
 from tests.redis.conftest import ServerFactory, async_wait_until, make_job
 
@@ -243,7 +243,7 @@ async def test_a_job_whose_hash_was_replaced_fails_alone_and_is_quarantined(
 class _OneBadRow(RedisStorage):
     """Encodes job ``bad`` as a malformed row, as a record Redis cannot take."""
 
-    def _rows(self, ops: list[tuple[str, _Op]]) -> list[tuple[list[bytes | str], list[str]]]:
+    def _rows(self, ops: list[tuple[str, Op]]) -> list[tuple[list[bytes | str], list[str]]]:
         rows = super()._rows(ops)
         return [
             (p[:-1], n) if i == "bad" else (p, n) for (i, _), (p, n) in zip(ops, rows, strict=True)

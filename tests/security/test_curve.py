@@ -15,7 +15,7 @@ import zmq
 
 from reactor import Config, ConfigError
 from reactor.cli import main as cli
-from reactor.net.security import _ZAP, CurveServer, read_key_file
+from reactor.net.security import ZAP_HANDLERS, CurveServer, read_key_file
 from reactor.testing.support import NodeProcess, async_wait_until
 from reactor.wire import protocol as P
 
@@ -260,13 +260,13 @@ async def test_without_its_zap_handler_a_curve_socket_admits_no_one(keys: Keys) 
         port = router.bind_to_random_port("tcp://127.0.0.1")
         dial().send(b"with a handler")
         assert router.poll(5000) and router.recv_multipart()[1] == b"with a handler"
-        _ZAP.stop(ctx)
-        assert not _ZAP.running(ctx)
+        ZAP_HANDLERS.stop(ctx)
+        assert not ZAP_HANDLERS.running(ctx)
         dial().send(b"without one")
         assert router.poll(1500) == 0
     finally:
         server.close()
-        _ZAP.stop(ctx)
+        ZAP_HANDLERS.stop(ctx)
         for sock in [*dealers, router]:
             sock.close(linger=0)
         ctx.term()

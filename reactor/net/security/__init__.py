@@ -22,20 +22,20 @@ import zmq.auth
 
 from reactor.errors import ConfigError
 from reactor.net import transport
-from reactor.net.security.guard import _Guard
+from reactor.net.security.guard import Guard
 from reactor.net.security.keys import (
-    _MAX_REFUSALS_TRACKED,
+    MAX_REFUSALS_TRACKED,
     PUBLIC_SUFFIX,
     SECRET_SUFFIX,
     ZAP_ENDPOINT,
     AllowList,
-    _valid_key,
     generate_keys,
     load_allow_list,
     read_key_file,
     read_secret_key_file,
+    valid_key,
 )
-from reactor.net.security.zap import _ZAP
+from reactor.net.security.zap import ZAP_HANDLERS
 
 __all__ = [
     "PUBLIC_SUFFIX",
@@ -64,7 +64,7 @@ class CurveClient:
 
     def __init__(self, *, public_key: bytes, secret_key: bytes, server_key: bytes) -> None:
         for label, key in (("public", public_key), ("secret", secret_key), ("server", server_key)):
-            if not _valid_key(key):
+            if not valid_key(key):
                 raise ConfigError(f"the CURVE {label} key is not 40 z85 characters")
         self.public_key = public_key
         self._secret_key = secret_key
@@ -110,7 +110,7 @@ class CurveServer:
     def __init__(
         self, *, public_key: bytes, secret_key: bytes, allow_dir: str | Path, allowed: AllowList
     ) -> None:
-        if not (_valid_key(public_key) and _valid_key(secret_key)):
+        if not (valid_key(public_key) and valid_key(secret_key)):
             raise ConfigError("the distributor's CURVE keys are not 40 z85 characters each")
         if not allowed:
             raise ConfigError(
@@ -119,10 +119,13 @@ class CurveServer:
         self.public_key = public_key
         self._secret_key = secret_key
         self.allow_dir = Path(allow_dir)
-        self._allowed: AllowList = dict(allowed)
+        #: The allow-list in force: z85 key -> the node names it may use. Read it, never change
+        #: it: :meth:`reload` replaces it whole, so a reader on another thread sees one or the
+        #: other. (The guard reads it on every frame, so it is an attribute, not a copy.)
+        self.allow_list: AllowList = dict(allowed)
         self.domain = f"reactor-{secrets.token_hex(6)}"
         self._contexts: list[zmq.Context[Any]] = []
-        self._guards: list[_Guard] = []
+        self._guards: list[Guard] = []
         self._closed = False
         self._denials: dict[str, int] = {}
 
@@ -145,7 +148,7 @@ class CurveServer:
     @property
     def allowed(self) -> dict[str, frozenset[str]]:
         """The current allow-list: z85 public key -> the node names it may use."""
-        return dict(self._allowed)
+        return dict(self.allow_list)
 
     @property
     def denied(self) -> dict[str, int]:
@@ -168,8 +171,8 @@ class CurveServer:
         except ConfigError as exc:
             log.error("CURVE allow-list not reloaded, the previous one stays in force: %s", exc)
             raise
-        before = set(self._allowed)
-        self._allowed = allowed
+        before = set(self.allow_list)
+        self.allow_list = allowed
         log.info(
             "CURVE allow-list reloaded from %s: %d keys (%d added, %d removed)",
             self.allow_dir,
@@ -217,7 +220,7 @@ class CurveServer:
             )
         ctx = sock.context
         if ctx not in self._contexts:
-            _ZAP.register(ctx, self.domain, self)
+            ZAP_HANDLERS.register(ctx, self.domain, self)
             self._contexts.append(ctx)
         sock.curve_server = True
         sock.curve_secretkey = self._secret_key
@@ -229,18 +232,18 @@ class CurveServer:
             # which the guard sees. (A CURVE node that reconnects while its old connection is
             # still up redials until the old one is gone: see transport._Redialer.)
             sock.setsockopt(zmq.ROUTER_HANDOVER, 0)
-            guard = _Guard(self, sock)
+            guard = Guard(self, sock)
             self._guards.append(guard)
             return guard
         return None
 
-    def _zap_allows(self, key: bytes) -> bool:
+    def zap_allows(self, key: bytes) -> bool:
         """The ZAP thread asks: may this z85 key connect at all?"""
         text = key.decode("ascii", "replace")
-        if text in self._allowed:
+        if text in self.allow_list:
             return True
         count = self._denials.get(text, 0) + 1
-        if count == 1 and len(self._denials) >= _MAX_REFUSALS_TRACKED:
+        if count == 1 and len(self._denials) >= MAX_REFUSALS_TRACKED:
             self._denials.clear()
         self._denials[text] = count
         if count <= 3 or count % 1000 == 0:
@@ -261,7 +264,7 @@ class CurveServer:
             guard.close()
         self._guards.clear()
         for ctx in self._contexts:
-            _ZAP.unregister(ctx, self.domain)
+            ZAP_HANDLERS.unregister(ctx, self.domain)
         self._contexts.clear()
 
     def __repr__(self) -> str:

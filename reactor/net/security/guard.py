@@ -13,7 +13,7 @@ import zmq.auth
 from zmq.utils.monitor import parse_monitor_message
 
 from reactor.net import transport
-from reactor.net.security.keys import _MAX_REFUSALS_TRACKED
+from reactor.net.security.keys import MAX_REFUSALS_TRACKED
 from reactor.wire.protocol import MAX_NAME_LEN
 
 if TYPE_CHECKING:
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("reactor.security")
 
 
-class _Guard:
+class Guard:
     """Binds a ROUTER socket's peers to their CURVE keys, frame by frame.
 
     ZAP sees a connection's key but not the routing id the node claims, so the binding is checked
@@ -81,7 +81,7 @@ class _Guard:
             name = peer.decode().partition("/")[0]  # a routing id is name/session
         except UnicodeDecodeError:
             name = ""
-        names = self._server._allowed.get(key)
+        names = self._server.allow_list.get(key)
         if names is None or name not in names:
             self._refuse(peer, key, names)
             if self._bound.pop(peer, None) is not None:
@@ -95,7 +95,7 @@ class _Guard:
         bound = self._bound.get(peer)
         if bound is None:
             return False
-        names = self._server._allowed.get(bound[1])
+        names = self._server.allow_list.get(bound[1])
         return names is not None and bound[2] in names
 
     # Called by the server.
@@ -131,7 +131,7 @@ class _Guard:
     def _refuse(self, peer: bytes, key: str, names: frozenset[str] | None) -> None:
         marker = (peer[:MAX_NAME_LEN], key)
         count = self._refusals.get(marker, 0) + 1
-        if count == 1 and len(self._refusals) >= _MAX_REFUSALS_TRACKED:
+        if count == 1 and len(self._refusals) >= MAX_REFUSALS_TRACKED:
             self._refusals.clear()
         self._refusals[marker] = count
         if count == 1 or count % 1000 == 0:

@@ -22,7 +22,7 @@ PUBLIC_SUFFIX = ".key"
 SECRET_SUFFIX = ".key_secret"  # noqa: S105 - a file suffix, not a secret
 
 #: Distinct refusals remembered for rate-limited logging (a peer could vary names forever).
-_MAX_REFUSALS_TRACKED = 1024
+MAX_REFUSALS_TRACKED = 1024
 
 AllowList = dict[str, frozenset[str]]  # z85 public key -> the node names it may use
 
@@ -99,7 +99,7 @@ def generate_keys(
     return public_file, secret_file
 
 
-def _valid_key(key: bytes | None) -> bool:
+def valid_key(key: bytes | None) -> bool:
     if key is None or len(key) != 40:
         return False
     try:
@@ -118,7 +118,7 @@ def read_key_file(path: str | Path) -> tuple[bytes, bytes | None]:
         public, secret = zmq.auth.load_certificate(path)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read the CURVE key file {str(path)!r}: {exc}") from None
-    if not _valid_key(public) or (secret is not None and not _valid_key(secret)):
+    if not valid_key(public) or (secret is not None and not valid_key(secret)):
         raise ConfigError(
             f"{str(path)!r} does not hold a valid CURVE key (40 z85 characters); make key files "
             "with `reactor keys generate`"

@@ -25,7 +25,7 @@ class _ZapThread(threading.Thread):
     ZeroMQ has one ZAP endpoint per context, so every CurveServer registers its own ZAP domain
     here; a request for a domain nobody registered (any more), for another mechanism, or from a
     key the domain's allow-list lacks is refused. The reply's user id is the client's z85 key,
-    which ZeroMQ then attaches to every frame of that connection (see ``_Guard``).
+    which ZeroMQ then attaches to every frame of that connection (see ``Guard``).
     """
 
     def __init__(self, ctx: zmq.Context[Any]) -> None:
@@ -87,7 +87,7 @@ class _ZapThread(threading.Thread):
                 server = self.domains.get(request[2])
                 if server is not None and len(request[6]) == 32:
                     key = z85.encode(request[6])
-                    if server._zap_allows(key):
+                    if server.zap_allows(key):
                         status, text, user = b"200", b"OK", key
                 elif server is None:
                     text = b"unknown ZAP domain"
@@ -146,4 +146,4 @@ class _ZapHandlers:
             return thread is not None and thread.is_alive()
 
 
-_ZAP = _ZapHandlers()
+ZAP_HANDLERS = _ZapHandlers()
