@@ -449,12 +449,8 @@ class Node:
             self._check_settled()
 
     def _check_settled(self) -> None:
-        settled = self._settled
-        if (
-            settled is not None
-            and self.core is not None
-            and (self.core.settled or self.error is not None)
-        ):
+        core, settled = self.core, self._settled
+        if settled is not None and core is not None and (core.settled or self.error is not None):
             settled.set()
 
     def _tick(self) -> None:
