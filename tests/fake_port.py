@@ -37,5 +37,11 @@ class RecordingPort:
     def kick(self) -> None:
         pass
 
+    def starting(self, job: JobRecord, wall: float) -> None:
+        pass
+
+    def unknown(self, job: JobRecord) -> str:
+        return f"no job named {job.name!r}"
+
     def refused(self, link: str, kind: str, reason: str) -> None:
         raise AssertionError(f"distributor {link} refused the node ({kind}): {reason}")

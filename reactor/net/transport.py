@@ -215,8 +215,8 @@ class Endpoint:
                 curve = sock.getsockopt(zmq.MECHANISM) == zmq.CURVE
                 self._redialer = _Redialer(sock, address, silence=CURVE_SILENCE if curve else 0.0)
         self._fd = sock.fileno()  # the edge-triggered FD (zmq.FD)
-        loop.add_reader(self._fd, self._on_ready)
-        loop.call_soon(self._on_ready)  # the FD is edge-triggered: look once at the start
+        loop.add_reader(self._fd, self.on_ready)
+        loop.call_soon(self.on_ready)  # the FD is edge-triggered: look once at the start
 
     @property
     def socket(self) -> zmq.Socket[Any]:
@@ -262,7 +262,7 @@ class Endpoint:
             if not box:
                 self._outbox.pop(peer, None)
         try:
-            self._loop.call_soon_threadsafe(self._on_ready)
+            self._loop.call_soon_threadsafe(self.on_ready)
             if self._outbox:
                 self._loop.call_soon_threadsafe(self._flush)
         except RuntimeError:  # the loop closed
@@ -373,9 +373,10 @@ class Endpoint:
     def _schedule_read(self) -> None:
         if not self._read_scheduled:
             self._read_scheduled = True
-            self._loop.call_soon(self._on_ready)
+            self._loop.call_soon(self.on_ready)
 
-    def _on_ready(self) -> None:
+    def on_ready(self) -> None:
+        """Read what the socket holds (its FD is readable, or the owner looks again)."""
         self._read_scheduled = False
         if self._closed:
             return
@@ -408,6 +409,8 @@ class Endpoint:
             if sock.closed:
                 return
         self._schedule_read()  # more to read: let other callbacks run first
+
+    _on_ready = on_ready  # the old name, until reactor/distributor/driver.py calls on_ready
 
     def _deliver(self, parts: list[bytes]) -> None:
         if self._routed:

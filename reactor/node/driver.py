@@ -1,8 +1,9 @@
-"""The node's driver: sockets, storage, timers and job chains around a :class:`NodeCore`.
+"""The node's driver: sockets, storage and timers around a :class:`NodeCore`.
 
-``def`` chains run straight from the ready queue, many per loop iteration, with no task per job;
-``async def`` chains and ``defer=True`` bodies run as tasks, at most ``capacity`` at once. The
-delivery logic (fencing, re-sends, sync, hand-back, lifecycle) is :mod:`reactor.core.node`.
+The jobs the core lets start run in :class:`~reactor.node.runner.Runner`: ``def`` chains straight
+from the ready queue, ``async def`` chains and ``defer=True`` bodies as tasks, at most
+``capacity`` at once. The delivery logic (fencing, re-sends, sync, hand-back, lifecycle, which
+job starts when) is :mod:`reactor.core.node`.
 """
 
 from __future__ import annotations
@@ -18,31 +19,24 @@ import threading
 import time
 from collections.abc import Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reactor.config import Config
 from reactor.core.lifecycle import RetryPolicy
 from reactor.core.node import NodeCore
-from reactor.core.wallclock import WallWatch
-from reactor.errors import (
-    NodeNameTaken,
-    PoisonedRecordsError,
-    ProtocolError,
-    ReactorError,
-    StorageUnavailableError,
-)
-from reactor.jobs import record as R
-from reactor.jobs.chain import run_async, run_sync, run_sync_limited
+from reactor.errors import NodeNameTaken, ReactorError
 from reactor.jobs.loader import load_jobs
 from reactor.jobs.record import JobRecord
-from reactor.jobs.registry import JobEntry, JobRegistry
+from reactor.jobs.registry import JobRegistry
 from reactor.net.link import Link, parse_address
+from reactor.node.keeper import RETRY_WAIT as RETRY_WAIT  # the tests read it here
+from reactor.node.keeper import StorageKeeper
 from reactor.node.reachability import Reachability
-from reactor.node.watchdog import Watchdog
+from reactor.node.runner import Runner
+from reactor.node.views import metrics_state, snapshot
 from reactor.node.write_ahead import WriteAhead
-from reactor.ops.metrics import Metrics, MetricsServer, State
+from reactor.ops.metrics import Metrics, MetricsServer
 from reactor.storage import Storage, resolve_storage
 from reactor.wire import protocol as P
 
@@ -52,11 +46,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("reactor.node")
 
 _NAME_RE = re.compile(rf"[A-Za-z0-9_.:@-]{{1,{P.MAX_NODE_NAME_LEN}}}")
-
-#: Seconds of ``def`` jobs run back to back before the loop serves I/O again.
-RUN_SLICE = 0.005
-#: Seconds one wait for retried jobs lasts (a retry still starts at once: the wait is a BLPOP).
-RETRY_WAIT = 5.0
 
 
 class Node:
@@ -118,16 +107,13 @@ class Node:
         self.core: NodeCore | None = None
         self.error: ReactorError | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._run_scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._executor: ThreadPoolExecutor | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
         self._timer_handle: asyncio.TimerHandle | None = None
         self._timer_due = float("inf")
-        self._watchdog: Watchdog | None = None
-        self._ahead: WriteAhead | None = None
-        self._wall = WallWatch()
+        self._keeper: StorageKeeper | None = None
         self._idle_waiters: list[asyncio.Future[None]] = []
         self._answered: asyncio.Event | None = None
         self._stopping = False
@@ -138,6 +124,13 @@ class Node:
         self.metrics_server: MetricsServer | None = None
         self._metrics_at = (metrics_host, metrics_port)
         self._reach = Reachability(name, self.metrics.reconnected)
+        self._runner = Runner(
+            name, config=self.config, metrics=self.metrics, spawn=self._spawn, ran=self._ran
+        )
+        #: Jobs are ready (the core's port): the runner runs them soon.
+        self.kick = self._runner.kick
+        #: An attempt begins (the core's port): counted before its ``run_at`` moves.
+        self.starting = self.metrics.attempt_started
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -161,7 +154,6 @@ class Node:
             thread_name_prefix=f"reactor-{self.name}-defer",
         )
         self.storage = resolve_storage(self._storage_spec, redis_url=self.config["redis_url"])
-        self.storage.on_poisoned = self._on_poisoned
         self.storage.on_written = self.metrics.storage_written
         await self.storage.start(self.name)
         if self.discover is not None:
@@ -186,35 +178,30 @@ class Node:
                 max_attempt=int(self.config["max_attempt"]),
                 retry_multiplier=float(self.config["retry_multiplier"]),
             ),
+            kinds=self.registry.get,
         )
-        if self.storage.durable:
-            self._ahead = WriteAhead(
-                core,
-                self.storage,
-                self.registry,
-                capacity=self.capacity,
-                kick=self.kick,
-                unknown=self._unknown,
-            )
+        keeper = self._keeper = StorageKeeper(
+            self.name,
+            self.storage,
+            core,
+            metrics=self.metrics,
+            spawn=self._spawn,
+            serving=lambda: not self._stopping and not self._closed,
+        )
+        self.storage.on_poisoned = keeper.on_poisoned
+        ahead = WriteAhead(core, self.storage, kick=self.kick) if self.storage.durable else None
+        self._runner.attach(core, loop, ahead=ahead, executor=self._executor)
         if self.config["retry_jobs_at_start"]:
             core.resume(await self.storage.unfinished(), time.monotonic(), time.time())
         core.started = True
         if self.storage.retries:
-            self._spawn(self._take_retried())
+            self._spawn(keeper.take_retried())
         max_size = int(self.config["max_message_size"])
         for link in self._links.values():
             link.open(loop, P.routing_id(self.name, self.session), max_size)
         self._tick()
-        self._watchdog = Watchdog(
-            interval=core.interval,
-            beat=core.announce,
-            hand_back=self._hand_back_blocked,
-            flush=self._flush_from_thread,
-            hand_back_after=float(self.config["hand_back_after"]),
-            slow_warning=float(self.config["slow_job_warning"]),
-        )
-        self._watchdog.start()
-        self.metrics.read_state(self._metrics_state)
+        self._runner.watch(self.config, flush=self._flush_from_thread)
+        self.metrics.read_state(lambda: metrics_state(self.core, self._links.values()))
         host, port = self._metrics_at
         if port is not None:
             self.metrics_server = self.metrics.serve(port, host)
@@ -265,15 +252,8 @@ class Node:
         if self._closed:
             return
         self._closed = True
-        for handle in (self._tick_handle, self._timer_handle):
-            if handle is not None:
-                handle.cancel()
-        if self._watchdog is not None:
-            self._watchdog.stop()
-            self._watchdog = None
-        if self.metrics_server is not None:
-            self.metrics_server.close()
-            self.metrics_server = None
+        self._runner.closed = True
+        self._stop_timers()
         if self._follower is not None:
             await self._follower.stop()
         for task in list(self._tasks):
@@ -292,6 +272,16 @@ class Node:
                 waiter.set_result(None)
         if self.stopped is not None:
             self.stopped.set()
+
+    def _stop_timers(self) -> None:
+        """Cancel the tick and the job timer; stop the watchdog and the metrics server."""
+        for handle in (self._tick_handle, self._timer_handle):
+            if handle is not None:
+                handle.cancel()
+        self._runner.unwatch()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
+            self.metrics_server = None
 
     async def __aenter__(self) -> Node:
         await self.start()
@@ -382,82 +372,8 @@ class Node:
 
     def store(self, link: str, records: list[JobRecord]) -> bool:
         """Persist new records (the core's port); False: the answer comes from a task."""
-        assert self.storage is not None
-        self.metrics.records_received(records)
-        if self.storage.add_nowait(records):
-            return True
-        self._spawn(self._store(link, records))
-        return False
-
-    async def _store(self, link: str, records: list[JobRecord]) -> None:
-        assert self.storage is not None and self.core is not None
-        try:
-            await self.storage.add(records)
-        except StorageUnavailableError as exc:
-            self.core.store_failed(link, records, f"storage unavailable: {exc}")
-            self._storage_down(exc)
-            return
-        except PoisonedRecordsError as exc:  # the others are stored; these are refused
-            bad = [r for r in records if r.id in exc.failed]
-            self.core.store_failed(link, bad, f"storage could not write the job: {exc}")
-            records = [r for r in records if r.id not in exc.failed]
-        self.core.stored(link, records, time.monotonic())
-
-    def _on_poisoned(self, record: JobRecord | None, job_id: str, reason: str) -> None:
-        """Storage could not write a job's record (its key holds other data): the job fails
-        with error feedback instead of blocking every write after it."""
-        core = self.core
-        if record is None or core is None or core.jobs.get(job_id) is not record:
-            return  # a corrupt record found at resume: quarantined and reported by storage
-        if record.phase == R.DONE:
-            return  # failed already (its attempt could not be written: see WriteAhead)
-        if record.phase == R.RUNNING:
-            record.cancel_requested = True  # its run ends; nothing can be stored for it
-            return
-        core.fail(
-            record,
-            "PoisonedRecord",
-            f"storage cannot write this job: {reason}",
-            time.monotonic(),
-            time.time(),
-        )
-
-    def _storage_down(self, exc: Exception) -> None:
-        core = self.core
-        if core is None or not core.storage_ok:
-            return
-        log.error(
-            "node %s: storage unavailable (%s); not taking jobs until it is back", self.name, exc
-        )
-        core.storage_ok = False
-        core.announce(time.monotonic())
-        self._spawn(self._await_storage())
-
-    async def _await_storage(self) -> None:
-        assert self.storage is not None and self.core is not None
-        await self.storage.wait_available()
-        log.info("node %s: storage is back; taking jobs again", self.name)
-        self.core.storage_ok = True
-        self.core.announce(time.monotonic())
-
-    async def _take_retried(self) -> None:
-        """Run again the jobs the monitor retries (``reactor monitor retry``), as they come."""
-        storage, core = self.storage, self.core
-        assert storage is not None and core is not None
-        while not self._stopping and not self._closed:
-            try:
-                records = await storage.take_retried(RETRY_WAIT)
-            except StorageUnavailableError:
-                await storage.wait_available()
-                continue
-            if records:
-                log.info(
-                    "node %s: running %d jobs again, as the monitor asked",
-                    self.name,
-                    len(records),
-                    extra={"node": self.name},
-                )
-                core.resume(records, time.monotonic(), time.time())
+        assert self._keeper is not None
+        return self._keeper.store(link, records)
 
     def write(self, record: JobRecord) -> None:
         """Persist a record's state, written behind (the core's port)."""
@@ -471,30 +387,8 @@ class Node:
 
     def exists(self, records: list[JobRecord]) -> list[bool] | None:
         """Whether records still exist, now or from a task (the core's port)."""
-        assert self.storage is not None
-        alive = self.storage.exists_nowait(records)
-        if alive is None:
-            self._spawn(self._check(records))
-        return alive
-
-    async def _check(self, records: list[JobRecord]) -> None:
-        assert self.storage is not None and self.core is not None
-        lost: list[bool] | None = None
-        try:
-            alive = await self.storage.exists(records)
-            missing = [r for r, ok in zip(records, alive, strict=True) if not ok]
-            if missing:  # destroyed on purpose (a tombstone), or lost (eviction, FLUSHDB)?
-                destroyed = dict(
-                    zip(
-                        (r.id for r in missing), await self.storage.tombstoned(missing), strict=True
-                    )
-                )
-                lost = [
-                    not ok and not destroyed[r.id] for r, ok in zip(records, alive, strict=True)
-                ]
-        except StorageUnavailableError:
-            alive = [True] * len(records)  # cannot tell: run rather than lose a job
-        self.core.timers_checked(records, alive, time.monotonic(), lost)
+        assert self._keeper is not None
+        return self._keeper.exists(records)
 
     def arm(self, due: float) -> None:
         """Wake the core at monotonic ``due`` (the core's port)."""
@@ -514,11 +408,14 @@ class Node:
         if self.core is not None and not self._closed:
             self.core.fire_timers(time.monotonic(), time.time())
 
-    def kick(self) -> None:
-        """Jobs are ready (the core's port)."""
-        if not self._run_scheduled and self._loop is not None and not self._closed:
-            self._run_scheduled = True
-            self._loop.call_soon(self._run_ready)
+    def unknown(self, job: JobRecord) -> str:
+        """The node has no job of this name: counted, and the message it fails with (the core's
+        port)."""
+        self.metrics.record_failed(job)
+        return (
+            f"node {self.name!r} has no job named {job.name!r}; define it with "
+            f"@job({job.name!r}) in a file under {str(self.job_directory)!r} and restart the node"
+        )
 
     def refused(self, link: str, kind: str, reason: str) -> None:
         """A distributor refused this node: it cannot serve under this name (the core's port)."""
@@ -552,12 +449,8 @@ class Node:
             self._check_settled()
 
     def _check_settled(self) -> None:
-        settled = self._settled
-        if (
-            settled is not None
-            and self.core is not None
-            and (self.core.settled or self.error is not None)
-        ):
+        core, settled = self.core, self._settled
+        if settled is not None and core is not None and (core.settled or self.error is not None):
             settled.set()
 
     def _tick(self) -> None:
@@ -568,178 +461,24 @@ class Node:
         self._tick_handle = loop.call_later(core.interval, self._tick)
         for link in self._links.values():  # read what queued while we were busy first
             if link.endpoint is not None:
-                link.endpoint._on_ready()
+                link.endpoint.on_ready()
         now = time.monotonic()
-        if self._watchdog is not None:
-            self._watchdog.loop_beat = now
-        core.tick(now)
-        self._check_wall(core, now)
+        if self._runner.watchdog is not None:
+            self._runner.watchdog.loop_beat = now
+        core.tick(now, time.time())
         for key, state in core.links.items():
             self._reach.check(key, state.welcomed, now)
-
-    def _check_wall(self, core: NodeCore, now: float) -> None:
-        """Re-arm ``run_at=`` jobs when the wall clock jumped (see reactor.core.wallclock)."""
-        wall = time.time()
-        jump = self._wall.moved(now, wall)
-        if jump:
-            moved = core.wall_moved(now, wall)
-            log.warning(
-                "node %s: the wall clock jumped %+.1fs; %d run_at= jobs re-armed on it",
-                self.name,
-                jump,
-                moved,
-            )
-
-    def _hand_back_blocked(self, now: float) -> int:
-        assert self.core is not None
-        self.core.blocked = True
-        count = self.core.hand_back_ready(now, "a def job holds the node's loop")
-        self.core.announce(now)
-        return count
 
     def _flush_from_thread(self) -> None:
         for link in self._links.values():
             if link.endpoint is not None:
                 link.endpoint.flush_from_thread()
 
-    # -- running --------------------------------------------------------------------------------
-
-    def _run_ready(self) -> None:
-        self._run_scheduled = False
-        core = self.core
-        registry = self.registry
-        if core is None or registry is None or self._closed:
-            return
-        watchdog = self._watchdog
-        metrics = self.metrics
-        ahead = self._ahead  # durable storage: jobs start once their attempt is written
-        wall = time.time()
-        now = time.monotonic()
-        deadline = now + RUN_SLICE
-        if ahead is not None:
-            ahead.collect(now, wall)
-        while True:
-            job = core.next_ready(now) if ahead is None else ahead.next_written(now)
-            if job is None:
-                break
-            entry = registry.get(job.name)
-            if entry is None:
-                metrics.record_failed(job)
-                core.fail(job, "NoSuchJob", self._unknown(job), now, wall)
-                continue
-            if entry.is_async or job.defer:
-                if ahead is not None:
-                    metrics.attempt_started(job, wall)
-                    self._spawn(self._run_async(job, entry))
-                elif core.running >= self.capacity:
-                    core.wait_slot(job)
-                else:
-                    metrics.attempt_started(job, wall)
-                    core.begin(job, wall)
-                    self._spawn(self._run_async(job, entry))
-                continue
-            metrics.attempt_started(job, wall)
-            if ahead is None:
-                core.begin(job, wall)
-            try:
-                args = self._attempt_args(job)
-            except ProtocolError as exc:
-                metrics.record_failed(job)
-                core.fail(job, "ProtocolError", f"the job's args do not decode: {exc}", now, wall)
-                continue
-            began = now
-            fresh = partial(self._attempt_args, job)
-            limit = job.timeout or entry.timeout  # the enqueue's, else the @job's
-            if watchdog is None:
-                attempt = (
-                    run_sync(entry, args, fresh)
-                    if limit is None
-                    else run_sync_limited(entry, args, fresh, limit)
-                )
-            else:
-                watchdog.job = job  # what job_started() does, inlined on this hot path
-                watchdog.job_since = now
-                watchdog.job_limit = limit
-                watchdog.lock.release()  # def chains touch no socket: the watchdog may
-                try:
-                    attempt = (
-                        run_sync(entry, args, fresh)
-                        if limit is None
-                        else run_sync_limited(entry, args, fresh, limit)
-                    )
-                finally:
-                    watchdog.lock.acquire()
-                    watchdog.job_since = 0.0
-                    if watchdog.handed_back and watchdog.job_ended():
-                        core.blocked = False
-                        core.announce(time.monotonic())
-            now = time.monotonic()
-            core.finished(job, attempt, now, wall)
-            metrics.attempt_ended(job, now - began)
-            if now > deadline:
-                if core.ready or core.ranked or (ahead is not None and ahead.written):
-                    self.kick()
-                return
-        if ahead is not None and (core.ready or core.ranked):  # room again: the written jobs ran
-            ahead.collect(now, wall)
+    def _ran(self) -> None:
+        """The runner ran jobs: wake those waiting for the node to be idle or settled."""
         self._check_idle()
         if self._settled is not None:
             self._check_settled()
-
-    def _unknown(self, job: JobRecord) -> str:
-        return (
-            f"node {self.name!r} has no job named {job.name!r}; define it with "
-            f"@job({job.name!r}) in a file under {str(self.job_directory)!r} and restart the node"
-        )
-
-    async def _run_async(self, job: JobRecord, entry: JobEntry) -> None:
-        core = self.core
-        assert core is not None
-        try:
-            try:
-                args = self._attempt_args(job)
-            except ProtocolError as exc:
-                self.metrics.record_failed(job)
-                core.fail(
-                    job,
-                    "ProtocolError",
-                    f"the job's args do not decode: {exc}",
-                    time.monotonic(),
-                    time.time(),
-                )
-                return
-            began = time.monotonic()
-            attempt = await run_async(
-                entry,
-                args,
-                lambda: self._attempt_args(job),
-                executor=self._executor if job.defer else None,
-                timeout=job.timeout or entry.timeout,
-            )
-            now = time.monotonic()
-            core.finished(job, attempt, now, time.time())
-            self.metrics.attempt_ended(job, now - began)
-        finally:
-            core.slot_freed()
-            self._check_idle()
-
-    def _attempt_args(self, job: JobRecord) -> dict[str, Any]:
-        args = P.unpack_args(job.args)
-        if self.config["merge_job_itself_to_args"]:
-            args["job_itself"] = {
-                "id": job.id,
-                "name": job.name,
-                "args": dict(args),
-                "attempt": job.attempt,
-                "status": job.status,
-                "make_after": job.make_after,
-                "distributor": job.distributor,
-                "node": self.name,
-                "run_at": job.run_at,
-                "period": job.period,
-                "defer": job.defer,
-            }
-        return args
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         assert self._loop is not None
@@ -754,40 +493,8 @@ class Node:
         if not task.cancelled() and task.exception() is not None:
             log.error("node task failed", exc_info=task.exception())
 
-    def _metrics_state(self) -> State:
-        """The gauges, read when /metrics is scraped (from the metrics server's thread)."""
-        core = self.core
-        if core is None:
-            return State()
-        in_flight: dict[str, int] = {}
-        waiting: dict[str, int] = {}
-        for job in list(core.jobs.values()):  # one C-level copy: safe against the loop thread
-            phase = job.phase
-            if phase == R.RUNNING:
-                in_flight[job.name] = in_flight.get(job.name, 0) + 1
-            elif phase == R.READY or phase == R.WAITING:
-                waiting[job.name] = waiting.get(job.name, 0) + 1
-        rejected = sum(
-            sum(link.endpoint.rejected.values())
-            for link in list(self._links.values())
-            if link.endpoint is not None
-        )
-        return State(in_flight, waiting, not core.storage_ok, rejected)
-
     # -- introspection --------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
         """The node's live view as plain data."""
-        core = self.core
-        if core is None:
-            return {"name": self.name, "accepting": False}
-        return {
-            "name": self.name,
-            "accepting": core.accepting,
-            "held": len(core.jobs),
-            "ready": len(core.ready) + len(core.ranked),
-            "running": core.running,
-            "timers": len(core.timers),
-            "distributors": {key: s.welcomed for key, s in core.links.items()},
-            "stats": dict(core.stats),
-        }
+        return snapshot(self.name, self.core)

@@ -4,8 +4,9 @@ With Redis storage, a job taken from the ready queue is begun at once (its attem
 ``in progress`` are queued for storage), but its body starts only once that write is in Redis:
 a crash during the body then counts as an attempt, and a job that kills its node fails after
 ``max_attempt`` crashes instead of crash-looping it (DESIGN §3 "Durable nodes"). Jobs started
-together share one write: a batch is everything ready (up to :data:`MAX_AHEAD` begun and not
-yet run), and one future per batch tells when it is written. Memory storage has nothing to
+together share one write: a batch is every job the core lets start (up to :data:`MAX_AHEAD`
+begun and not yet run, see :meth:`NodeCore.start_batch`), and one future per batch tells when
+it is written. Memory storage has nothing to
 wait for and never goes through here.
 """
 
@@ -18,10 +19,9 @@ from collections import deque
 from collections.abc import Callable
 
 from reactor.core.node import NodeCore
+from reactor.core.start import Started
 from reactor.errors import PoisonedRecordsError
 from reactor.jobs import record as R
-from reactor.jobs.record import JobRecord
-from reactor.jobs.registry import JobRegistry
 from reactor.storage import Storage
 
 log = logging.getLogger("reactor.node")
@@ -35,63 +35,36 @@ class WriteAhead:
     """Jobs between "begun" and "body started": their attempt is being written.
 
     Args:
-        core: the node's core (its ready queue, ``begin``, ``fail``, ``dropped``).
+        core: the node's core (``start_batch`` decides which jobs start, ``written`` whether a
+            written one still does, ``fail`` ends a poisoned one).
         storage: a durable storage (its :meth:`~reactor.storage.Storage.write_ahead`).
-        registry: the node's jobs (unknown names and capacity are settled before the write).
-        capacity: how many ``async``/deferred jobs may run at once.
         kick: asks the driver to run the written jobs.
-        unknown: the error message for a job name the node does not know.
     """
 
-    def __init__(
-        self,
-        core: NodeCore,
-        storage: Storage,
-        registry: JobRegistry,
-        *,
-        capacity: int,
-        kick: Callable[[], None],
-        unknown: Callable[[JobRecord], str],
-    ) -> None:
+    def __init__(self, core: NodeCore, storage: Storage, *, kick: Callable[[], None]) -> None:
         self.core = core
         self.storage = storage
-        self.registry = registry
-        self.capacity = capacity
         self.kick = kick
-        self.unknown = unknown
-        #: Jobs whose attempt is written, in start order: the driver runs these.
-        self.written: deque[JobRecord] = deque()
+        #: Jobs whose attempt is written, with their entries, in start order: the driver runs
+        #: these.
+        self.written: deque[Started] = deque()
         self.in_flight = 0  # begun, attempt not written yet
 
     def collect(self, now: float, wall: float) -> None:
-        """Begin every ready job there is room for and write their attempts as one batch."""
-        core = self.core
+        """Begin every job that may start and there is room for; write their attempts as one
+        batch."""
         room = MAX_AHEAD - self.in_flight - len(self.written)
-        batch: list[JobRecord] = []
-        while room > 0:
-            job = core.next_ready(now)
-            if job is None:
-                break
-            entry = self.registry.get(job.name)
-            if entry is None:
-                core.fail(job, "NoSuchJob", self.unknown(job), now, wall)
-                continue
-            if (entry.is_async or job.defer) and core.running >= self.capacity:
-                core.wait_slot(job)
-                continue
-            core.begin(job, wall, write=False)  # written below, as one batch
-            batch.append(job)
-            room -= 1
+        batch = self.core.start_batch(now, wall, room) if room > 0 else []
         if not batch:
             return
-        future = self.storage.write_ahead(batch)
+        future = self.storage.write_ahead([job for job, _ in batch])
         if future is None:
             self.written.extend(batch)
             return
         self.in_flight += len(batch)
         future.add_done_callback(lambda done: self._written(batch, done))
 
-    def _written(self, batch: list[JobRecord], done: Future[None]) -> None:
+    def _written(self, batch: list[Started], done: Future[None]) -> None:
         self.in_flight -= len(batch)
         failed: dict[str, str] = {}
         if done.cancelled():
@@ -102,24 +75,22 @@ class WriteAhead:
         elif error is not None:
             log.error("writing the attempts of %d jobs failed: %s", len(batch), error)
             return  # storage closed under them: the node is going away
-        for job in batch:
+        for started in batch:
+            job = started[0]
             reason = failed.get(job.id)
             if reason is not None and job.phase == R.RUNNING:
                 message = f"storage cannot write this job's attempt: {reason}"
                 self.core.fail(job, "PoisonedRecord", message, time.monotonic(), time.time())
                 continue
-            self.written.append(job)
+            self.written.append(started)
         self.kick()
 
-    def next_written(self, now: float) -> JobRecord | None:
-        """The next begun job whose attempt is stored and that should start now, or None."""
+    def next_written(self, now: float) -> Started | None:
+        """The next begun job whose attempt is stored and that still starts, or None."""
         written = self.written
+        may_start = self.core.written
         while written:
-            job = written.popleft()
-            if job.phase != R.RUNNING:
-                continue  # failed meanwhile (its record is poisoned)
-            if job.revoked or job.cancel_requested:
-                self.core.dropped(job, now)
-                continue
-            return job
+            started = written.popleft()
+            if may_start(started[0], now):
+                return started
         return None

@@ -17,6 +17,8 @@ def schedule(world: World) -> None:
     # Job options come from a stream of their own, so a seed's jobs and faults stay the same
     # as before options existed (the named regression seeds replay what they were named for).
     options = random.Random(f"options-{world.seed}")
+    # Which jobs are def jobs (run on the loop, no slot) comes from a third stream, likewise.
+    kinds = random.Random(f"kinds-{world.seed}")
     names = list(world.nodes)
     for _ in range(rng.randint(4, 20)):
         at = rng.uniform(0.0, 8.0)
@@ -36,6 +38,8 @@ def schedule(world: World) -> None:
             opts["priority"] = options.choice([-5, 1, 10])
         if options.random() < 0.25:
             opts["max_attempt"] = options.randint(1, 4)
+        if kinds.random() < 0.25:
+            opts["inline"] = True
         cancel_at = None
         if "period" in opts:
             cancel_at = rng.uniform(at + 0.1, FAULT_PHASE + 5.0)

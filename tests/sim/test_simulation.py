@@ -29,6 +29,10 @@ REGRESSIONS = {
     # A job found its link's lease lapsed between ticks and was held; the lease was renewed by
     # a heartbeat, not a sync, and the held job never ran (nor answered its cancel).
     "held_jobs_released_when_lease_renews": 7666,
+    # On a durable node, def jobs begun for one write-ahead batch held every slot; an async job
+    # that found them taken waited for a slot_freed that only an ending async job sends.
+    "slot_waiter_stranded_by_begun_def_jobs": 156,
+    "slot_waiter_stranded_by_begun_def_jobs_retry": 1197,
 }
 
 

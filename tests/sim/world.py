@@ -1,9 +1,12 @@
 """A deterministic world for the delivery cores: fake time, an in-memory network, seeded faults.
 
 The real :class:`DistributorCore` and :class:`NodeCore` objects run here unchanged; only their
-ports are simulated. Everything that varies (latency, drops, duplicates, reordering, partitions,
-crashes, freezes, stops, job outcomes) comes from one ``random.Random(seed)``, so a seed replays
-a whole run exactly.
+ports are simulated. A simulated process is a driver port and nothing more: which job starts
+when is the core's rule (:meth:`NodeCore.start_next`, :meth:`NodeCore.start_batch` for
+write-ahead), as in the node driver. ``sim`` jobs are ``async`` (they take a slot and run for
+their ``dur``); ``sim_def`` jobs are ``def`` jobs that run on the loop at once. Everything
+that varies (latency, drops, duplicates, reordering, partitions, crashes, freezes, stops, job
+outcomes) comes from one ``random.Random(seed)``, so a seed replays a whole run exactly.
 """
 
 from __future__ import annotations
@@ -21,12 +24,26 @@ from reactor.core.node import NodeCore
 from reactor.core.routing import JobState
 from reactor.jobs.outcome import Attempt, Outcome
 from reactor.jobs.record import JobRecord
+from reactor.jobs.registry import JobEntry
+from reactor.node.write_ahead import MAX_AHEAD
 from reactor.wire import protocol as P
 
 INTERVAL = 0.2
 TIMEOUT = 1.0
 LOST_AFTER = 3.0
 EPOCH = 1_800_000_000.0  # the simulated wall clock at time 0
+
+
+async def _async_body(args: dict[str, Any]) -> None:
+    """Never called: its kind (``async def``) is what the core reads."""
+
+
+def _def_body(args: dict[str, Any]) -> None:
+    """Never called: its kind (``def``) is what the core reads."""
+
+
+#: The simulated node's jobs, as the core sees them (the bodies are simulated in Process).
+KINDS = {"sim": JobEntry("sim", _async_body), "sim_def": JobEntry("sim_def", _def_body)}
 
 
 class Clock:
@@ -164,14 +181,16 @@ class SimDistributor:
         not_node: str | None = None,
         priority: int = 0,
         max_attempt: int | None = None,
+        inline: bool = False,
     ) -> str:
         job_id = f"{self.name}-{next(self._ids)}"
         now = self.world.clock.now
+        name = "sim_def" if inline else "sim"
         wire = [
             P.JOB,
             job_id,
             0,
-            "sim",
+            name,
             P.pack_args(spec),
             after,
             0.0,
@@ -183,7 +202,7 @@ class SimDistributor:
         wire += P.job_options_wire(None, max_attempt, None, None, priority)
         job = JobState(
             job_id,
-            "sim",
+            name,
             wire,
             None,
             node=node,
@@ -249,14 +268,16 @@ class Process:
             links=[d.name for d in self.world.distributors],
             config=config,
             capacity=node.capacity,
-            job_names=["sim"],
+            job_names=list(KINDS),
             durable=node.storage.durable,
             where=f"sim {self.session}",
+            kinds=KINDS.get,
         )
         self.pending_writes: list[tuple[str, str, JobRecord | None]] = []
         self.acks: list[tuple[str, list[JobRecord]]] = []
         self.flush_armed = False
-        self.begun: list[JobRecord] = []  # durable: attempt written with the next flush, then run
+        #: Durable: begun jobs whose attempts go with the next flush; then their bodies start.
+        self.begun: list[tuple[JobRecord, JobEntry]] = []
         self.bodies: dict[str, int] = {}  # job id -> attempt, for bodies under way
         self.kicked = False
         self.timer_at = float("inf")
@@ -344,12 +365,11 @@ class Process:
         for link, records in acks:
             self.core.stored(link, records, self.world.clock.now)
         begun, self.begun = self.begun, []  # their attempts are stored: the bodies start
-        for job in begun:
-            if job.revoked or job.cancel_requested:
-                self.core.dropped(job, self.world.clock.now)
-                self.kick()
+        for job, entry in begun:
+            if self.core.written(job, self.world.clock.now):
+                self._body(job, entry)
             else:
-                self._body(job)
+                self.kick()
 
     def exists(self, records: list[JobRecord]) -> list[bool] | None:
         if not self.storage.durable:
@@ -376,29 +396,36 @@ class Process:
             self.kicked = True
             self.later(self.world.clock.now, self._run)
 
+    def starting(self, job: JobRecord, wall: float) -> None:
+        pass
+
+    def unknown(self, job: JobRecord) -> str:
+        return f"the simulated node has no job named {job.name!r}"
+
     def _run(self) -> None:
+        """The driver's run loop: start what the core lets start (write-ahead when durable)."""
         self.kicked = False
         core = self.core
         now = self.world.clock.now
-        while core.running < self.node.capacity:
-            job = core.next_ready(now)
-            if job is None:
-                return
-            core.begin(job, EPOCH + now)
-            if self.storage.durable:  # write-ahead: the body starts once the attempt is stored
-                self.begun.append(job)
-                self._flush_soon()
-            else:
-                self._body(job)
+        if self.storage.durable:
+            batch = core.start_batch(now, EPOCH + now, MAX_AHEAD - len(self.begun))
+            for job, _ in batch:  # the attempts go with the next flush, then the bodies start
+                self.write(job)
+            self.begun += batch
+            return
+        while (started := core.start_next(now, EPOCH + now)) is not None:
+            self._body(*started)
 
-    def _body(self, job: JobRecord) -> None:
-        now = self.world.clock.now
+    def _body(self, job: JobRecord, entry: JobEntry) -> None:
         spec = P.unpack_args(job.args)
+        if not (entry.is_async or job.defer):
+            self._done(job, spec, slot=False)  # a def job runs on the loop, there and then
+            return
         duration = spec.get("dur", 0.01)
         self.bodies[job.id] = job.attempt
-        self.later(now + duration, lambda j=job, s=spec: self._done(j, s))
+        self.later(self.world.clock.now + duration, lambda: self._done(job, spec, slot=True))
 
-    def _done(self, job: JobRecord, spec: dict[str, Any]) -> None:
+    def _done(self, job: JobRecord, spec: dict[str, Any], *, slot: bool) -> None:
         now = self.world.clock.now
         self.bodies.pop(job.id, None)
         run = self.world.runs.get(job.id)
@@ -411,9 +438,9 @@ class Process:
             attempt = Attempt(Outcome.DONE, args, None)
         else:
             attempt = Attempt(Outcome.FAILED, args, RuntimeError(f"attempt {job.attempt}"))
-        core = self.core
-        core.finished(job, attempt, now, EPOCH + now)
-        core.slot_freed()
+        self.core.finished(job, attempt, now, EPOCH + now)
+        if slot:
+            self.core.slot_freed()
         self.kick()
 
     def refused(self, link: str, kind: str, reason: str) -> None:

@@ -1,0 +1,231 @@
+"""Runs the jobs a node's core lets start: the node driver's run loop.
+
+``def`` chains run straight from the ready queue, many per loop iteration, with no task per job,
+while the :class:`~reactor.node.watchdog.Watchdog` may act for the held loop; ``async def``
+chains and ``defer=True`` bodies run as tasks. Which job starts when (priorities, held links,
+unknown names, capacity, write-ahead) is the core's :meth:`~reactor.core.node.NodeCore.start_next`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from typing import Any
+
+from reactor.config import Config
+from reactor.core.node import NodeCore
+from reactor.errors import ProtocolError
+from reactor.jobs.chain import run_async, run_sync, run_sync_limited
+from reactor.jobs.record import JobRecord
+from reactor.jobs.registry import JobEntry
+from reactor.node.watchdog import Watchdog
+from reactor.node.write_ahead import WriteAhead
+from reactor.ops.metrics import Metrics
+from reactor.wire import protocol as P
+
+#: Seconds of ``def`` jobs run back to back before the loop serves I/O again.
+RUN_SLICE = 0.005
+
+
+class Runner:
+    """A node's run loop (see the module docstring); :meth:`attach` it once the core exists.
+
+    Args:
+        name: the node's name (for ``job_itself``).
+        config: the node's settings (``merge_job_itself_to_args``).
+        metrics: counts attempts and their durations.
+        spawn: runs a coroutine as one of the node's tasks.
+        ran: called after each run of the loop and each async attempt (idle and settled checks).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        config: Config,
+        metrics: Metrics,
+        spawn: Callable[[Coroutine[Any, Any, Any]], None],
+        ran: Callable[[], None],
+    ) -> None:
+        self.name = name
+        self.merge_job_itself = bool(config["merge_job_itself_to_args"])
+        self.metrics = metrics
+        self.spawn = spawn
+        self.ran = ran
+        self.core: NodeCore | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.ahead: WriteAhead | None = None  # durable storage: jobs start once written
+        self.executor: ThreadPoolExecutor | None = None
+        self.watchdog: Watchdog | None = None
+        self.scheduled = False
+        self.closed = False
+
+    def attach(
+        self,
+        core: NodeCore,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        ahead: WriteAhead | None,
+        executor: ThreadPoolExecutor,
+    ) -> None:
+        """Run ``core``'s jobs on ``loop`` from now on."""
+        self.core = core
+        self.loop = loop
+        self.ahead = ahead
+        self.executor = executor
+
+    def kick(self) -> None:
+        """Jobs are ready: run them soon (the core's port)."""
+        if not self.scheduled and self.loop is not None and not self.closed:
+            self.scheduled = True
+            self.loop.call_soon(self.run_ready)
+
+    def run_ready(self) -> None:
+        """Start every job the core lets start, running ``def`` ones for up to RUN_SLICE s."""
+        self.scheduled = False
+        core = self.core
+        if core is None or self.closed:
+            return
+        ahead = self.ahead
+        wall = time.time()
+        now = time.monotonic()
+        if ahead is not None:
+            ahead.collect(now, wall)
+        now = self._drain(core, ahead, now, wall)
+        if now < 0.0:  # the slice is over: the rest runs after the loop served I/O
+            queue = core.queue
+            if queue.ready or queue.ranked or (ahead is not None and ahead.written):
+                self.kick()
+            return
+        if ahead is not None:  # room again: the written jobs ran (and freed their slots)
+            ahead.collect(now, wall)
+        self.ran()
+
+    def _drain(self, core: NodeCore, ahead: WriteAhead | None, now: float, wall: float) -> float:
+        """Start jobs until none may start (returns the time) or the slice is over (returns -1).
+
+        A ``def`` job runs right here, the watchdog watching while it holds the loop.
+        """
+        deadline = now + RUN_SLICE
+        start_next = core.start_next
+        metrics = self.metrics
+        attempt_args = self.attempt_args
+        watchdog = self.watchdog
+        while True:
+            started = start_next(now, wall) if ahead is None else ahead.next_written(now)
+            if started is None:
+                return now
+            job, entry = started
+            if entry.is_async or job.defer:
+                self.spawn(self.run_async(job, entry))
+                continue
+            try:
+                args = attempt_args(job)
+            except ProtocolError as exc:
+                metrics.record_failed(job)
+                core.fail(job, "ProtocolError", f"the job's args do not decode: {exc}", now, wall)
+                continue
+            began = now
+            fresh = partial(attempt_args, job)
+            limit = job.timeout or entry.timeout  # the enqueue's, else the @job's
+            if watchdog is not None:
+                watchdog.job = job  # what job_started() does, inlined on this hot path
+                watchdog.job_since = now
+                watchdog.job_limit = limit
+                watchdog.lock.release()  # def chains touch no socket: the watchdog may
+            try:
+                attempt = (
+                    run_sync(entry, args, fresh)
+                    if limit is None
+                    else run_sync_limited(entry, args, fresh, limit)
+                )
+            finally:
+                if watchdog is not None:
+                    watchdog.lock.acquire()
+                    watchdog.job_since = 0.0
+                    if watchdog.handed_back and watchdog.job_ended():
+                        core.blocked = False
+                        core.announce(time.monotonic())
+            now = time.monotonic()
+            core.finished(job, attempt, now, wall)
+            metrics.attempt_ended(job, now - began)
+            if now > deadline:
+                return -1.0
+
+    def watch(self, config: Config, *, flush: Callable[[], None]) -> None:
+        """Start the watchdog that acts for the loop while a ``def`` job holds it."""
+        core = self.core
+        assert core is not None
+        self.watchdog = Watchdog(
+            interval=core.interval,
+            beat=core.announce,
+            hand_back=self._hand_back_blocked,
+            flush=flush,
+            hand_back_after=float(config["hand_back_after"]),
+            slow_warning=float(config["slow_job_warning"]),
+        )
+        self.watchdog.start()
+
+    def unwatch(self) -> None:
+        """Stop the watchdog (the node closes)."""
+        if self.watchdog is not None:
+            self.watchdog.stop()
+            self.watchdog = None
+
+    def _hand_back_blocked(self, now: float) -> int:
+        """The watchdog's hand-back: a def job holds the loop, the due jobs go elsewhere."""
+        core = self.core
+        assert core is not None
+        core.blocked = True
+        count = core.hand_back_ready(now, "a def job holds the node's loop")
+        core.announce(now)
+        return count
+
+    async def run_async(self, job: JobRecord, entry: JobEntry) -> None:
+        """Run a begun ``async def`` job or ``defer=True`` body; its slot frees at the end."""
+        core = self.core
+        assert core is not None
+        try:
+            try:
+                args = self.attempt_args(job)
+            except ProtocolError as exc:
+                self.metrics.record_failed(job)
+                message = f"the job's args do not decode: {exc}"
+                core.fail(job, "ProtocolError", message, time.monotonic(), time.time())
+                return
+            began = time.monotonic()
+            attempt = await run_async(
+                entry,
+                args,
+                lambda: self.attempt_args(job),
+                executor=self.executor if job.defer else None,
+                timeout=job.timeout or entry.timeout,
+            )
+            now = time.monotonic()
+            core.finished(job, attempt, now, time.time())
+            self.metrics.attempt_ended(job, now - began)
+        finally:
+            core.slot_freed()
+            self.ran()
+
+    def attempt_args(self, job: JobRecord) -> dict[str, Any]:
+        """The args an attempt of ``job`` runs with (``job_itself`` merged in if configured)."""
+        args = P.unpack_args(job.args)
+        if self.merge_job_itself:
+            args["job_itself"] = {
+                "id": job.id,
+                "name": job.name,
+                "args": dict(args),
+                "attempt": job.attempt,
+                "status": job.status,
+                "make_after": job.make_after,
+                "distributor": job.distributor,
+                "node": self.name,
+                "run_at": job.run_at,
+                "period": job.period,
+                "defer": job.defer,
+            }
+        return args

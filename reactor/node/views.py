@@ -1,0 +1,45 @@
+"""What a node shows of itself: its metrics gauges and its snapshot, read from its core."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from reactor.core.node import NodeCore
+from reactor.jobs import record as R
+from reactor.net.link import Link
+from reactor.ops.metrics import State
+
+
+def metrics_state(core: NodeCore | None, links: Iterable[Link]) -> State:
+    """The gauges, read when /metrics is scraped (from the metrics server's thread)."""
+    if core is None:
+        return State()
+    in_flight: dict[str, int] = {}
+    waiting: dict[str, int] = {}
+    for job in list(core.jobs.values()):  # one C-level copy: safe against the loop thread
+        phase = job.phase
+        if phase == R.RUNNING:
+            in_flight[job.name] = in_flight.get(job.name, 0) + 1
+        elif phase == R.READY or phase == R.WAITING:
+            waiting[job.name] = waiting.get(job.name, 0) + 1
+    rejected = sum(
+        sum(link.endpoint.rejected.values()) for link in list(links) if link.endpoint is not None
+    )
+    return State(in_flight, waiting, not core.storage_ok, rejected)
+
+
+def snapshot(name: str, core: NodeCore | None) -> dict[str, Any]:
+    """A node's live view as plain data."""
+    if core is None:
+        return {"name": name, "accepting": False}
+    return {
+        "name": name,
+        "accepting": core.accepting,
+        "held": len(core.jobs),
+        "ready": len(core.ready) + len(core.ranked),
+        "running": core.running,
+        "timers": len(core.timers),
+        "distributors": {key: s.welcomed for key, s in core.links.items()},
+        "stats": dict(core.stats),
+    }
