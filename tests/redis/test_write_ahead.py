@@ -107,7 +107,7 @@ async def test_many_more_jobs_than_the_write_ahead_window_all_run_in_few_writes(
 ) -> None:
     # A long run slice: a full window of written jobs runs in one go, and whatever is ready
     # after it must still be collected (no kick comes from elsewhere).
-    monkeypatch.setattr("reactor.node.driver.RUN_SLICE", 30.0)
+    monkeypatch.setattr("reactor.node.runner.RUN_SLICE", 30.0)
     registry = JobRegistry()
     registry.define("noop", lambda args: None)
     n = 4 * MAX_AHEAD
