@@ -186,7 +186,7 @@ class Outcomes:
             if final and self.jobs.get(job.id) is job:  # nobody to tell: an orphan
                 del self.jobs[job.id]
             return
-        message = [P.FEEDBACK, job.id, job.asg, job.seq, outcome, final, args, error]
+        message = P.feedback_wire(job.id, job.asg, job.seq, outcome, final, args, error)
         key = (job.id, job.asg, job.seq)
         link.feedback[key] = [message, now]
         if final:

@@ -186,20 +186,10 @@ class SimDistributor:
         job_id = f"{self.name}-{next(self._ids)}"
         now = self.world.clock.now
         name = "sim_def" if inline else "sim"
-        wire = [
-            P.JOB,
-            job_id,
-            0,
-            name,
-            P.pack_args(spec),
-            after,
-            0.0,
-            period,
-            False,
-            0,
-            EPOCH + now,
-        ]
-        wire += P.job_options_wire(None, max_attempt, None, None, priority)
+        options = P.job_options_wire(None, max_attempt, None, None, priority)
+        wire = P.new_job_wire(
+            job_id, name, P.pack_args(spec), after, 0.0, period, False, EPOCH + now, options
+        )
         job = JobState(
             job_id,
             name,
