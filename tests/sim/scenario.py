@@ -11,8 +11,30 @@ FAULT_PHASE = 12.0  # faults happen before this sim time
 SETTLE = 60.0  # then everything heals and the run may take this long to finish
 
 
-def schedule(world: World) -> None:
-    """Seed the application's jobs and the faults."""
+def _draw_options(
+    rng: random.Random, options: random.Random, kinds: random.Random, names: list[str]
+) -> dict[str, Any]:
+    """One job's enqueue options, drawn in the order every seed was recorded with."""
+    opts: dict[str, Any] = {}
+    kind = rng.random()
+    if kind < 0.2:
+        opts["after"] = rng.uniform(0.05, 4.0)
+    elif kind < 0.3:
+        opts["period"] = rng.uniform(0.2, 1.5)
+    if rng.random() < 0.25:
+        opts["node"] = rng.choice(names)
+    if rng.random() < 0.2:
+        opts["not_node"] = rng.choice(names)
+    if options.random() < 0.3:
+        opts["priority"] = options.choice([-5, 1, 10])
+    if options.random() < 0.25:
+        opts["max_attempt"] = options.randint(1, 4)
+    if kinds.random() < 0.25:
+        opts["inline"] = True
+    return opts
+
+
+def _schedule_jobs(world: World) -> None:
     rng, clock = world.rng, world.clock
     # Job options come from a stream of their own, so a seed's jobs and faults stay the same
     # as before options existed (the named regression seeds replay what they were named for).
@@ -24,28 +46,19 @@ def schedule(world: World) -> None:
         at = rng.uniform(0.0, 8.0)
         dist = rng.choice(world.distributors)
         spec = {"dur": rng.choice([0.001, 0.01, 0.05, 0.4]), "fail": rng.choice([0, 0, 0, 1, 9])}
-        opts: dict[str, Any] = {}
-        kind = rng.random()
-        if kind < 0.2:
-            opts["after"] = rng.uniform(0.05, 4.0)
-        elif kind < 0.3:
-            opts["period"] = rng.uniform(0.2, 1.5)
-        if rng.random() < 0.25:
-            opts["node"] = rng.choice(names)
-        if rng.random() < 0.2:
-            opts["not_node"] = rng.choice(names)
-        if options.random() < 0.3:
-            opts["priority"] = options.choice([-5, 1, 10])
-        if options.random() < 0.25:
-            opts["max_attempt"] = options.randint(1, 4)
-        if kinds.random() < 0.25:
-            opts["inline"] = True
+        opts = _draw_options(rng, options, kinds, names)
         cancel_at = None
         if "period" in opts:
             cancel_at = rng.uniform(at + 0.1, FAULT_PHASE + 5.0)
         elif rng.random() < 0.1:
             cancel_at = at + rng.uniform(0.0, 3.0)
         clock.at(at, lambda d=dist, s=spec, o=opts, c=cancel_at: _enqueue(world, d, s, o, c))
+
+
+def _schedule_faults(world: World) -> set[str]:
+    """Crashes, freezes, stops, partitions, lost nodes and twins; returns the nodes lost."""
+    rng, clock = world.rng, world.clock
+    names = list(world.nodes)
     lost: set[str] = set()
     for _ in range(rng.randint(0, 5)):
         at = rng.uniform(0.0, FAULT_PHASE - 1.0)
@@ -73,6 +86,13 @@ def schedule(world: World) -> None:
             pair = (rng.choice(world.distributors).name, name)
             clock.at(at, lambda p=pair: world.net.cut.add(p))
             clock.at(at + rng.uniform(0.2, 6.0), lambda p=pair: world.net.cut.discard(p))
+    return lost
+
+
+def schedule(world: World) -> None:
+    """Seed the application's jobs and the faults."""
+    _schedule_jobs(world)
+    lost = _schedule_faults(world)
     world.lost = lost
 
     def heal() -> None:
@@ -81,7 +101,7 @@ def schedule(world: World) -> None:
         for n in world.nodes.values():
             _restart(n, lost)
 
-    clock.at(FAULT_PHASE, heal)
+    world.clock.at(FAULT_PHASE, heal)
 
 
 def _enqueue(
