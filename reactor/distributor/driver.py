@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import errno
 import itertools
 import logging
 import secrets
@@ -20,23 +19,18 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import zmq
-
 from reactor.config import Config
 from reactor.core.distributor import DistributorCore
 from reactor.core.routing import JobState
+from reactor.distributor import views
 from reactor.distributor.drain import report_lost, wait_stored
 from reactor.distributor.feedback import run_feedback
 from reactor.distributor.handle import Feedback, JobHandle
-from reactor.distributor.unique import ForeignJobHandle, UniqueKeys, check_unique
-from reactor.errors import (
-    BackPressureError,
-    JobCancelledError,
-    ReactorError,
-)
-from reactor.jobs.cron import cron_schedule
-from reactor.jobs.options import check_job_options, check_options, timing
-from reactor.net.transport import Endpoint, tune
+from reactor.distributor.listener import open_router
+from reactor.distributor.unique import ForeignJobHandle, UniqueKeys
+from reactor.errors import BackPressureError, JobCancelledError, ReactorError
+from reactor.jobs.options import PLAIN, ROUTINE, EnqueueOptions, check_feedback, options_from
+from reactor.net.transport import Endpoint
 from reactor.ops.metrics import Metrics, MetricsServer, State
 from reactor.wire import protocol as P
 
@@ -46,20 +40,6 @@ if TYPE_CHECKING:
     from reactor.storage.results import ResultWriter
 
 log = logging.getLogger("reactor.distributor")
-
-
-def _bind(sock: zmq.Socket[bytes], address: str, patience: float = 1.0) -> None:
-    """Bind, retrying briefly while the port is still held by a socket closed a moment ago
-    (libzmq releases a closed listener asynchronously, so a quick restart can find it taken)."""
-    deadline = time.monotonic() + patience
-    while True:
-        try:
-            sock.bind(address)
-            return
-        except zmq.ZMQError as exc:
-            if exc.errno != errno.EADDRINUSE or time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
 
 
 class Distributor:
@@ -149,6 +129,11 @@ class Distributor:
         return f"{self.host}:{self.port}"
 
     @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop the distributor serves on (None before it starts)."""
+        return self._loop
+
+    @property
     def started(self) -> bool:
         """Whether the socket is bound and the distributor is serving."""
         return self._endpoint is not None
@@ -178,27 +163,9 @@ class Distributor:
         self._loop_thread = threading.get_ident()
         max_size = int(self.config["max_message_size"])
         self._max_args = max_size - 1024
-        sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.ROUTER)
-        tune(sock, max_message_size=max_size)
-        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
-        guard = None
-        try:
-            if self.curve is not None:
-                guard = self.curve.apply_server(sock)
-            if self.port == 0:
-                self.port = sock.bind_to_random_port(f"tcp://{self.host}")
-            else:
-                _bind(sock, f"tcp://{self.host}:{self.port}")
-        except Exception as exc:
-            sock.close(linger=0)
-            if not isinstance(exc, zmq.ZMQError):
-                raise
-            raise ReactorError(
-                f"cannot bind the distributor to tcp://{self.host}:{self.port}: {exc} (another "
-                "distributor, or another worker process of the same application, holds it?); "
-                "pick another port, or port 0 for a free one (with announce= so nodes find it)"
-            ) from exc
+        sock, self.port, guard = open_router(
+            self.host, self.port, max_size=max_size, curve=self.curve
+        )
         self.core = DistributorCore(
             self, address=self.address, session=self.session, config=self.config
         )
@@ -301,7 +268,7 @@ class Distributor:
         error = ReactorError("the distributor stopped before the job finished")
         held = list(self.core.jobs.values()) if self.core is not None else []
         for job in held + list(self._inbox):
-            job.handle._resolve(None, error)
+            job.handle.resolve(None, error)
         if self.core is not None:
             self.core.jobs.clear()
         self._inbox.clear()
@@ -358,91 +325,89 @@ class Distributor:
             BackPressureError: ``max_waiting_jobs`` jobs already wait for a node.
             ReactorError: the distributor is not started (or stopped).
         """
-        self._admit()
-        check_options(name, period, node, not_node, on_success, on_error)
-        window = 0.0 if unique_key is None else check_unique(unique_key, unique_for)
-        options: list[Any] | None = None
-        if (
-            timeout is not None
-            or max_attempt is not None
-            or cron is not None
-            or tz is not None
-            or priority != 0
-        ):
-            check_job_options(
-                timeout=timeout,
-                max_attempt=max_attempt,
-                cron=cron,
-                tz=tz,
-                priority=priority,
-                after=after,
-                run_at=run_at,
-                period=period,
-            )
-            options = P.job_options_wire(
-                None if timeout is None else float(timeout), max_attempt, cron, tz, priority
-            )
-        packed = P.pack_args({} if args is None else args, max_size=self._max_args)
-        delay, at = (0.0, 0.0) if after is None and run_at is None else timing(after, run_at)
-        if cron is not None:  # the first run; the node that holds the job computes the next ones
-            at = cron_schedule(cron, tz or "UTC").next_after(time.time())
-        self._make_room()
-        job_id = f"{self._id_prefix}{next(self._ids):x}"
-        wire = [
-            P.JOB,
-            job_id,
-            0,
-            name,
-            packed,
-            delay,
-            at,
-            None if period is None else float(period),
-            bool(defer),
-            0,
-            time.time(),
-        ]
-        if options:
-            wire += options
-        handle = JobHandle(job_id, name, self, self._lock, on_success, on_error)
-        if unique_key is not None:
-            first = self.unique.claim(
+        options = options_from(
+            (
+                on_success,
+                on_error,
+                after,
+                run_at,
+                period,
+                defer,
+                node,
+                not_node,
+                timeout,
+                max_attempt,
+                cron,
+                tz,
+                priority,
                 unique_key,
-                window,
-                handle,
-                lambda i: ForeignJobHandle(i, name, unique_key, self, self.result_store),
-            )
-            if first is not handle:
-                return first
-        self._accept(
-            JobState(
-                job_id,
-                name,
-                wire,
-                handle,
-                node=node,
-                not_node=not_node,
-                due=time.monotonic() + delay if delay else 0.0,
-                deferred=delay > 0.0 or at > 0.0 or period is not None,
-                periodic=period is not None or cron is not None,
-                priority=priority,
+                unique_for,
             )
         )
+        return self.submit(name, args, options)
+
+    def submit(
+        self, name: str, args: dict[str, Any] | None, options: EnqueueOptions = PLAIN
+    ) -> JobHandle:
+        """:meth:`enqueue` with its options gathered once (what ``JR.enqueue`` calls).
+
+        Raises:
+            As :meth:`enqueue`.
+        """
+        self._admit()
+        if type(name) is not str or not name or len(name) > P.MAX_NAME_LEN:
+            raise TypeError(f"the job name must be a non-empty string, not {name!r}")
+        if options[2:] == ROUTINE:  # the common case: the feedback callables at most
+            on_success, on_error = options[0], options[1]
+            if on_success is not None or on_error is not None:
+                check_feedback(on_success, on_error)
+            packed = P.pack_args({} if args is None else args, max_size=self._max_args)
+            job_id = f"{self._id_prefix}{next(self._ids):x}"
+            wire = [P.JOB, job_id, 0, name, packed, 0.0, 0.0, None, False, 0, time.time()]
+            handle = JobHandle(job_id, name, self, self._lock, on_success, on_error)
+            self._accept(JobState(job_id, name, wire, handle, None, None, 0.0, False, False))
+            return handle
+        delay, at, job_options = options.check()
+        # One unpack reads every option at the cost of one attribute read.
+        (on_success, on_error, _, _, period, defer, node, not_node, _, _,
+         cron, _, priority, unique_key, unique_for) = options  # fmt: skip
+        period = None if period is None else float(period)
+        packed = P.pack_args({} if args is None else args, max_size=self._max_args)
+        job_id = f"{self._id_prefix}{next(self._ids):x}"
+        wire = [P.JOB, job_id, 0, name, packed, delay, at, period, bool(defer), 0, time.time()]
+        wire += job_options
+        handle = JobHandle(job_id, name, self, self._lock, on_success, on_error)
+        if unique_key is not None:
+            first = self._claim(unique_key, float(unique_for or 0.0), handle)
+            if first is not handle:
+                return first
+        due = time.monotonic() + delay if delay else 0.0
+        deferred = delay > 0.0 or at > 0.0 or period is not None
+        periodic = period is not None or cron is not None
+        job = JobState(
+            job_id, name, wire, handle, node, not_node, due, deferred, periodic, priority
+        )
+        self._accept(job)
         return handle
 
-    # The three steps of an enqueue that the offline test distributors (reactor.testing) replace.
+    def _claim(self, key: str, window: float, handle: JobHandle) -> JobHandle:
+        """Claim a unique key for ``handle``'s job; returns the handle of the job holding it."""
+        name = handle.name
+        return self.unique.claim(
+            key, window, handle, lambda i: ForeignJobHandle(i, name, key, self, self.result_store)
+        )
+
+    # The two steps of an enqueue that the offline test distributors (reactor.testing) replace.
 
     def _admit(self) -> None:
-        """Refuse an enqueue before any work when the distributor is not serving."""
-        if self._loop is None or self._closed or self._stopping:
+        """Refuse an enqueue before any work: the distributor is not serving, or
+        ``max_waiting_jobs`` jobs already wait (so a unique key is not taken either)."""
+        core = self.core
+        if self._loop is None or self._closed or self._stopping or core is None:
             raise ReactorError(
                 "the distributor is not running (not started, stopping or stopped); start it "
                 "before enqueueing"
             )
-
-    def _make_room(self) -> None:
-        """Refuse a job when ``max_waiting_jobs`` already wait (before its unique key is taken)."""
-        core = self.core
-        assert core is not None
         if len(self._inbox) + core.router.waiting >= self.config["max_waiting_jobs"]:
             raise BackPressureError(
                 f"{self.config['max_waiting_jobs']} jobs already wait for a node; start more "
@@ -464,7 +429,7 @@ class Distributor:
         if core is None or self._closed:
             error = ReactorError("the distributor stopped before the job finished")
             for job in jobs:
-                job.handle._resolve(None, error)
+                job.handle.resolve(None, error)
             return
         now = time.monotonic()
         for job in jobs:
@@ -520,7 +485,7 @@ class Distributor:
         for queued in self._inbox:
             if queued.id == job_id:
                 self._inbox.remove(queued)
-                queued.handle._resolve(None, JobCancelledError(f"job {job_id} was cancelled"))
+                queued.handle.resolve(None, JobCancelledError(f"job {job_id} was cancelled"))
                 return True
         return False
 
@@ -537,7 +502,7 @@ class Distributor:
         if fb.final:
             if self._results is not None:
                 self._results.record(job.id, job.name, fb)
-            job.handle._resolve(args, error)
+            job.handle.resolve(args, error)
             self._finished += 1
             if not job.periodic:  # enqueue (or due time) to the end, as the application waits
                 wire = job.wire
@@ -549,7 +514,7 @@ class Distributor:
         """The application's cancel ended the job (the core's port)."""
         if self._results is not None:
             self._results.record(job.id, job.name, None)
-        job.handle._resolve(None, JobCancelledError(f"job {job.id} ({job.name!r}) was cancelled"))
+        job.handle.resolve(None, JobCancelledError(f"job {job.id} ({job.name!r}) was cancelled"))
 
     # -- the socket and the clock ---------------------------------------------------------------
 
@@ -587,30 +552,13 @@ class Distributor:
 
     def _metrics_state(self) -> State:
         """The gauges, read when /metrics is scraped (from the metrics server's thread)."""
-        core = self.core
-        in_flight: dict[str, int] = {}
-        waiting: dict[str, int] = {}
-        for job in list(self._inbox):
-            waiting[job.name] = waiting.get(job.name, 0) + 1
-        if core is not None:
-            for job in list(core.jobs.values()):  # one C-level copy: safe against the loop
-                into = waiting if job.owner is None else in_flight
-                into[job.name] = into.get(job.name, 0) + 1
-        endpoint = self._endpoint
-        rejected = sum(endpoint.rejected.values()) if endpoint is not None else 0
-        return State(in_flight, waiting, False, rejected)
+        return views.metrics_state(self._inbox, self.core, self._endpoint)
 
     # -- live view ------------------------------------------------------------------------------
 
     def unstored(self) -> list[JobState]:
         """Jobs held that no node has stored yet: queued, waiting, or sent and unacknowledged."""
-        jobs = list(self._inbox)
-        core = self.core
-        if core is not None:
-            jobs.extend(core.router.waiting_jobs())
-            for node in core.router.nodes.values():
-                jobs.extend(node.unacked.values())
-        return jobs
+        return views.unstored(self._inbox, self.core)
 
     def unstored_count(self) -> int:
         """``len(unstored())`` without building the list (call on the distributor's loop)."""
@@ -628,24 +576,11 @@ class Distributor:
         core = self.core
         if core is None:
             return {"address": self.address, "nodes": [], "waiting": len(self._inbox)}
-        waiting = core.router.waiting_jobs()
-        now = time.monotonic()
-        return {
-            "address": self.address,
-            "session": self.session,
-            "taken_at": time.time(),
-            "finished": self._finished,
-            "nodes": [
-                {**n.view(), "heard_ago": round(now - n.last_seen, 3)}
-                for n in core.router.nodes.values()
-            ],
-            "waiting": len(waiting) + len(self._inbox),
-            "waiting_jobs": [
-                {"id": j.id, "name": j.name, "node": j.node, "not_node": j.not_node}
-                for j in waiting[:100]
-            ],
-            "in_flight": sum(1 for j in core.jobs.values() if j.owner is not None),
-            "unacknowledged": sum(len(n.unacked) for n in core.router.nodes.values()),
-            "stats": dict(core.stats),
-            "rejected_frames": dict(self._endpoint.rejected) if self._endpoint else {},
-        }
+        return views.snapshot(
+            core,
+            len(self._inbox),
+            self._endpoint,
+            address=self.address,
+            session=self.session,
+            finished=self._finished,
+        )
