@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import itertools
 import logging
 import secrets
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -24,20 +24,20 @@ from reactor.core.distributor import DistributorCore
 from reactor.core.routing import JobState
 from reactor.distributor import views
 from reactor.distributor.drain import report_lost, wait_stored
-from reactor.distributor.feedback import run_feedback
+from reactor.distributor.feedback import Outcomes
 from reactor.distributor.handle import Feedback, JobHandle
+from reactor.distributor.inbox import Inbox
 from reactor.distributor.listener import open_router
 from reactor.distributor.unique import ForeignJobHandle, UniqueKeys
-from reactor.errors import BackPressureError, JobCancelledError, ReactorError
+from reactor.errors import BackPressureError, ReactorError
 from reactor.jobs.options import PLAIN, ROUTINE, EnqueueOptions, check_feedback, options_from
 from reactor.net.transport import Endpoint
-from reactor.ops.metrics import Metrics, MetricsServer, State
+from reactor.ops.metrics import Metrics, MetricsServer
 from reactor.wire import protocol as P
 
 if TYPE_CHECKING:
     from reactor.distributor.outbox import Outbox
     from reactor.storage.discovery import Announcer
-    from reactor.storage.results import ResultWriter
 
 log = logging.getLogger("reactor.distributor")
 
@@ -91,16 +91,12 @@ class Distributor:
         self._ids = itertools.count(1)
         self._id_prefix = secrets.token_hex(5)
         self._lock = threading.Lock()
-        self._inbox: deque[JobState] = deque()
-        self._cancels: deque[str] = deque()
-        self._wake_pending = False
+        self._inbox = Inbox(self._deliver)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread = 0
         self._endpoint: Endpoint | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
         self._max_args = 0
         self._closed = False
-        self._finished = 0  # final feedbacks: the dashboard's jobs per second
         self._stopping = False
         self.core: DistributorCore | None = None
         self.unique = UniqueKeys(unique_store)
@@ -115,11 +111,15 @@ class Distributor:
         self.result_store = result_store
         self.outbox = outbox
         self._outbox: Outbox | None = None
-        self._results: ResultWriter | None = None
+        results = None
         if result_store is not None:
             from reactor.storage.results import ResultWriter
 
-            self._results = ResultWriter(result_store, ttl=float(self.config["result_ttl"]))
+            results = ResultWriter(result_store, ttl=float(self.config["result_ttl"]))
+        self.outcomes = Outcomes(self.metrics, results)
+        # The core's port for outcomes: the part's own methods, with no call in between.
+        self.feedback = self.outcomes.feedback
+        self.cancelled = self.outcomes.cancelled
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -160,13 +160,12 @@ class Distributor:
         if self._endpoint is not None:
             return
         self._loop = loop
-        self._loop_thread = threading.get_ident()
         max_size = int(self.config["max_message_size"])
         self._max_args = max_size - 1024
         sock, self.port, guard = open_router(
             self.host, self.port, max_size=max_size, curve=self.curve
         )
-        self.core = DistributorCore(
+        core = self.core = DistributorCore(
             self, address=self.address, session=self.session, config=self.config
         )
         self._endpoint = Endpoint(
@@ -175,13 +174,14 @@ class Distributor:
             P.Codec(max_size),
             self._on_messages,
             routed=True,
-            on_unreachable=self._on_unreachable,
+            on_unreachable=lambda peer, _: core.unreachable(peer),
             guard=guard,
-            on_revoked=self._on_revoked,
+            on_revoked=core.revoked,
             name=f"distributor {self.address}",
         )
         self._tick_handle = loop.call_later(self.core.interval, self._tick)
-        self.metrics.read_state(self._metrics_state)
+        # The gauges, read when /metrics is scraped (from the metrics server's thread).
+        self.metrics.read_state(lambda: views.metrics_state(self._inbox.jobs, core, self._endpoint))
         host, port = self._metrics_at
         if port is not None:
             self.metrics_server = self.metrics.serve(port, host)
@@ -195,7 +195,7 @@ class Distributor:
                 session=self.session,
                 lease=float(self.config["heartbeat_timeout"]),
                 submit=self._accept_written,
-                handle=self._adopted_handle,
+                handle=functools.partial(JobHandle, distributor=self, lock=self._lock),
             )
             self._outbox.open(loop)
         if self.announce is not None:
@@ -209,8 +209,7 @@ class Distributor:
                 lease=float(self.config["heartbeat_timeout"]),
                 snapshot=self.snapshot,
             )
-        if self._inbox:
-            self._wake()
+        self._inbox.open(loop)
 
     async def drain(self, timeout: float | None = None) -> int:
         """Wait until a node has stored every job this distributor holds (DESIGN §3).
@@ -249,8 +248,8 @@ class Distributor:
         announcer, self._announcer = self._announcer, None
         if announcer is not None:
             await announcer.stop()
-        if self._results is not None:
-            await self._results.close()
+        if self.outcomes.results is not None:
+            await self.outcomes.results.close()
         return len(lost)
 
     def stop_in_loop(self) -> None:
@@ -265,13 +264,10 @@ class Distributor:
         if self.metrics_server is not None:
             self.metrics_server.close()
             self.metrics_server = None
-        error = ReactorError("the distributor stopped before the job finished")
         held = list(self.core.jobs.values()) if self.core is not None else []
-        for job in held + list(self._inbox):
-            job.handle.resolve(None, error)
+        self.outcomes.stopped(held + self._inbox.clear())
         if self.core is not None:
             self.core.jobs.clear()
-        self._inbox.clear()
         self.unique.close()
         if self.curve is not None:
             self.curve.close()
@@ -325,25 +321,12 @@ class Distributor:
             BackPressureError: ``max_waiting_jobs`` jobs already wait for a node.
             ReactorError: the distributor is not started (or stopped).
         """
-        options = options_from(
-            (
-                on_success,
-                on_error,
-                after,
-                run_at,
-                period,
-                defer,
-                node,
-                not_node,
-                timeout,
-                max_attempt,
-                cron,
-                tz,
-                priority,
-                unique_key,
-                unique_for,
-            )
-        )
+        # In EnqueueOptions' field order (a tuple is the cheapest way to build one).
+        # fmt: off
+        options = options_from((on_success, on_error, after, run_at, period, defer, node,
+                                not_node, timeout, max_attempt, cron, tz, priority, unique_key,
+                                unique_for))
+        # fmt: on
         return self.submit(name, args, options)
 
     def submit(
@@ -378,7 +361,14 @@ class Distributor:
         wire += job_options
         handle = JobHandle(job_id, name, self, self._lock, on_success, on_error)
         if unique_key is not None:
-            first = self._claim(unique_key, float(unique_for or 0.0), handle)
+            foreign = functools.partial(
+                ForeignJobHandle,
+                name=name,
+                unique_key=unique_key,
+                owner=self,
+                result_store=self.result_store,
+            )
+            first = self.unique.claim(unique_key, float(unique_for or 0.0), handle, foreign)
             if first is not handle:
                 return first
         due = time.monotonic() + delay if delay else 0.0
@@ -389,13 +379,6 @@ class Distributor:
         )
         self._accept(job)
         return handle
-
-    def _claim(self, key: str, window: float, handle: JobHandle) -> JobHandle:
-        """Claim a unique key for ``handle``'s job; returns the handle of the job holding it."""
-        name = handle.name
-        return self.unique.claim(
-            key, window, handle, lambda i: ForeignJobHandle(i, name, key, self, self.result_store)
-        )
 
     # The two steps of an enqueue that the offline test distributors (reactor.testing) replace.
 
@@ -408,7 +391,7 @@ class Distributor:
                 "the distributor is not running (not started, stopping or stopped); start it "
                 "before enqueueing"
             )
-        if len(self._inbox) + core.router.waiting >= self.config["max_waiting_jobs"]:
+        if len(self._inbox.jobs) + core.router.waiting >= self.config["max_waiting_jobs"]:
             raise BackPressureError(
                 f"{self.config['max_waiting_jobs']} jobs already wait for a node; start more "
                 "nodes, slow down, or raise config['max_waiting_jobs']"
@@ -419,75 +402,36 @@ class Distributor:
         if self._outbox is not None:
             self._outbox.put(job)
             return
-        self._inbox.append(job)
-        if not self._wake_pending:
-            self._wake()
+        self._inbox.put(job)
 
     def _accept_written(self, jobs: list[JobState]) -> None:
         """Take jobs the outbox has written (or taken over from a crashed member)."""
         core = self.core
         if core is None or self._closed:
-            error = ReactorError("the distributor stopped before the job finished")
-            for job in jobs:
-                job.handle.resolve(None, error)
+            self.outcomes.stopped(jobs)
             return
         now = time.monotonic()
         for job in jobs:
             core.submit(job, now)
         core.pump(now)
 
-    def _adopted_handle(self, job_id: str, name: str) -> JobHandle:
-        return JobHandle(job_id, name, self, self._lock)
-
     def _stored(self, job: JobState) -> bool:
         """Whether a node has stored ``job`` (or it ended): its outbox entry may go."""
         core = self.core
         return job.acked or core is None or core.jobs.get(job.id) is not job
 
-    def _wake(self) -> None:
-        loop = self._loop
-        if loop is None:
-            return
-        self._wake_pending = True
-        if threading.get_ident() == self._loop_thread:
-            loop.call_soon(self._drain_inbox)
-        else:
-            try:
-                loop.call_soon_threadsafe(self._drain_inbox)
-            except RuntimeError:  # the loop closed under us
-                self._wake_pending = False
-
     def cancel(self, job_id: str) -> None:
         """Cancel a job by id (what ``handle.cancel()`` calls). Safe from any thread."""
-        self._cancels.append(job_id)
-        if not self._wake_pending:
-            self._wake()
+        self._inbox.cancel(job_id)
 
-    def _drain_inbox(self) -> None:
-        self._wake_pending = False
+    def _deliver(self) -> None:
+        """On the loop: hand what was enqueued and cancelled to the core."""
         core = self.core
         if core is None or self._closed:
             return
-        now = time.monotonic()
-        inbox = self._inbox
-        submit = core.submit
-        while inbox:
-            submit(inbox.popleft(), now)
-        while self._cancels:
-            job_id = self._cancels.popleft()
-            if not self._cancel_queued(job_id):
-                core.cancel(job_id, now)
-        core.pump(now)
+        self._inbox.hand_to(core, time.monotonic())
         if self.on_progress is not None:
             self.on_progress()
-
-    def _cancel_queued(self, job_id: str) -> bool:
-        for queued in self._inbox:
-            if queued.id == job_id:
-                self._inbox.remove(queued)
-                queued.handle.resolve(None, JobCancelledError(f"job {job_id} was cancelled"))
-                return True
-        return False
 
     # -- the core's port ------------------------------------------------------------------------
 
@@ -495,26 +439,6 @@ class Distributor:
         """Queue a message for a node (the core's port)."""
         if self._endpoint is not None:
             self._endpoint.send(peer, message)
-
-    def feedback(self, job: JobState, fb: P.Feedback) -> None:
-        """Run the feedback callable; settle the handle on a final feedback (the core's port)."""
-        args, error = run_feedback(job.name, job.handle, fb)
-        if fb.final:
-            if self._results is not None:
-                self._results.record(job.id, job.name, fb)
-            job.handle.resolve(args, error)
-            self._finished += 1
-            if not job.periodic:  # enqueue (or due time) to the end, as the application waits
-                wire = job.wire
-                self.metrics.feedback_received(
-                    job.name, time.time() - (wire[6] or wire[10] + wire[5])
-                )
-
-    def cancelled(self, job: JobState) -> None:
-        """The application's cancel ended the job (the core's port)."""
-        if self._results is not None:
-            self._results.record(job.id, job.name, None)
-        job.handle.resolve(None, JobCancelledError(f"job {job.id} ({job.name!r}) was cancelled"))
 
     # -- the socket and the clock ---------------------------------------------------------------
 
@@ -529,14 +453,6 @@ class Distributor:
         if self.on_progress is not None:
             self.on_progress()
 
-    def _on_unreachable(self, peer: bytes, messages: list[Any]) -> None:
-        if self.core is not None:
-            self.core.unreachable(peer)
-
-    def _on_revoked(self, peer: bytes) -> None:
-        if self.core is not None:
-            self.core.revoked(peer)
-
     def _tick(self) -> None:
         loop = self._loop
         core = self.core
@@ -550,15 +466,11 @@ class Distributor:
         if self._outbox is not None:
             self._outbox.tick(self._stored)
 
-    def _metrics_state(self) -> State:
-        """The gauges, read when /metrics is scraped (from the metrics server's thread)."""
-        return views.metrics_state(self._inbox, self.core, self._endpoint)
-
     # -- live view ------------------------------------------------------------------------------
 
     def unstored(self) -> list[JobState]:
         """Jobs held that no node has stored yet: queued, waiting, or sent and unacknowledged."""
-        return views.unstored(self._inbox, self.core)
+        return views.unstored(self._inbox.jobs, self.core)
 
     def unstored_count(self) -> int:
         """``len(unstored())`` without building the list (call on the distributor's loop)."""
@@ -582,5 +494,5 @@ class Distributor:
             self._endpoint,
             address=self.address,
             session=self.session,
-            finished=self._finished,
+            finished=self.outcomes.finished,
         )
