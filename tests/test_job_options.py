@@ -72,3 +72,50 @@ async def test_options_reach_the_node_record(cluster: Cluster) -> None:
     # the cron job waits for its first run, a wall-clock instant at 02:30 Paris time
     assert b.run_at > time.time()
     assert time.strftime("%H:%M", time.gmtime(b.run_at)) in ("00:30", "01:30")
+
+
+def _marked_options() -> dict[str, Any]:
+    """A distinct marker object for every enqueue option, to see which field each lands in."""
+    from reactor.jobs.options import EnqueueOptions
+
+    return {field: object() for field in EnqueueOptions._fields}
+
+
+class _Recorder(Distributor):
+    """Records the EnqueueOptions that reach ``submit``, sending nothing."""
+
+    seen: list[Any]
+
+    def submit(self, name: str, args: Any, options: Any = None) -> Any:
+        self.seen.append(options)
+
+
+def test_enqueue_keywords_are_exactly_the_spec_fields_with_its_defaults() -> None:
+    """JR.enqueue and Distributor.enqueue spell out the keywords of EnqueueOptions, no more."""
+    import inspect
+
+    import reactor
+    from reactor.jobs.options import PLAIN, EnqueueOptions
+
+    for enqueue in (Distributor.enqueue, reactor.enqueue):
+        params = inspect.signature(enqueue).parameters
+        keywords = {
+            n: p.default for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY
+        }
+        assert keywords == EnqueueOptions()._asdict() == PLAIN._asdict()
+
+
+def test_each_keyword_lands_in_its_own_field() -> None:
+    """The tuple both enqueues build is in the spec's field order (facade and distributor)."""
+    from reactor.app.runtime import Runtime
+    from reactor.testing.facade import facade_routed_to
+
+    recorder = _Recorder("127.0.0.1", 0)
+    recorder.seen = []
+    marked = _marked_options()
+    recorder.enqueue("job", None, **marked)
+    assert Runtime.facade is not None
+    with facade_routed_to(recorder):
+        Runtime.facade.enqueue("job", None, **marked)
+    for options in recorder.seen:
+        assert options._asdict() == marked

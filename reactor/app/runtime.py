@@ -23,6 +23,7 @@ from reactor.config import Config
 from reactor.distributor.driver import Distributor
 from reactor.distributor.handle import Feedback, JobHandle
 from reactor.errors import ReactorError
+from reactor.jobs.options import options_from
 from reactor.node.driver import Node
 from reactor.storage import Storage
 
@@ -447,25 +448,13 @@ class Runtime:
         distributor = self._current() if self._forked else self.distributor
         if distributor is None:
             raise ReactorError("no distributor: call JR.start_distributor(host, port) first")
-        return distributor.enqueue(
-            name,
-            args,
-            after=after,
-            run_at=run_at,
-            period=period,
-            defer=defer,
-            node=node,
-            not_node=not_node,
-            on_success=on_success,
-            on_error=on_error,
-            timeout=timeout,
-            max_attempt=max_attempt,
-            cron=cron,
-            tz=tz,
-            priority=priority,
-            unique_key=unique_key,
-            unique_for=unique_for,
-        )
+        # In EnqueueOptions' field order (a tuple is the cheapest way to build one).
+        # fmt: off
+        options = options_from((on_success, on_error, after, run_at, period, defer, node,
+                                not_node, timeout, max_attempt, cron, tz, priority, unique_key,
+                                unique_for))
+        # fmt: on
+        return distributor.submit(name, args, options)
 
     def result(
         self, job_id: str, timeout: float | None = None, *, store: str | None = None

@@ -10,16 +10,17 @@ unstored jobs go elsewhere; past ``node_lost_after`` every job it held goes else
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from reactor.config import Config
+from reactor.core.admission import Admission, Sender
 from reactor.core.liveness import Liveness, Verdict
 from reactor.core.routing import (
     W_ARGS,
     W_ASG,
     W_ATTEMPT,
     W_DELAY,
-    Contender,
     JobState,
     NodeState,
     Presence,
@@ -32,11 +33,12 @@ log = logging.getLogger("reactor.distributor")
 W_RUN_AT = 6
 
 
-class DistributorPort(Protocol):
-    """What the core asks of its driver."""
+#: A handler of one kind of message from an admitted node session: ``(node, msg, peer, now)``.
+Handler = Callable[[NodeState, Any, bytes, float], None]
 
-    def send(self, peer: bytes, message: P.Message | list[Any]) -> None:
-        """Queue a message for a node's connection."""
+
+class DistributorPort(Sender, Protocol):
+    """What the core asks of its driver: sending (see :class:`Sender`), and outcomes."""
 
     def feedback(self, job: JobState, fb: P.Feedback) -> None:
         """An accepted feedback; a final one is the job's outcome (the core has forgotten it)."""
@@ -70,8 +72,21 @@ class DistributorCore:
         self.router = Router(strict=lambda: bool(config["always_use_specified_node"]))
         self.jobs: dict[str, JobState] = {}
         self._cancelling: dict[str, JobState] = {}
-        self._acks: dict[bytes, list[list[Any]]] = {}
-        self._resets: dict[bytes, float] = {}
+        self._acks: dict[bytes, list[P.Ref]] = {}
+        self.admission = Admission(
+            port, self.router, self.liveness, address=address, session=session
+        )
+        #: Who handles each kind of message from an admitted node (HELLO is admission's).
+        self._handlers: dict[type, Handler] = {
+            P.Stored: self._on_stored,
+            P.Feedback: self._on_feedback,
+            P.Heartbeat: self._on_heartbeat,
+            P.Parked: self._on_parked,
+            P.Rejected: self._on_rejected,
+            P.HandBack: self._on_hand_back,
+            P.Sync: self._on_sync,
+            P.Bye: self._on_bye,
+        }
         self._strangers = 0  # feedbacks from unknown sessions in the batch being handled
         self.stats = {
             "feedback_received": 0,
@@ -183,44 +198,33 @@ class DistributorCore:
         """Handle what one node sent (``name`` is its routing id)."""
         nodes = self.router.nodes
         node = nodes.get(name)
+        handlers = self._handlers
         for msg in messages:
-            kind = type(msg)
-            if kind is P.Hello:
-                node = self._on_hello(name, peer, msg, now)  # type: ignore[arg-type]
-                continue
-            if node is None or not node.session:
+            if isinstance(msg, P.Hello):
+                node = self._on_hello(name, peer, msg, now)
+            elif node is None or not node.session:
                 self._from_stranger(name, peer, msg, now)
-                continue
-            if peer != node.peer:  # another session of this name: an old one, or a contender
-                if kind is P.Feedback:  # a real run's outcome all the same (fenced as ever)
-                    self._on_feedback(node, msg, peer)  # type: ignore[arg-type]
-                continue
-            node.last_seen = now
-            if not node.connected:
-                node.connected = True
-                self._resend(node, now, everything=True)
-            if kind is P.Stored:
-                self._on_stored(node, msg)  # type: ignore[arg-type]
-            elif kind is P.Feedback:
-                self._on_feedback(node, msg, peer)  # type: ignore[arg-type]
-            elif kind is P.Heartbeat:
-                self._on_heartbeat(node, msg, now)  # type: ignore[arg-type]
-            elif kind is P.Parked:
-                self._on_parked(node, msg)  # type: ignore[arg-type]
-            elif kind is P.Rejected:
-                self._on_rejected(node, msg)  # type: ignore[arg-type]
-            elif kind is P.HandBack:
-                self._on_hand_back(node, msg, now)  # type: ignore[arg-type]
-            elif kind is P.Sync:
-                self._on_sync(node, msg)  # type: ignore[arg-type]
-            elif kind is P.Bye:
-                self._on_bye(node, msg)  # type: ignore[arg-type]
+            elif peer != node.peer:  # another session of this name: an old one, or a contender
+                if isinstance(msg, P.Feedback):  # a real run's outcome all the same (fenced)
+                    self._on_feedback(node, msg, peer, now)
             else:
-                log.warning(
-                    "node %r sent a %s, which only a distributor sends; dropped",
-                    name,
-                    kind.__name__,
-                )
+                node.last_seen = now
+                if not node.connected:
+                    node.connected = True
+                    self._resend(node, now, everything=True)
+                handler = handlers.get(type(msg))
+                if handler is not None:
+                    handler(node, msg, peer, now)
+                else:
+                    log.warning(
+                        "node %r sent a %s, which only a distributor sends; dropped",
+                        name,
+                        type(msg).__name__,
+                    )
+        self._end_batch(name, now)
+
+    def _end_batch(self, name: str, now: float) -> None:
+        """After a node's batch: acknowledge its feedback, then send out what has room."""
         if self._strangers:
             log.info(
                 "acknowledged and dropped %d feedbacks from unknown node %r (sent to this "
@@ -231,9 +235,17 @@ class DistributorCore:
             self._strangers = 0
         if self._acks:
             for to, items in self._acks.items():
-                self.port.send(to, P.FeedbackAck(items))  # type: ignore[arg-type]
+                self.port.send(to, P.FeedbackAck(items))
             self._acks = {}
         self.pump(now)
+
+    def _on_hello(self, name: str, peer: bytes, hello: P.Hello, now: float) -> NodeState | None:
+        """A node session says hello: if admitted, it gets again what it has not stored."""
+        node = self.admission.hello(name, peer, hello, now)
+        if node is None:
+            return self.router.nodes.get(name)
+        self._resend(node, now, everything=True)
+        return node
 
     def _from_stranger(self, name: str, peer: bytes, msg: P.Message, now: float) -> None:
         """A message from a node session this distributor does not know (it restarted since)."""
@@ -243,127 +255,9 @@ class DistributorCore:
             self.stats["feedback_unknown"] += 1
             self._strangers += 1
         if type(msg) is not P.Bye:
-            self._ask_hello(peer, now)
+            self.admission.ask_hello(peer, now)
 
-    def _ask_hello(self, peer: bytes, now: float) -> None:
-        """A Reset, at most one per peer per heartbeat interval (no storms)."""
-        if now - self._resets.get(peer, -1e18) < self.interval:
-            return
-        if len(self._resets) >= 1024:  # bounded: a flood of made-up routing ids
-            self._resets.clear()
-        self._resets[peer] = now
-        self.port.send(peer, P.Reset("unknown session; send a hello"))
-
-    def _on_hello(self, name: str, peer: bytes, hello: P.Hello, now: float) -> NodeState | None:
-        nodes = self.router.nodes
-        node = nodes.get(name)
-        if hello.version != P.PROTOCOL_VERSION:
-            log.warning(
-                "node %r speaks protocol %d, this distributor %d: refused",
-                name,
-                hello.version,
-                P.PROTOCOL_VERSION,
-            )
-            reason = (
-                f"protocol version {hello.version} is not supported (this distributor speaks "
-                f"{P.PROTOCOL_VERSION}); run the same reactor version on both sides"
-            )
-            self.port.send(peer, P.Refused(hello.session, "ProtocolError", reason))
-            return node
-        if peer != P.routing_id(hello.node, hello.session):
-            log.warning("a peer with routing id %r says it is %r: refused", peer[:300], hello.node)
-            return node
-        if node is None:
-            node = nodes[name] = NodeState(name, peer)
-        elif node.session and node.session != hello.session:
-            if not self._may_take_over(node, peer, hello, now):
-                return node
-            log.info("node %s restarted (session %s, %s)", name, hello.session, hello.where)
-            node.echo = 0.0
-            node.contender = None
-        was_up = node.alive and node.session == hello.session
-        node.peer = peer
-        node.session = hello.session
-        node.where = hello.where
-        node.capacity = max(1, hello.capacity)
-        if len(hello.jobs) != len(node.job_names) or not node.job_names.issuperset(hello.jobs):
-            node.job_names = frozenset(hello.jobs)
-        node.accepting = hello.accepting
-        node.durable = hello.durable
-        node.presence = Presence.UP
-        node.connected = True
-        node.left = False
-        node.last_seen = now
-        node.echo = max(node.echo, hello.sent_at)
-        welcome = P.Welcome(
-            P.PROTOCOL_VERSION,
-            self.address,
-            self.session,
-            self.interval,
-            hello.sent_at,
-            hello.session,
-        )
-        self.port.send(peer, welcome)
-        self._resend(node, now, everything=True)
-        if not was_up:
-            log.info(
-                "node %s connected (capacity %d, %d job names%s, %s)",
-                name,
-                node.capacity,
-                len(node.job_names),
-                ", durable storage" if node.durable else "",
-                hello.where,
-            )
-        return node
-
-    def _may_take_over(self, node: NodeState, peer: bytes, hello: P.Hello, now: float) -> bool:
-        """Whether a new session may take a name another session holds (DESIGN §3 "Names").
-
-        A holder that said bye, or that has been silent for a while, is gone: the newcomer is
-        its restart. A holder heard *after* the newcomer first said hello is alive: two nodes
-        share the name, and the newcomer is refused. Until one of those is known, the newcomer
-        waits unanswered (it says hello again every heartbeat interval).
-        """
-        if hello.session in node.refused:
-            self.port.send(
-                peer, P.Refused(hello.session, "NodeNameTaken", node.refused[hello.session])
-            )
-            return False
-        if node.left or not node.alive:
-            return True
-        if not node.connected and now - node.last_seen > 1.5 * self.interval:
-            return True  # its connection is gone and it has missed a heartbeat: it died
-        contender = node.contender
-        if contender is None or contender.session != hello.session:
-            node.contender = Contender(hello.session, now, hello.where)
-            self.port.send(node.peer, P.Heartbeat(self.session, True, node.echo, 0))  # still there?
-            log.warning(
-                "a second node says it is %s (%s) while %s is alive; waiting to see which is live",
-                node.name,
-                hello.where,
-                node.where,
-            )
-            return False
-        if node.last_seen > contender.since:
-            reason = (
-                f"node name {node.name!r} is held by a live node ({node.where}) connected to "
-                f"distributor {self.address}; give this node another --name, or stop the other"
-            )
-            log.error(
-                "refused a second node named %s (%s): %s is alive",
-                node.name,
-                hello.where,
-                node.where,
-            )
-            self.port.send(peer, P.Refused(hello.session, "NodeNameTaken", reason))
-            node.contender = None
-            if len(node.refused) >= 16:
-                node.refused.clear()
-            node.refused[hello.session] = reason
-            return False
-        return now - node.last_seen >= self.liveness.probation
-
-    def _on_stored(self, node: NodeState, msg: P.Stored) -> None:
+    def _on_stored(self, node: NodeState, msg: P.Stored, peer: bytes, now: float) -> None:
         stale: list[P.Ref] = []
         jobs = self.jobs
         unacked = node.unacked
@@ -380,7 +274,7 @@ class DistributorCore:
         if stale:
             self._revoke(node, stale)
 
-    def _on_feedback(self, node: NodeState, fb: P.Feedback, peer: bytes) -> None:
+    def _on_feedback(self, node: NodeState, fb: P.Feedback, peer: bytes, now: float) -> None:
         acks = self._acks.get(peer)
         if acks is None:
             acks = self._acks[peer] = []
@@ -409,9 +303,9 @@ class DistributorCore:
             job.wire[W_ARGS] = fb.args  # the next run's args, should the job move
         self.port.feedback(job, fb)
 
-    def _on_heartbeat(self, node: NodeState, hb: P.Heartbeat, now: float) -> None:
+    def _on_heartbeat(self, node: NodeState, hb: P.Heartbeat, peer: bytes, now: float) -> None:
         if hb.session != node.session or not node.alive:  # a gone node must hello and sync
-            self._ask_hello(node.peer, now)
+            self.admission.ask_hello(node.peer, now)
             return
         if hb.stamp > node.echo:
             node.echo = hb.stamp
@@ -421,14 +315,14 @@ class DistributorCore:
             node.accepting = hb.accepting
             log.info("node %s %s new jobs", node.name, "takes" if hb.accepting else "does not take")
 
-    def _on_parked(self, node: NodeState, msg: P.Parked) -> None:
+    def _on_parked(self, node: NodeState, msg: P.Parked, peer: bytes, now: float) -> None:
         for job_id, asg, attempt in msg.items:
             job = self._current(node, job_id, asg)
             if job is not None:
                 job.attempt = attempt
                 self.router.release(job)
 
-    def _on_rejected(self, node: NodeState, msg: P.Rejected) -> None:
+    def _on_rejected(self, node: NodeState, msg: P.Rejected, peer: bytes, now: float) -> None:
         count = 0
         for job_id, asg in msg.items:
             job = self._current(node, job_id, asg)
@@ -443,7 +337,7 @@ class DistributorCore:
                 msg.reason[:200],
             )
 
-    def _on_hand_back(self, node: NodeState, msg: P.HandBack, now: float) -> None:
+    def _on_hand_back(self, node: NodeState, msg: P.HandBack, peer: bytes, now: float) -> None:
         acks: list[P.Ref] = []
         taken = 0
         for job_id, asg, attempt, delay in msg.items:
@@ -467,7 +361,7 @@ class DistributorCore:
                 msg.reason[:200],
             )
 
-    def _on_sync(self, node: NodeState, msg: P.Sync) -> None:
+    def _on_sync(self, node: NodeState, msg: P.Sync, peer: bytes, now: float) -> None:
         if node.sync_id != msg.sync_id:
             node.sync_id = msg.sync_id
             node.sync_seen = set()
@@ -495,7 +389,7 @@ class DistributorCore:
                 len(missing),
             )
 
-    def _on_bye(self, node: NodeState, msg: P.Bye) -> None:
+    def _on_bye(self, node: NodeState, msg: P.Bye, peer: bytes, now: float) -> None:
         if msg.session != node.session:
             return
         node.left = True

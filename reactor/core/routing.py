@@ -51,7 +51,6 @@ class JobState:
         name: str,
         wire: list[Any],
         handle: Any,
-        *,
         node: str | None,
         not_node: str | None,
         due: float,

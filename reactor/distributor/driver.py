@@ -10,56 +10,36 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import errno
+import functools
 import itertools
 import logging
 import secrets
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-
-import zmq
 
 from reactor.config import Config
 from reactor.core.distributor import DistributorCore
 from reactor.core.routing import JobState
+from reactor.distributor import views
 from reactor.distributor.drain import report_lost, wait_stored
-from reactor.distributor.feedback import run_feedback
+from reactor.distributor.feedback import Outcomes
 from reactor.distributor.handle import Feedback, JobHandle
-from reactor.distributor.unique import ForeignJobHandle, UniqueKeys, check_unique
-from reactor.errors import (
-    BackPressureError,
-    JobCancelledError,
-    ReactorError,
-)
-from reactor.jobs.cron import cron_schedule
-from reactor.jobs.options import check_job_options, check_options, timing
-from reactor.net.transport import Endpoint, tune
-from reactor.ops.metrics import Metrics, MetricsServer, State
+from reactor.distributor.inbox import Inbox
+from reactor.distributor.listener import open_router
+from reactor.distributor.unique import ForeignJobHandle, UniqueKeys
+from reactor.errors import BackPressureError, ReactorError
+from reactor.jobs.options import PLAIN, ROUTINE, EnqueueOptions, check_feedback, options_from
+from reactor.net.transport import Endpoint
+from reactor.ops.metrics import Metrics, MetricsServer
 from reactor.wire import protocol as P
 
 if TYPE_CHECKING:
     from reactor.distributor.outbox import Outbox
     from reactor.storage.discovery import Announcer
-    from reactor.storage.results import ResultWriter
 
 log = logging.getLogger("reactor.distributor")
-
-
-def _bind(sock: zmq.Socket[bytes], address: str, patience: float = 1.0) -> None:
-    """Bind, retrying briefly while the port is still held by a socket closed a moment ago
-    (libzmq releases a closed listener asynchronously, so a quick restart can find it taken)."""
-    deadline = time.monotonic() + patience
-    while True:
-        try:
-            sock.bind(address)
-            return
-        except zmq.ZMQError as exc:
-            if exc.errno != errno.EADDRINUSE or time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
 
 
 class Distributor:
@@ -111,16 +91,12 @@ class Distributor:
         self._ids = itertools.count(1)
         self._id_prefix = secrets.token_hex(5)
         self._lock = threading.Lock()
-        self._inbox: deque[JobState] = deque()
-        self._cancels: deque[str] = deque()
-        self._wake_pending = False
+        self._inbox = Inbox(self._deliver)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread = 0
         self._endpoint: Endpoint | None = None
         self._tick_handle: asyncio.TimerHandle | None = None
         self._max_args = 0
         self._closed = False
-        self._finished = 0  # final feedbacks: the dashboard's jobs per second
         self._stopping = False
         self.core: DistributorCore | None = None
         self.unique = UniqueKeys(unique_store)
@@ -135,11 +111,15 @@ class Distributor:
         self.result_store = result_store
         self.outbox = outbox
         self._outbox: Outbox | None = None
-        self._results: ResultWriter | None = None
+        results = None
         if result_store is not None:
             from reactor.storage.results import ResultWriter
 
-            self._results = ResultWriter(result_store, ttl=float(self.config["result_ttl"]))
+            results = ResultWriter(result_store, ttl=float(self.config["result_ttl"]))
+        self.outcomes = Outcomes(self.metrics, results)
+        # The core's port for outcomes: the part's own methods, with no call in between.
+        self.feedback = self.outcomes.feedback
+        self.cancelled = self.outcomes.cancelled
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -147,6 +127,11 @@ class Distributor:
     def address(self) -> str:
         """``host:port`` as bound."""
         return f"{self.host}:{self.port}"
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop the distributor serves on (None before it starts)."""
+        return self._loop
 
     @property
     def started(self) -> bool:
@@ -175,31 +160,12 @@ class Distributor:
         if self._endpoint is not None:
             return
         self._loop = loop
-        self._loop_thread = threading.get_ident()
         max_size = int(self.config["max_message_size"])
         self._max_args = max_size - 1024
-        sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.ROUTER)
-        tune(sock, max_message_size=max_size)
-        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
-        guard = None
-        try:
-            if self.curve is not None:
-                guard = self.curve.apply_server(sock)
-            if self.port == 0:
-                self.port = sock.bind_to_random_port(f"tcp://{self.host}")
-            else:
-                _bind(sock, f"tcp://{self.host}:{self.port}")
-        except Exception as exc:
-            sock.close(linger=0)
-            if not isinstance(exc, zmq.ZMQError):
-                raise
-            raise ReactorError(
-                f"cannot bind the distributor to tcp://{self.host}:{self.port}: {exc} (another "
-                "distributor, or another worker process of the same application, holds it?); "
-                "pick another port, or port 0 for a free one (with announce= so nodes find it)"
-            ) from exc
-        self.core = DistributorCore(
+        sock, self.port, guard = open_router(
+            self.host, self.port, max_size=max_size, curve=self.curve
+        )
+        core = self.core = DistributorCore(
             self, address=self.address, session=self.session, config=self.config
         )
         self._endpoint = Endpoint(
@@ -208,13 +174,14 @@ class Distributor:
             P.Codec(max_size),
             self._on_messages,
             routed=True,
-            on_unreachable=self._on_unreachable,
+            on_unreachable=lambda peer, _: core.unreachable(peer),
             guard=guard,
-            on_revoked=self._on_revoked,
+            on_revoked=core.revoked,
             name=f"distributor {self.address}",
         )
         self._tick_handle = loop.call_later(self.core.interval, self._tick)
-        self.metrics.read_state(self._metrics_state)
+        # The gauges, read when /metrics is scraped (from the metrics server's thread).
+        self.metrics.read_state(lambda: views.metrics_state(self._inbox.jobs, core, self._endpoint))
         host, port = self._metrics_at
         if port is not None:
             self.metrics_server = self.metrics.serve(port, host)
@@ -228,7 +195,7 @@ class Distributor:
                 session=self.session,
                 lease=float(self.config["heartbeat_timeout"]),
                 submit=self._accept_written,
-                handle=self._adopted_handle,
+                handle=functools.partial(JobHandle, distributor=self, lock=self._lock),
             )
             self._outbox.open(loop)
         if self.announce is not None:
@@ -242,8 +209,7 @@ class Distributor:
                 lease=float(self.config["heartbeat_timeout"]),
                 snapshot=self.snapshot,
             )
-        if self._inbox:
-            self._wake()
+        self._inbox.open(loop)
 
     async def drain(self, timeout: float | None = None) -> int:
         """Wait until a node has stored every job this distributor holds (DESIGN §3).
@@ -282,8 +248,8 @@ class Distributor:
         announcer, self._announcer = self._announcer, None
         if announcer is not None:
             await announcer.stop()
-        if self._results is not None:
-            await self._results.close()
+        if self.outcomes.results is not None:
+            await self.outcomes.results.close()
         return len(lost)
 
     def stop_in_loop(self) -> None:
@@ -298,13 +264,10 @@ class Distributor:
         if self.metrics_server is not None:
             self.metrics_server.close()
             self.metrics_server = None
-        error = ReactorError("the distributor stopped before the job finished")
         held = list(self.core.jobs.values()) if self.core is not None else []
-        for job in held + list(self._inbox):
-            job.handle._resolve(None, error)
+        self.outcomes.stopped(held + self._inbox.clear())
         if self.core is not None:
             self.core.jobs.clear()
-        self._inbox.clear()
         self.unique.close()
         if self.curve is not None:
             self.curve.close()
@@ -358,92 +321,77 @@ class Distributor:
             BackPressureError: ``max_waiting_jobs`` jobs already wait for a node.
             ReactorError: the distributor is not started (or stopped).
         """
+        # In EnqueueOptions' field order (a tuple is the cheapest way to build one).
+        # fmt: off
+        options = options_from((on_success, on_error, after, run_at, period, defer, node,
+                                not_node, timeout, max_attempt, cron, tz, priority, unique_key,
+                                unique_for))
+        # fmt: on
+        return self.submit(name, args, options)
+
+    def submit(
+        self, name: str, args: dict[str, Any] | None, options: EnqueueOptions = PLAIN
+    ) -> JobHandle:
+        """:meth:`enqueue` with its options gathered once (what ``JR.enqueue`` calls).
+
+        Raises:
+            As :meth:`enqueue`.
+        """
         self._admit()
-        check_options(name, period, node, not_node, on_success, on_error)
-        window = 0.0 if unique_key is None else check_unique(unique_key, unique_for)
-        options: list[Any] | None = None
-        if (
-            timeout is not None
-            or max_attempt is not None
-            or cron is not None
-            or tz is not None
-            or priority != 0
-        ):
-            check_job_options(
-                timeout=timeout,
-                max_attempt=max_attempt,
-                cron=cron,
-                tz=tz,
-                priority=priority,
-                after=after,
-                run_at=run_at,
-                period=period,
-            )
-            options = P.job_options_wire(
-                None if timeout is None else float(timeout), max_attempt, cron, tz, priority
-            )
+        if type(name) is not str or not name or len(name) > P.MAX_NAME_LEN:
+            raise TypeError(f"the job name must be a non-empty string, not {name!r}")
+        if options[2:] == ROUTINE:  # the common case: the feedback callables at most
+            on_success, on_error = options[0], options[1]
+            if on_success is not None or on_error is not None:
+                check_feedback(on_success, on_error)
+            packed = P.pack_args({} if args is None else args, max_size=self._max_args)
+            job_id = f"{self._id_prefix}{next(self._ids):x}"
+            wire = [P.JOB, job_id, 0, name, packed, 0.0, 0.0, None, False, 0, time.time()]
+            handle = JobHandle(job_id, name, self, self._lock, on_success, on_error)
+            self._accept(JobState(job_id, name, wire, handle, None, None, 0.0, False, False))
+            return handle
+        delay, at, job_options = options.check()
+        # One unpack reads every option at the cost of one attribute read.
+        (on_success, on_error, _, _, period, defer, node, not_node, _, _,
+         cron, _, priority, unique_key, unique_for) = options  # fmt: skip
+        period = None if period is None else float(period)
         packed = P.pack_args({} if args is None else args, max_size=self._max_args)
-        delay, at = (0.0, 0.0) if after is None and run_at is None else timing(after, run_at)
-        if cron is not None:  # the first run; the node that holds the job computes the next ones
-            at = cron_schedule(cron, tz or "UTC").next_after(time.time())
-        self._make_room()
         job_id = f"{self._id_prefix}{next(self._ids):x}"
-        wire = [
-            P.JOB,
-            job_id,
-            0,
-            name,
-            packed,
-            delay,
-            at,
-            None if period is None else float(period),
-            bool(defer),
-            0,
-            time.time(),
-        ]
-        if options:
-            wire += options
+        wire = [P.JOB, job_id, 0, name, packed, delay, at, period, bool(defer), 0, time.time()]
+        wire += job_options
         handle = JobHandle(job_id, name, self, self._lock, on_success, on_error)
         if unique_key is not None:
-            first = self.unique.claim(
-                unique_key,
-                window,
-                handle,
-                lambda i: ForeignJobHandle(i, name, unique_key, self, self.result_store),
+            foreign = functools.partial(
+                ForeignJobHandle,
+                name=name,
+                unique_key=unique_key,
+                owner=self,
+                result_store=self.result_store,
             )
+            first = self.unique.claim(unique_key, float(unique_for or 0.0), handle, foreign)
             if first is not handle:
                 return first
-        self._accept(
-            JobState(
-                job_id,
-                name,
-                wire,
-                handle,
-                node=node,
-                not_node=not_node,
-                due=time.monotonic() + delay if delay else 0.0,
-                deferred=delay > 0.0 or at > 0.0 or period is not None,
-                periodic=period is not None or cron is not None,
-                priority=priority,
-            )
+        due = time.monotonic() + delay if delay else 0.0
+        deferred = delay > 0.0 or at > 0.0 or period is not None
+        periodic = period is not None or cron is not None
+        job = JobState(
+            job_id, name, wire, handle, node, not_node, due, deferred, periodic, priority
         )
+        self._accept(job)
         return handle
 
-    # The three steps of an enqueue that the offline test distributors (reactor.testing) replace.
+    # The two steps of an enqueue that the offline test distributors (reactor.testing) replace.
 
     def _admit(self) -> None:
-        """Refuse an enqueue before any work when the distributor is not serving."""
-        if self._loop is None or self._closed or self._stopping:
+        """Refuse an enqueue before any work: the distributor is not serving, or
+        ``max_waiting_jobs`` jobs already wait (so a unique key is not taken either)."""
+        core = self.core
+        if self._loop is None or self._closed or self._stopping or core is None:
             raise ReactorError(
                 "the distributor is not running (not started, stopping or stopped); start it "
                 "before enqueueing"
             )
-
-    def _make_room(self) -> None:
-        """Refuse a job when ``max_waiting_jobs`` already wait (before its unique key is taken)."""
-        core = self.core
-        assert core is not None
-        if len(self._inbox) + core.router.waiting >= self.config["max_waiting_jobs"]:
+        if len(self._inbox.jobs) + core.router.waiting >= self.config["max_waiting_jobs"]:
             raise BackPressureError(
                 f"{self.config['max_waiting_jobs']} jobs already wait for a node; start more "
                 "nodes, slow down, or raise config['max_waiting_jobs']"
@@ -454,75 +402,36 @@ class Distributor:
         if self._outbox is not None:
             self._outbox.put(job)
             return
-        self._inbox.append(job)
-        if not self._wake_pending:
-            self._wake()
+        self._inbox.put(job)
 
     def _accept_written(self, jobs: list[JobState]) -> None:
         """Take jobs the outbox has written (or taken over from a crashed member)."""
         core = self.core
         if core is None or self._closed:
-            error = ReactorError("the distributor stopped before the job finished")
-            for job in jobs:
-                job.handle._resolve(None, error)
+            self.outcomes.stopped(jobs)
             return
         now = time.monotonic()
         for job in jobs:
             core.submit(job, now)
         core.pump(now)
 
-    def _adopted_handle(self, job_id: str, name: str) -> JobHandle:
-        return JobHandle(job_id, name, self, self._lock)
-
     def _stored(self, job: JobState) -> bool:
         """Whether a node has stored ``job`` (or it ended): its outbox entry may go."""
         core = self.core
         return job.acked or core is None or core.jobs.get(job.id) is not job
 
-    def _wake(self) -> None:
-        loop = self._loop
-        if loop is None:
-            return
-        self._wake_pending = True
-        if threading.get_ident() == self._loop_thread:
-            loop.call_soon(self._drain_inbox)
-        else:
-            try:
-                loop.call_soon_threadsafe(self._drain_inbox)
-            except RuntimeError:  # the loop closed under us
-                self._wake_pending = False
-
     def cancel(self, job_id: str) -> None:
         """Cancel a job by id (what ``handle.cancel()`` calls). Safe from any thread."""
-        self._cancels.append(job_id)
-        if not self._wake_pending:
-            self._wake()
+        self._inbox.cancel(job_id)
 
-    def _drain_inbox(self) -> None:
-        self._wake_pending = False
+    def _deliver(self) -> None:
+        """On the loop: hand what was enqueued and cancelled to the core."""
         core = self.core
         if core is None or self._closed:
             return
-        now = time.monotonic()
-        inbox = self._inbox
-        submit = core.submit
-        while inbox:
-            submit(inbox.popleft(), now)
-        while self._cancels:
-            job_id = self._cancels.popleft()
-            if not self._cancel_queued(job_id):
-                core.cancel(job_id, now)
-        core.pump(now)
+        self._inbox.hand_to(core, time.monotonic())
         if self.on_progress is not None:
             self.on_progress()
-
-    def _cancel_queued(self, job_id: str) -> bool:
-        for queued in self._inbox:
-            if queued.id == job_id:
-                self._inbox.remove(queued)
-                queued.handle._resolve(None, JobCancelledError(f"job {job_id} was cancelled"))
-                return True
-        return False
 
     # -- the core's port ------------------------------------------------------------------------
 
@@ -530,26 +439,6 @@ class Distributor:
         """Queue a message for a node (the core's port)."""
         if self._endpoint is not None:
             self._endpoint.send(peer, message)
-
-    def feedback(self, job: JobState, fb: P.Feedback) -> None:
-        """Run the feedback callable; settle the handle on a final feedback (the core's port)."""
-        args, error = run_feedback(job.name, job.handle, fb)
-        if fb.final:
-            if self._results is not None:
-                self._results.record(job.id, job.name, fb)
-            job.handle._resolve(args, error)
-            self._finished += 1
-            if not job.periodic:  # enqueue (or due time) to the end, as the application waits
-                wire = job.wire
-                self.metrics.feedback_received(
-                    job.name, time.time() - (wire[6] or wire[10] + wire[5])
-                )
-
-    def cancelled(self, job: JobState) -> None:
-        """The application's cancel ended the job (the core's port)."""
-        if self._results is not None:
-            self._results.record(job.id, job.name, None)
-        job.handle._resolve(None, JobCancelledError(f"job {job.id} ({job.name!r}) was cancelled"))
 
     # -- the socket and the clock ---------------------------------------------------------------
 
@@ -564,14 +453,6 @@ class Distributor:
         if self.on_progress is not None:
             self.on_progress()
 
-    def _on_unreachable(self, peer: bytes, messages: list[Any]) -> None:
-        if self.core is not None:
-            self.core.unreachable(peer)
-
-    def _on_revoked(self, peer: bytes) -> None:
-        if self.core is not None:
-            self.core.revoked(peer)
-
     def _tick(self) -> None:
         loop = self._loop
         core = self.core
@@ -585,32 +466,11 @@ class Distributor:
         if self._outbox is not None:
             self._outbox.tick(self._stored)
 
-    def _metrics_state(self) -> State:
-        """The gauges, read when /metrics is scraped (from the metrics server's thread)."""
-        core = self.core
-        in_flight: dict[str, int] = {}
-        waiting: dict[str, int] = {}
-        for job in list(self._inbox):
-            waiting[job.name] = waiting.get(job.name, 0) + 1
-        if core is not None:
-            for job in list(core.jobs.values()):  # one C-level copy: safe against the loop
-                into = waiting if job.owner is None else in_flight
-                into[job.name] = into.get(job.name, 0) + 1
-        endpoint = self._endpoint
-        rejected = sum(endpoint.rejected.values()) if endpoint is not None else 0
-        return State(in_flight, waiting, False, rejected)
-
     # -- live view ------------------------------------------------------------------------------
 
     def unstored(self) -> list[JobState]:
         """Jobs held that no node has stored yet: queued, waiting, or sent and unacknowledged."""
-        jobs = list(self._inbox)
-        core = self.core
-        if core is not None:
-            jobs.extend(core.router.waiting_jobs())
-            for node in core.router.nodes.values():
-                jobs.extend(node.unacked.values())
-        return jobs
+        return views.unstored(self._inbox.jobs, self.core)
 
     def unstored_count(self) -> int:
         """``len(unstored())`` without building the list (call on the distributor's loop)."""
@@ -628,24 +488,11 @@ class Distributor:
         core = self.core
         if core is None:
             return {"address": self.address, "nodes": [], "waiting": len(self._inbox)}
-        waiting = core.router.waiting_jobs()
-        now = time.monotonic()
-        return {
-            "address": self.address,
-            "session": self.session,
-            "taken_at": time.time(),
-            "finished": self._finished,
-            "nodes": [
-                {**n.view(), "heard_ago": round(now - n.last_seen, 3)}
-                for n in core.router.nodes.values()
-            ],
-            "waiting": len(waiting) + len(self._inbox),
-            "waiting_jobs": [
-                {"id": j.id, "name": j.name, "node": j.node, "not_node": j.not_node}
-                for j in waiting[:100]
-            ],
-            "in_flight": sum(1 for j in core.jobs.values() if j.owner is not None),
-            "unacknowledged": sum(len(n.unacked) for n in core.router.nodes.values()),
-            "stats": dict(core.stats),
-            "rejected_frames": dict(self._endpoint.rejected) if self._endpoint else {},
-        }
+        return views.snapshot(
+            core,
+            len(self._inbox),
+            self._endpoint,
+            address=self.address,
+            session=self.session,
+            finished=self.outcomes.finished,
+        )

@@ -1,13 +1,20 @@
-"""Turns a node's feedback into what the application sees: args, callables, the outcome."""
+"""Turns a node's feedback into what the application sees: args, callables, the outcome, and
+where outcomes are kept (result store) and counted (metrics)."""
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
+from reactor.core.routing import JobState
 from reactor.distributor.handle import JobHandle
-from reactor.errors import JobCancelledError, JobFailed, RemoteError
+from reactor.errors import JobCancelledError, JobFailed, ReactorError, RemoteError
+from reactor.ops.metrics import Metrics
 from reactor.wire import protocol as P
+
+if TYPE_CHECKING:
+    from reactor.storage.results import ResultWriter
 
 log = logging.getLogger("reactor.distributor")
 
@@ -51,3 +58,43 @@ def run_feedback(
     if not isinstance(remote, RemoteError):
         remote = RemoteError("Error", "the job failed")
     return args, JobFailed(fb.id, remote, args)
+
+
+class Outcomes:
+    """Where a distributor's jobs end: the core's ``feedback`` and ``cancelled`` port.
+
+    Args:
+        metrics: counts each final feedback with the time from enqueue (or due time) to it.
+        results: keeps final outcomes for other processes (``result_store=``), or None.
+    """
+
+    def __init__(self, metrics: Metrics, results: ResultWriter | None) -> None:
+        self.metrics = metrics
+        self.results = results
+        self.finished = 0  # final feedbacks: the dashboard's jobs per second
+
+    def feedback(self, job: JobState, fb: P.Feedback) -> None:
+        """Run the feedback callable; settle the handle on a final feedback."""
+        args, error = run_feedback(job.name, job.handle, fb)
+        if fb.final:
+            if self.results is not None:
+                self.results.record(job.id, job.name, fb)
+            job.handle.resolve(args, error)
+            self.finished += 1
+            if not job.periodic:  # enqueue (or due time) to the end, as the application waits
+                wire = job.wire
+                self.metrics.feedback_received(
+                    job.name, time.time() - (wire[6] or wire[10] + wire[5])
+                )
+
+    def cancelled(self, job: JobState) -> None:
+        """The application's cancel ended the job."""
+        if self.results is not None:
+            self.results.record(job.id, job.name, None)
+        job.handle.resolve(None, JobCancelledError(f"job {job.id} ({job.name!r}) was cancelled"))
+
+    def stopped(self, jobs: list[JobState]) -> None:
+        """The distributor stopped before ``jobs`` finished: their handles raise a ReactorError."""
+        error = ReactorError("the distributor stopped before the job finished")
+        for job in jobs:
+            job.handle.resolve(None, error)

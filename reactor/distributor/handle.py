@@ -5,20 +5,26 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from typing import Any, Protocol
 
 from reactor.errors import JobTimeoutError
+from reactor.jobs.options import Feedback
 
-Feedback = Callable[[dict[str, Any]], Any]
+__all__ = ["Feedback", "JobHandle"]
 
 _UNSET: Any = object()
 
 
-class _Canceller(Protocol):
-    _loop: asyncio.AbstractEventLoop | None
+class Canceller(Protocol):
+    """What a handle asks of its distributor: cancelling, and the loop it settles handles on."""
 
-    def cancel(self, job_id: str) -> None: ...
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The distributor's event loop (None before it starts)."""
+
+    def cancel(self, job_id: str) -> None:
+        """Cancel job ``job_id``."""
 
 
 class JobHandle:
@@ -46,7 +52,7 @@ class JobHandle:
         self,
         job_id: str,
         name: str,
-        distributor: _Canceller,
+        distributor: Canceller,
         lock: threading.Lock,
         on_success: Feedback | None = None,
         on_error: Feedback | None = None,
@@ -98,7 +104,7 @@ class JobHandle:
 
     def __await__(self) -> Generator[Any, None, dict[str, Any]]:
         loop = asyncio.get_running_loop()
-        if loop is not self._distributor._loop:
+        if loop is not self._distributor.loop:
             return asyncio.wrap_future(self._future()).__await__()
         # On the distributor's own loop: a plain asyncio future, settled without a thread hop.
         if self._aio is None:
@@ -119,8 +125,11 @@ class JobHandle:
                     self._waiter.set_result(self._value)
             return self._waiter
 
-    def _resolve(self, value: dict[str, Any] | None, error: BaseException | None = None) -> None:
-        """Settle the handle (distributor loop only)."""
+    def resolve(self, value: dict[str, Any] | None, error: BaseException | None = None) -> None:
+        """Settle the handle: with ``error`` when given, else with ``value`` (the final args).
+
+        Called by the distributor on its loop (and by the offline test distributors).
+        """
         with self._lock:
             if self.done():
                 return
@@ -134,12 +143,12 @@ class JobHandle:
             if error is not None:
                 aio.set_exception(error)
             else:
-                aio.set_result(value)  # type: ignore[arg-type]
+                aio.set_result(self._value)
         if waiter is not None:
             if error is not None:
                 waiter.set_exception(error)
             else:
-                waiter.set_result(value)  # type: ignore[arg-type]
+                waiter.set_result(self._value)
 
     def __repr__(self) -> str:
         state = "done" if self.done() else "pending"

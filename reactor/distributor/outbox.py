@@ -280,7 +280,7 @@ class Outbox:
             )
             log.error("%s", batch.error)
             for job in batch.jobs:  # a caller on the loop already holds its handle: settle it
-                job.handle._resolve(None, batch.error)
+                job.handle.resolve(None, batch.error)
         else:
             batch.done.set()  # wake the callers first: what follows is the loop's own work
             self.stats["written"] += len(batch.jobs)

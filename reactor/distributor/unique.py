@@ -25,31 +25,6 @@ if TYPE_CHECKING:
 
 #: Prefix of the Redis keys; the unique key is a Cluster hash tag, so each claim is one slot's.
 KEY_PREFIX = "reactor:unique:"
-MAX_KEY_LEN = 1024
-
-
-def check_unique(unique_key: Any, unique_for: Any) -> float:
-    """The window in seconds, after refusing a bad key or window.
-
-    Raises:
-        TypeError: a key that is not a non-empty string, or a window that is not a number.
-        ValueError: a window that is not a finite number > 0, or a key without a window.
-    """
-    if type(unique_key) is not str or not unique_key or len(unique_key) > MAX_KEY_LEN:
-        raise TypeError(
-            f"unique_key= must be a non-empty string of at most {MAX_KEY_LEN} characters, "
-            f"not {unique_key!r:.80}"
-        )
-    if unique_for is None:
-        raise ValueError(
-            f"unique_key={unique_key!r} needs unique_for=: the seconds during which a second "
-            "enqueue with that key returns the first job"
-        )
-    if isinstance(unique_for, bool) or not isinstance(unique_for, int | float):
-        raise TypeError(f"unique_for= must be a number of seconds, not {unique_for!r}")
-    if not (math.isfinite(unique_for) and unique_for > 0):
-        raise ValueError(f"unique_for= must be a finite number of seconds > 0, not {unique_for!r}")
-    return float(unique_for)
 
 
 class ForeignJobHandle(JobHandle):

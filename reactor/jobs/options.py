@@ -1,18 +1,126 @@
-"""What an ``enqueue`` call asks for: its timing and routing options, checked in the caller."""
+"""What an ``enqueue`` call asks for: :class:`EnqueueOptions`, every option with its default and
+its check, built once per enqueue and passed down from the facade to the distributor."""
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import reprlib
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from reactor.errors import ConfigError
 from reactor.jobs.cron import cron_schedule
 from reactor.wire import protocol as P
 
+#: A feedback callable: called with the job's final (or periodic run's) args.
+Feedback = Callable[[dict[str, Any]], Any]
 
-def timing(after: float | None, run_at: dt.datetime | float | None) -> tuple[float, float]:
+#: The longest ``unique_key`` (it becomes part of a Redis key).
+MAX_KEY_LEN = 1024
+
+
+class EnqueueOptions(NamedTuple):
+    """The options of one enqueue, checked in the caller (see ``Distributor.enqueue``).
+
+    Immutable and a tuple, so building one costs a fraction of a microsecond, and comparing
+    all but its first two fields (the feedback callables, given with most enqueues) with
+    :data:`ROUTINE` tells at once whether the enqueue needs more than the fast path. Adding an
+    enqueue option means a field here (with its check in :meth:`check`), the keyword on
+    ``Distributor.enqueue`` and ``JR.enqueue``, and the code that uses it.
+    """
+
+    on_success: Feedback | None = None
+    on_error: Feedback | None = None
+    after: float | None = None
+    run_at: dt.datetime | float | None = None
+    period: float | None = None
+    defer: bool = False
+    node: str | None = None
+    not_node: str | None = None
+    timeout: float | None = None
+    max_attempt: int | None = None
+    cron: str | None = None
+    tz: str | None = None
+    priority: int = 0
+    unique_key: str | None = None
+    unique_for: float | None = None
+
+    def check(self) -> tuple[float, float, list[Any]]:
+        """Refuse a bad option, saying what was wrong; say when the job is due and how it runs.
+
+        Returns:
+            ``(delay, run_at, job_options)``: when the job is due as :func:`timing` says
+            (``run_at`` being a cron job's first run), and the JOB message's option fields
+            (trimmed of defaults: ``[]`` for none).
+
+        Raises:
+            TypeError: an option of the wrong type.
+            ValueError: a bad value (see ``Distributor.enqueue``).
+        """
+        # One unpack reads every field at the cost of one attribute read.
+        (on_success, on_error, after, run_at, period, _, node, not_node, timeout, max_attempt,
+         cron, tz, priority, unique_key, unique_for) = self  # fmt: skip
+        if period is not None and (
+            isinstance(period, bool)
+            or not isinstance(period, int | float)
+            or not math.isfinite(period)
+            or period <= 0
+        ):
+            raise ValueError(f"period= must be a positive number of seconds, not {period!r}")
+        if node is not None and (type(node) is not str or not node):
+            raise TypeError(f"node= must be a node name, not {node!r}")
+        if not_node is not None and (type(not_node) is not str or not not_node):
+            raise TypeError(f"not_node= must be a node name, not {not_node!r}")
+        if on_success is not None or on_error is not None:
+            check_feedback(on_success, on_error)
+        if unique_key is not None:
+            check_unique(unique_key, unique_for)
+        job_options = []
+        if (
+            timeout is not None
+            or max_attempt is not None
+            or cron is not None
+            or tz is not None
+            or priority != 0
+        ):
+            job_options = check_job_options(timeout, max_attempt, cron, tz, priority, self)
+        if after is not None or run_at is not None:
+            return (*timing(after, run_at), job_options)
+        if cron is None:
+            return 0.0, 0.0, job_options
+        # The first run; the node that holds the job computes the next ones.
+        return 0.0, cron_schedule(cron, tz or "UTC").next_after(time.time()), job_options
+
+
+#: Every option at its default.
+PLAIN = EnqueueOptions()
+#: Every option but the feedback callables at its default: ``options[2:] == ROUTINE`` is the
+#: enqueue's fast path, with nothing to check but the callables.
+ROUTINE = PLAIN[2:]
+
+#: An :class:`EnqueueOptions` from a tuple of every field in order: how ``Distributor.enqueue``
+#: builds one, without the Python call of the generated ``__new__`` (the enqueue hot path).
+options_from: Callable[[tuple[Any, ...]], EnqueueOptions] = functools.partial(
+    tuple.__new__, EnqueueOptions
+)
+
+
+def check_feedback(on_success: Any, on_error: Any) -> None:
+    """Refuse a feedback callable that is not callable.
+
+    Raises:
+        TypeError: ``on_success`` or ``on_error`` is not None and not callable.
+    """
+    if on_success is not None and not callable(on_success):
+        raise TypeError("on_success= must be callable")
+    if on_error is not None and not callable(on_error):
+        raise TypeError("on_error= must be callable")
+
+
+def timing(after: Any, run_at: Any) -> tuple[float, float]:
     """When a job is due: ``(delay, run_at)``.
 
     ``delay`` is a duration in seconds (0: at once), measured on monotonic clocks wherever the job
@@ -25,79 +133,69 @@ def timing(after: float | None, run_at: dt.datetime | float | None) -> tuple[flo
     if after is not None and run_at is not None:
         raise ValueError("give either after= or run_at=, not both")
     if after is not None:
-        if (
-            isinstance(after, bool)
-            or not isinstance(after, int | float)
-            or not math.isfinite(after)
-        ):
-            raise ValueError(f"after= must be a number of seconds, not {after!r}")
-        if after < 0:
-            raise ValueError(f"after= must be >= 0 seconds, not {after}")
-        return float(after), 0.0
+        return _delay(after), 0.0
     if run_at is None:
         return 0.0, 0.0
+    return 0.0, _instant(run_at)
+
+
+def _delay(after: Any) -> float:
+    if isinstance(after, bool) or not isinstance(after, int | float) or not math.isfinite(after):
+        raise ValueError(f"after= must be a number of seconds, not {after!r}")
+    if after < 0:
+        raise ValueError(f"after= must be >= 0 seconds, not {after}")
+    return float(after)
+
+
+def _instant(run_at: Any) -> float:
     if isinstance(run_at, dt.datetime):
         if run_at.tzinfo is None or run_at.utcoffset() is None:
             raise ValueError(
                 "run_at= got a naive datetime, which is ambiguous across machines; pass an aware "
                 "one such as datetime.now(timezone.utc) + timedelta(seconds=30), or epoch seconds"
             )
-        return 0.0, run_at.timestamp()
+        return run_at.timestamp()
     if isinstance(run_at, bool) or not isinstance(run_at, int | float) or not math.isfinite(run_at):
         raise ValueError(f"run_at= must be an aware datetime or epoch seconds, not {run_at!r}")
     if run_at <= 0:
         raise ValueError(f"run_at= must be a positive epoch time, not {run_at!r}")
-    return 0.0, float(run_at)
+    return float(run_at)
 
 
-def check_options(
-    name: Any,
-    period: Any,
-    node: Any,
-    not_node: Any,
-    on_success: Any,
-    on_error: Any,
-) -> None:
-    """Refuse a bad job name, period, node name or feedback callable, saying what was wrong.
+def check_unique(unique_key: Any, unique_for: Any) -> float:
+    """The window in seconds, after refusing a bad key or window.
 
     Raises:
-        TypeError: a name or callable of the wrong type.
-        ValueError: a period that is not a positive number of seconds.
+        TypeError: a key that is not a non-empty string, or a window that is not a number.
+        ValueError: a window that is not a finite number > 0, or a key without a window.
     """
-    # Called on every enqueue: the common case (no period, no node names) costs a few compares.
-    if type(name) is not str or not name or len(name) > P.MAX_NAME_LEN:
-        raise TypeError(f"the job name must be a non-empty string, not {name!r}")
-    if period is not None and (
-        isinstance(period, bool)
-        or not isinstance(period, int | float)
-        or not math.isfinite(period)
-        or period <= 0
-    ):
-        raise ValueError(f"period= must be a positive number of seconds, not {period!r}")
-    if node is not None and (type(node) is not str or not node):
-        raise TypeError(f"node= must be a node name, not {node!r}")
-    if not_node is not None and (type(not_node) is not str or not not_node):
-        raise TypeError(f"not_node= must be a node name, not {not_node!r}")
-    if on_success is not None and not callable(on_success):
-        raise TypeError("on_success= must be callable")
-    if on_error is not None and not callable(on_error):
-        raise TypeError("on_error= must be callable")
+    if type(unique_key) is not str or not unique_key or len(unique_key) > MAX_KEY_LEN:
+        raise TypeError(
+            f"unique_key= must be a non-empty string of at most {MAX_KEY_LEN} characters, "
+            f"not {unique_key!r:.80}"
+        )
+    if unique_for is None:
+        raise ValueError(
+            f"unique_key={unique_key!r} needs unique_for=: the seconds during which a second "
+            "enqueue with that key returns the first job"
+        )
+    if isinstance(unique_for, bool) or not isinstance(unique_for, int | float):
+        raise TypeError(f"unique_for= must be a number of seconds, not {unique_for!r}")
+    if not (math.isfinite(unique_for) and unique_for > 0):
+        raise ValueError(f"unique_for= must be a finite number of seconds > 0, not {unique_for!r}")
+    return float(unique_for)
 
 
 def check_job_options(
-    *,
-    timeout: Any,
-    max_attempt: Any,
-    cron: Any,
-    tz: Any,
-    priority: Any,
-    after: Any,
-    run_at: Any,
-    period: Any,
-) -> None:
+    timeout: Any, max_attempt: Any, cron: Any, tz: Any, priority: Any, options: EnqueueOptions
+) -> list[Any]:
     """Refuse bad per-job options (issue 13) at enqueue, saying what was wrong.
 
     Only called when one of them differs from its default, so a plain enqueue pays nothing.
+    ``options`` are all the enqueue's options (cron may not be combined with some).
+
+    Returns:
+        The JOB message's option fields, trimmed of defaults.
 
     Raises:
         TypeError: an option of the wrong type.
@@ -106,15 +204,10 @@ def check_job_options(
             with ``after``/``run_at``/``period``.
     """
     if timeout is not None:
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-            raise TypeError(f"timeout= must be a number of seconds, not {timeout!r}")
-        if not (math.isfinite(timeout) and timeout > 0):
-            raise ValueError(f"timeout= must be a finite number of seconds > 0, not {timeout!r}")
+        _check_timeout(timeout)
+        timeout = float(timeout)
     if max_attempt is not None:
-        if isinstance(max_attempt, bool) or not isinstance(max_attempt, int):
-            raise TypeError(f"max_attempt= must be a whole number, not {max_attempt!r}")
-        if not 1 <= max_attempt < 2**31:
-            raise ValueError(f"max_attempt= must be between 1 and 2**31 - 1, not {max_attempt!r}")
+        _check_max_attempt(max_attempt)
     if isinstance(priority, bool) or not isinstance(priority, int):
         raise TypeError(f"priority= must be a whole number, not {priority!r}")
     if not P.MIN_PRIORITY <= priority <= P.MAX_PRIORITY:
@@ -122,13 +215,33 @@ def check_job_options(
             f"priority= must be between {P.MIN_PRIORITY} and {P.MAX_PRIORITY} (higher runs "
             f"first), not {priority!r}"
         )
+    if cron is not None or tz is not None:
+        _check_cron(options)
+    return P.job_options_wire(timeout, max_attempt, cron, tz, priority)
+
+
+def _check_timeout(timeout: Any) -> None:
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(f"timeout= must be a number of seconds, not {timeout!r}")
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise ValueError(f"timeout= must be a finite number of seconds > 0, not {timeout!r}")
+
+
+def _check_max_attempt(max_attempt: Any) -> None:
+    if isinstance(max_attempt, bool) or not isinstance(max_attempt, int):
+        raise TypeError(f"max_attempt= must be a whole number, not {max_attempt!r}")
+    if not 1 <= max_attempt < 2**31:
+        raise ValueError(f"max_attempt= must be between 1 and 2**31 - 1, not {max_attempt!r}")
+
+
+def _check_cron(options: EnqueueOptions) -> None:
+    cron, tz = options.cron, options.tz
     if cron is None:
         if tz is not None:
             raise ValueError("tz= is the time zone of a cron= schedule; give cron= with it")
         return
-    clash = [
-        n for n, v in (("after", after), ("run_at", run_at), ("period", period)) if v is not None
-    ]
+    given = (("after", options.after), ("run_at", options.run_at), ("period", options.period))
+    clash = [n for n, v in given if v is not None]
     if clash:
         raise ValueError(
             f"cron= sets when the job runs; it cannot be combined with {clash[0]}= "

@@ -50,7 +50,7 @@ class EagerDistributor(OfflineDistributor):
         """Run every attempt of ``job`` now, call its feedback and settle its handle."""
         fb = self._run(job)
         result, error = run_feedback(job.name, job.handle, fb)
-        job.handle._resolve(result, error)
+        job.handle.resolve(result, error)
 
     def _run(self, job: EnqueuedJob) -> P.Feedback:
         """Every attempt of the job, as the final feedback a node would send."""

@@ -60,10 +60,7 @@ class OfflineDistributor(Distributor):
         return facade_routed_to(self)
 
     def _admit(self) -> None:
-        """Always running: nothing to refuse."""
-
-    def _make_room(self) -> None:
-        """No waiting buffer: nothing to refuse."""
+        """Always running, and no waiting buffer: nothing to refuse."""
 
     def _accept(self, job: JobState) -> None:
         """The job passed every check of ``enqueue`` (and is not a unique duplicate)."""
