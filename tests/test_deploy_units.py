@@ -8,13 +8,14 @@ import pytest
 
 from reactor import JobCancelledError, JobFailed
 from reactor.cli import build_parser
-from reactor.core.routing import W_DELAY, JobState
+from reactor.core.routing import JobState
 from reactor.distributor.outbox import decode as decode_entry
 from reactor.distributor.outbox import encode as encode_entry
 from reactor.storage.discovery import Announcement, advertised_address, json_safe
 from reactor.storage.results import decode as decode_result
 from reactor.storage.results import encode as encode_result
 from reactor.wire import protocol as P
+from reactor.wire.layout import JOB_DELAY
 
 
 def test_a_node_needs_distributors_or_discovery() -> None:
@@ -45,7 +46,7 @@ def test_outbox_entries_keep_routing_and_turn_delays_into_instants() -> None:
     back = decode_entry(raw, lambda job_id, name: (job_id, name))
     assert (back.id, back.name, back.handle) == ("j1", "name", ("j1", "name"))
     assert (back.node, back.not_node, back.deferred, back.periodic) == ("n", "m", True, False)
-    assert 29.0 < back.wire[W_DELAY] <= 30.0 and back.due > time.monotonic() + 29
+    assert 29.0 < back.wire[JOB_DELAY] <= 30.0 and back.due > time.monotonic() + 29
     with pytest.raises(ValueError):
         decode_entry(b"\x01", lambda job_id, name: None)
 

@@ -16,21 +16,11 @@ from typing import Any, Protocol
 from reactor.config import Config
 from reactor.core.admission import Admission, Sender
 from reactor.core.liveness import Liveness, Verdict
-from reactor.core.routing import (
-    W_ARGS,
-    W_ASG,
-    W_ATTEMPT,
-    W_DELAY,
-    JobState,
-    NodeState,
-    Presence,
-    Router,
-)
+from reactor.core.routing import JobState, NodeState, Presence, Router
 from reactor.wire import protocol as P
+from reactor.wire.layout import JOB_ARGS, JOB_ASG, JOB_ATTEMPT, JOB_DELAY, JOB_RUN_AT
 
 log = logging.getLogger("reactor.distributor")
-
-W_RUN_AT = 6
 
 
 #: A handler of one kind of message from an admitted node session: ``(node, msg, peer, now)``.
@@ -135,14 +125,14 @@ class DistributorCore:
 
     def _assign(self, job: JobState, node: NodeState, now: float) -> None:
         wire = job.wire
-        if wire[W_ASG]:  # a new list: a copy queued for the previous owner keeps its number
+        if wire[JOB_ASG]:  # a new list: a copy queued for the previous owner keeps its number
             wire = job.wire = wire.copy()
             self.stats["reassigned"] += 1
-        wire[W_ASG] += 1
+        wire[JOB_ASG] += 1
         if job.due:
-            wire[W_DELAY] = max(0.0, job.due - now)
+            wire[JOB_DELAY] = max(0.0, job.due - now)
         if job.attempt:
-            wire[W_ATTEMPT] = job.attempt
+            wire[JOB_ATTEMPT] = job.attempt
         job.owner = node
         job.acked = False
         job.last_seq = 0
@@ -152,7 +142,7 @@ class DistributorCore:
         node.owned[job.id] = job
         self.port.send(node.peer, wire)
         if job.cancel:
-            self.port.send(node.peer, P.Cancel([(job.id, wire[W_ASG])]))
+            self.port.send(node.peer, P.Cancel([(job.id, wire[JOB_ASG])]))
 
     def _unassign(self, job: JobState) -> None:
         """Detach the job from its owner: credit, unacknowledged and held lists."""
@@ -184,7 +174,7 @@ class DistributorCore:
 
     def _current(self, node: NodeState, job_id: str, asg: int) -> JobState | None:
         job = self.jobs.get(job_id)
-        if job is not None and job.owner is node and job.wire[W_ASG] == asg:
+        if job is not None and job.owner is node and job.wire[JOB_ASG] == asg:
             return job
         return None
 
@@ -263,7 +253,7 @@ class DistributorCore:
         unacked = node.unacked
         for job_id, asg in msg.items:
             job = jobs.get(job_id)
-            if job is None or job.owner is not node or job.wire[W_ASG] != asg:
+            if job is None or job.owner is not node or job.wire[JOB_ASG] != asg:
                 stale.append((job_id, asg))
                 continue
             if not job.acked:
@@ -285,7 +275,7 @@ class DistributorCore:
         if job is None:
             stats["feedback_unknown"] += 1
             return
-        if job.owner is not node or job.wire[W_ASG] != fb.asg:
+        if job.owner is not node or job.wire[JOB_ASG] != fb.asg:
             stats["feedback_stale"] += 1  # never an outcome: the job is assigned elsewhere now
             if not fb.final:
                 self._revoke(node, [(fb.id, fb.asg)])
@@ -300,7 +290,7 @@ class DistributorCore:
         if fb.final:
             self._forget(job)
         elif job.periodic and fb.outcome == P.SUCCESS:
-            job.wire[W_ARGS] = fb.args  # the next run's args, should the job move
+            job.wire[JOB_ARGS] = fb.args  # the next run's args, should the job move
         self.port.feedback(job, fb)
 
     def _on_heartbeat(self, node: NodeState, hb: P.Heartbeat, peer: bytes, now: float) -> None:
@@ -346,9 +336,9 @@ class DistributorCore:
             if job is None:
                 continue
             job.wire = job.wire.copy()
-            job.wire[W_RUN_AT] = 0.0  # the node says when it is due, as a duration
+            job.wire[JOB_RUN_AT] = 0.0  # the node says when it is due, as a duration
             job.due = now + delay if delay > 0 else 0.0
-            job.wire[W_DELAY] = 0.0
+            job.wire[JOB_DELAY] = 0.0
             job.attempt = attempt
             self._take_back(job)
             taken += 1
@@ -436,7 +426,7 @@ class DistributorCore:
             unacked[job.id] = job  # oldest send first
             job.sent_at = now
             if job.due:
-                job.wire[W_DELAY] = max(0.0, job.due - now)
+                job.wire[JOB_DELAY] = max(0.0, job.due - now)
             self.port.send(node.peer, job.wire)
         self.stats["resent"] += len(again)
 

@@ -14,8 +14,7 @@ from collections.abc import Callable, Iterator
 from enum import Enum
 from typing import Any
 
-#: Where a JOB message's fields sit in its wire list (``[JOB, id, asg, name, args, ...]``).
-W_ASG, W_DELAY, W_ARGS, W_ATTEMPT = 2, 5, 4, 9
+from reactor.wire.layout import JOB_ASG
 
 
 class JobState:
@@ -79,7 +78,7 @@ class JobState:
     @property
     def asg(self) -> int:
         """The current assignment number (0: never assigned)."""
-        return int(self.wire[W_ASG])
+        return int(self.wire[JOB_ASG])
 
 
 class Presence(Enum):

@@ -346,7 +346,7 @@ class Distributor:
                 check_feedback(on_success, on_error)
             packed = P.pack_args({} if args is None else args, max_size=self._max_args)
             job_id = f"{self._id_prefix}{next(self._ids):x}"
-            wire = [P.JOB, job_id, 0, name, packed, 0.0, 0.0, None, False, 0, time.time()]
+            wire = P.new_job_wire(job_id, name, packed, 0.0, 0.0, None, False, time.time(), [])
             handle = JobHandle(job_id, name, self, self._lock, on_success, on_error)
             self._accept(JobState(job_id, name, wire, handle, None, None, 0.0, False, False))
             return handle
@@ -357,8 +357,9 @@ class Distributor:
         period = None if period is None else float(period)
         packed = P.pack_args({} if args is None else args, max_size=self._max_args)
         job_id = f"{self._id_prefix}{next(self._ids):x}"
-        wire = [P.JOB, job_id, 0, name, packed, delay, at, period, bool(defer), 0, time.time()]
-        wire += job_options
+        wire = P.new_job_wire(
+            job_id, name, packed, delay, at, period, bool(defer), time.time(), job_options
+        )
         handle = JobHandle(job_id, name, self, self._lock, on_success, on_error)
         if unique_key is not None:
             foreign = functools.partial(
@@ -459,7 +460,7 @@ class Distributor:
         if self._closed or loop is None or self._endpoint is None or core is None:
             return
         self._tick_handle = loop.call_later(core.interval, self._tick)
-        self._endpoint._on_ready()  # read what queued while we were busy before judging anyone
+        self._endpoint.on_ready()  # read what queued while we were busy before judging anyone
         core.tick(time.monotonic())
         if self._announcer is not None:
             self._announcer.renew()

@@ -12,6 +12,7 @@ from reactor.distributor.handle import JobHandle
 from reactor.errors import JobCancelledError, JobFailed, ReactorError, RemoteError
 from reactor.ops.metrics import Metrics
 from reactor.wire import protocol as P
+from reactor.wire.layout import JOB_DELAY, JOB_ENQUEUED_AT, JOB_RUN_AT
 
 if TYPE_CHECKING:
     from reactor.storage.results import ResultWriter
@@ -83,9 +84,8 @@ class Outcomes:
             self.finished += 1
             if not job.periodic:  # enqueue (or due time) to the end, as the application waits
                 wire = job.wire
-                self.metrics.feedback_received(
-                    job.name, time.time() - (wire[6] or wire[10] + wire[5])
-                )
+                due = wire[JOB_RUN_AT] or wire[JOB_ENQUEUED_AT] + wire[JOB_DELAY]
+                self.metrics.feedback_received(job.name, time.time() - due)
 
     def cancelled(self, job: JobState) -> None:
         """The application's cancel ended the job."""

@@ -31,9 +31,10 @@ import msgpack
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
 
-from reactor.core.routing import W_DELAY, JobState
+from reactor.core.routing import JobState
 from reactor.errors import ReactorError, StorageUnavailableError
 from reactor.storage.client import Client, make_client, safe_url
+from reactor.wire.layout import JOB_DELAY, JOB_ID, JOB_NAME
 
 log = logging.getLogger("reactor.outbox")
 
@@ -97,7 +98,7 @@ def box_key(group: str, session: str, prefix: str = PREFIX) -> str:
 
 def encode(job: JobState) -> bytes:
     """A job as its outbox entry (due instants become wall-clock ones, for another process)."""
-    due = time.time() + job.wire[W_DELAY] if job.due else 0.0
+    due = time.time() + job.wire[JOB_DELAY] if job.due else 0.0
     entry = [job.wire, job.node, job.not_node, due, job.deferred, job.periodic]
     return bytes(msgpack.packb(entry))
 
@@ -110,11 +111,11 @@ def decode(raw: bytes, handle: Callable[[str, str], Any]) -> JobState:
     """
     try:
         wire, node, not_node, due, deferred, periodic = msgpack.unpackb(raw)
-        job_id, name = str(wire[1]), str(wire[3])
+        job_id, name = str(wire[JOB_ID]), str(wire[JOB_NAME])
     except (ValueError, TypeError, IndexError, msgpack.UnpackException) as exc:
         raise ValueError(f"not an outbox entry: {exc}") from exc
     delay = max(0.0, due - time.time()) if due else 0.0
-    wire[W_DELAY] = delay
+    wire[JOB_DELAY] = delay
     return JobState(
         job_id,
         name,

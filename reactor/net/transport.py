@@ -410,8 +410,6 @@ class Endpoint:
                 return
         self._schedule_read()  # more to read: let other callbacks run first
 
-    _on_ready = on_ready  # the old name, until reactor/distributor/driver.py calls on_ready
-
     def _deliver(self, parts: list[bytes]) -> None:
         if self._routed:
             if len(parts) != 2:

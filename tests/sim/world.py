@@ -22,6 +22,7 @@ from reactor.config import Config
 from reactor.core.distributor import DistributorCore
 from reactor.core.node import NodeCore
 from reactor.core.routing import JobState
+from reactor.jobs.options import EnqueueOptions
 from reactor.jobs.outcome import Attempt, Outcome
 from reactor.jobs.record import JobRecord
 from reactor.jobs.registry import JobEntry
@@ -186,9 +187,18 @@ class SimDistributor:
         job_id = f"{self.name}-{next(self._ids)}"
         now = self.world.clock.now
         name = "sim_def" if inline else "sim"
-        options = P.job_options_wire(None, max_attempt, None, None, priority)
+        # The same spec and checks as Distributor.enqueue: the wire options come from it.
+        opts = EnqueueOptions(
+            after=after or None,
+            period=period,
+            node=node,
+            not_node=not_node,
+            max_attempt=max_attempt,
+            priority=priority,
+        )
+        delay, at, options = opts.check()
         wire = P.new_job_wire(
-            job_id, name, P.pack_args(spec), after, 0.0, period, False, EPOCH + now, options
+            job_id, name, P.pack_args(spec), delay, at, period, False, EPOCH + now, options
         )
         job = JobState(
             job_id,
