@@ -65,7 +65,7 @@ class ForeignJobHandle(JobHandle):
         else:
             raise ReactorError(
                 f"job {self.id}: a foreign handle's result() blocks; on an event loop await "
-                "reactor.results.wait_result(client, job_id) instead"
+                "reactor.storage.results.wait_result(client, job_id) instead"
             )
         from reactor.storage.client import make_client
         from reactor.storage.results import wait_result
