@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -54,3 +55,29 @@ def test_the_map_names_every_module() -> None:
 def test_the_map_names_no_module_that_is_gone() -> None:
     gone = {e for e in _map_entries() - _package_entries() if Path(e).name not in IMPLIED}
     assert not gone, f"README's architecture map names what does not exist: {sorted(gone)}"
+
+
+#: STYLE.md: modules of 100-400 lines, none over this; past it a module holds two nouns.
+MAX_MODULE_LINES = 500
+
+
+def test_no_module_is_over_the_limit() -> None:
+    sizes = {
+        path.relative_to(PACKAGE).as_posix(): len(path.read_text().splitlines())
+        for path in PACKAGE.rglob("*.py")
+    }
+    over = {name: lines for name, lines in sizes.items() if lines > MAX_MODULE_LINES}
+    assert not over, f"modules over {MAX_MODULE_LINES} lines (split them by noun): {over}"
+
+
+def test_no_private_name_is_imported_across_modules() -> None:
+    found = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("reactor"):
+                found += [
+                    f"{path.relative_to(ROOT)}: {node.module}.{alias.name}"
+                    for alias in node.names
+                    if alias.name.startswith("_") and not alias.name.startswith("__")
+                ]
+    assert not found, "make these public or move them where they are used:\n" + "\n".join(found)
