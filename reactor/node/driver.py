@@ -30,7 +30,6 @@ from reactor.jobs.loader import load_jobs
 from reactor.jobs.record import JobRecord
 from reactor.jobs.registry import JobRegistry
 from reactor.net.link import Link, parse_address
-from reactor.node.keeper import RETRY_WAIT as RETRY_WAIT  # the tests read it here
 from reactor.node.keeper import StorageKeeper
 from reactor.node.reachability import Reachability
 from reactor.node.runner import Runner

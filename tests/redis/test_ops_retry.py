@@ -10,7 +10,7 @@ import pytest
 
 from reactor import Distributor, JobFailed
 from reactor.cli import main
-from reactor.node.driver import RETRY_WAIT
+from reactor.node.keeper import RETRY_WAIT
 from reactor.ops.monitor import RedisMonitor
 from reactor.testing import async_wait_until
 
