@@ -14,7 +14,7 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING
 
-from reactor.core.schedule import TimerHeap
+from reactor.core.schedule import SLACK, TimerHeap
 from reactor.core.wallclock import at_wall
 from reactor.jobs import record as R
 from reactor.jobs.record import JobRecord
@@ -24,9 +24,6 @@ if TYPE_CHECKING:
     from reactor.core.node import NodeCore
 
 log = logging.getLogger("reactor.node")
-
-#: A cron timer that fires more than this many seconds before its wall-clock instant waits more.
-_EARLY = 0.001
 
 
 class RunQueue:
@@ -116,18 +113,21 @@ class RunQueue:
     def fire_timers(self, now: float, wall: float | None = None) -> None:
         """The armed timer went off: move due jobs on (after checking they were not deleted).
 
-        With ``wall``, a cron job whose instant the wall clock has not reached yet (the clock
-        was set back, or the timer fired a hair early) waits the rest on a new timer.
+        With ``wall``, a cron or ``run_at=`` job whose instant the wall clock has not reached
+        yet (the clock was set back, or the timer fired a hair early: uvloop's timers have
+        millisecond granularity and the schedule pops within SLACK) waits the rest on a new
+        timer, set SLACK later so it cannot pop early again: such a job never starts before
+        its instant.
         """
         self.armed = float("inf")
         due = self.timers.pop_due(now)
         if wall is not None and due:
-            early = [j for j in due if j.cron is not None and j.run_at - wall > _EARLY]
+            early = [j for j in due if j.run_at > wall and (j.cron is not None or at_wall(j))]
             if early:
                 due = [j for j in due if j not in early]
                 for job in early:
                     job.timer = None
-                    self.schedule(job, now + (job.run_at - wall), now)
+                    self.schedule(job, now + (job.run_at - wall) + SLACK, now)
         nxt = self.timers.earliest()
         if nxt is not None:
             self.armed = nxt
