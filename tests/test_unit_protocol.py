@@ -60,7 +60,7 @@ def test_bad_messages_are_rejected_one_by_one() -> None:
     assert decoded == [P.Stored([["ok", 1]]), P.Heartbeat("s", True, 1.0, 8)]
     assert len(errors) == 5
     assert any("unknown message kind 999" in str(e) for e in errors)
-    assert any("Job takes 10 to 15 fields" in str(e) for e in errors)
+    assert any("Job takes 10 to 17 fields" in str(e) for e in errors)
 
 
 @pytest.mark.parametrize(
@@ -225,7 +225,7 @@ def test_wire_list_positions_follow_the_messages_fields() -> None:
         ("timeout", P.JOB_OPTIONS),
     ]:
         assert P.Job._fields.index(field) + 1 == position
-    assert P.JOB_BASE_LEN == P.JOB_OPTIONS == len(P.Job._fields) - 5 + 1
+    assert P.JOB_BASE_LEN == P.JOB_OPTIONS == len(P.Job._fields) - 7 + 1
     assert len(P.Job._fields) + 1 == P.JOB_FULL_LEN
     for field, position in [
         ("id", P.FEEDBACK_ID),
@@ -253,6 +253,20 @@ def test_wire_list_positions_follow_the_messages_fields() -> None:
     assert len(plain) == P.JOB_BASE_LEN
 
 
+def test_tags_and_trace_travel_as_the_last_options_and_only_when_set() -> None:
+    trace = ["traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"]
+    options = P.job_options_wire(None, None, None, None, 0, ["billing", "eu"], trace)
+    assert options == [None, None, None, None, 0, ["billing", "eu"], trace]
+    wire = P.new_job_wire("j", "name", b"\x80", 0.0, 0.0, None, False, 9.0, options)
+    assert len(wire) == P.JOB_FULL_LEN
+    decoded, errors = P.Codec().decode(P.Codec().encode([wire]))
+    assert errors == []
+    assert decoded[0].tags == ["billing", "eu"] and decoded[0].trace == trace
+    tagged = P.job_options_wire(None, None, None, None, 0, ["t"], None)
+    assert tagged == [None, None, None, None, 0, ["t"]]
+    assert P.job_options_wire(None, None, None, None, 0, None, None) == []
+
+
 @pytest.mark.parametrize(
     ("options", "field"),
     [
@@ -268,7 +282,15 @@ def test_wire_list_positions_follow_the_messages_fields() -> None:
         ([None, None, "* * * * *", 3], "tz"),
         ([None, None, None, None, 2**31], "priority"),
         ([None, None, None, None, 1.0], "priority"),
-        ([None, None, None, None, 0, "extra"], None),
+        ([None, None, None, None, 0, "billing"], "tags"),
+        ([None, None, None, None, 0, []], "tags"),
+        ([None, None, None, None, 0, ["x" * 65]], "tags"),
+        ([None, None, None, None, 0, [f"t{i}" for i in range(17)]], "tags"),
+        ([None, None, None, None, 0, ["ok", 3]], "tags"),
+        ([None, None, None, None, 0, None, ["traceparent", 1]], "trace"),
+        ([None, None, None, None, 0, None, ["traceparent"]], "trace"),
+        ([None, None, None, None, 0, None, []], "trace"),
+        ([None, None, None, None, 0, None, None, "extra"], None),
     ],
 )
 def test_bad_job_options_are_refused_by_name(options: list[Any], field: str | None) -> None:
@@ -276,4 +298,4 @@ def test_bad_job_options_are_refused_by_name(options: list[Any], field: str | No
     decoded, errors = P.Codec().decode(msgpack.packb([item]))
     assert decoded == []
     assert len(errors) == 1
-    assert (f"Job.{field} " if field else "takes 10 to 15 fields") in str(errors[0])
+    assert (f"Job.{field} " if field else "takes 10 to 17 fields") in str(errors[0])

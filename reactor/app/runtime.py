@@ -443,6 +443,7 @@ class Runtime:
         priority: int = 0,
         unique_key: str | None = None,
         unique_for: float | None = None,
+        tags: list[str] | None = None,
     ) -> JobHandle:
         """Enqueue through the facade's distributor (see :meth:`Distributor.enqueue`)."""
         distributor = self._current() if self._forked else self.distributor
@@ -452,7 +453,7 @@ class Runtime:
         # fmt: off
         options = options_from((on_success, on_error, after, run_at, period, defer, node,
                                 not_node, timeout, max_attempt, cron, tz, priority, unique_key,
-                                unique_for))
+                                unique_for, tags, None))
         # fmt: on
         return distributor.submit(name, args, options)
 

@@ -55,6 +55,11 @@ def new_record(m: P.Job, link: LinkState, node: str, now: float, wall: float) ->
         record.cron = m.cron
         record.tz = m.tz
         record.priority = m.priority
+    if m.tags is not None or m.trace is not None:
+        record.tags = m.tags
+        record.trace = (
+            None if m.trace is None else dict(zip(m.trace[::2], m.trace[1::2], strict=True))
+        )
     record.due = due
     return record
 

@@ -47,6 +47,8 @@ class EnqueueOptions(NamedTuple):
     priority: int = 0
     unique_key: str | None = None
     unique_for: float | None = None
+    tags: list[str] | tuple[str, ...] | None = None
+    trace: dict[str, str] | None = None
 
     def check(self) -> tuple[float, float, list[Any]]:
         """Refuse a bad option, saying what was wrong; say when the job is due and how it runs.
@@ -62,7 +64,7 @@ class EnqueueOptions(NamedTuple):
         """
         # One unpack reads every field at the cost of one attribute read.
         (on_success, on_error, after, run_at, period, _, node, not_node, timeout, max_attempt,
-         cron, tz, priority, unique_key, unique_for) = self  # fmt: skip
+         cron, tz, priority, unique_key, unique_for, tags, trace) = self  # fmt: skip
         if period is not None and (
             isinstance(period, bool)
             or not isinstance(period, int | float)
@@ -85,8 +87,10 @@ class EnqueueOptions(NamedTuple):
             or cron is not None
             or tz is not None
             or priority != 0
+            or tags is not None
+            or trace is not None
         ):
-            job_options = check_job_options(timeout, max_attempt, cron, tz, priority, self)
+            job_options = check_job_options(self)
         if after is not None or run_at is not None:
             return (*timing(after, run_at), job_options)
         if cron is None:
@@ -186,9 +190,7 @@ def check_unique(unique_key: Any, unique_for: Any) -> float:
     return float(unique_for)
 
 
-def check_job_options(
-    timeout: Any, max_attempt: Any, cron: Any, tz: Any, priority: Any, options: EnqueueOptions
-) -> list[Any]:
+def check_job_options(options: EnqueueOptions) -> list[Any]:
     """Refuse bad per-job options (issue 13) at enqueue, saying what was wrong.
 
     Only called when one of them differs from its default, so a plain enqueue pays nothing.
@@ -200,9 +202,11 @@ def check_job_options(
     Raises:
         TypeError: an option of the wrong type.
         ValueError: ``timeout`` <= 0, ``max_attempt`` < 1, ``priority`` out of range, a bad
-            cron expression or unknown time zone, ``tz`` without ``cron``, or ``cron`` together
-            with ``after``/``run_at``/``period``.
+            cron expression or unknown time zone, ``tz`` without ``cron``, ``cron`` together
+            with ``after``/``run_at``/``period``, or bad ``tags``.
     """
+    timeout, max_attempt, cron, tz, priority = options[8:13]
+    tags, trace = options.tags, options.trace
     if timeout is not None:
         _check_timeout(timeout)
         timeout = float(timeout)
@@ -217,7 +221,46 @@ def check_job_options(
         )
     if cron is not None or tz is not None:
         _check_cron(options)
-    return P.job_options_wire(timeout, max_attempt, cron, tz, priority)
+    if tags is not None:
+        tags = check_tags(tags)
+    flat = None if trace is None else flat_trace(trace)
+    return P.job_options_wire(timeout, max_attempt, cron, tz, priority, tags, flat)
+
+
+def flat_trace(trace: Any) -> list[str]:
+    """A trace carrier (a dict of strings) flattened to the wire's ``[key, value, ...]``.
+
+    Raises:
+        TypeError: not a small dict of strings.
+    """
+    if not P.is_carrier(trace):
+        raise TypeError(
+            f"trace= must be a small dict of strings (a W3C carrier), not {trace!r:.80}"
+        )
+    return [x for pair in trace.items() for x in pair]
+
+
+def check_tags(tags: Any) -> list[str] | None:
+    """A job's tags as the wire carries them (None for an empty list), after refusing bad ones.
+
+    Raises:
+        TypeError: ``tags`` is a single string or not a list/tuple of strings.
+        ValueError: more than ``MAX_TAGS`` tags, or an empty, overlong or unprintable tag.
+    """
+    if isinstance(tags, str) or not isinstance(tags, list | tuple):
+        raise TypeError(
+            f"tags= must be a list of strings such as ['billing', 'eu'], not {tags!r:.80}"
+        )
+    if len(tags) > P.MAX_TAGS:
+        raise ValueError(f"tags= takes at most {P.MAX_TAGS} tags, not {len(tags)}")
+    for tag in tags:
+        if type(tag) is not str:
+            raise TypeError(f"tags= must hold strings only, not {tag!r:.80}")
+        if not 0 < len(tag) <= P.MAX_TAG_LEN or not tag.isprintable():
+            raise ValueError(
+                f"each tag must be 1 to {P.MAX_TAG_LEN} printable characters, not {tag!r:.80}"
+            )
+    return list(tags) or None
 
 
 def _check_timeout(timeout: Any) -> None:

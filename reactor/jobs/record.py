@@ -40,6 +40,8 @@ FIELDS: Final = (
     "cron",
     "tz",
     "priority",
+    "tags",
+    "trace",
 )
 #: The per-job options among FIELDS: set at enqueue, never changed, and stored only when they
 #: differ from these defaults (so a plain job's record is no bigger for them).
@@ -49,6 +51,8 @@ OPTION_DEFAULTS: Final = {
     "cron": None,
     "tz": None,
     "priority": 0,
+    "tags": None,
+    "trace": None,
 }
 
 # Where a record stands on its node (runtime only, never stored).
@@ -72,7 +76,8 @@ class JobRecord:
     ``dsession`` the session of the distributor that sent it (the fencing token of DESIGN §3).
     ``timeout``, ``max_attempt``, ``cron``/``tz`` and ``priority`` are the enqueue's per-job
     options (None: the job's ``@job`` option or the node's setting; a cron job repeats on its
-    schedule the way a periodic one repeats after ``period``).
+    schedule the way a periodic one repeats after ``period``); ``tags`` are the user's labels
+    and ``trace`` the enqueue's OpenTelemetry context (a W3C carrier), both None when not given.
     """
 
     __slots__ = (
@@ -97,12 +102,15 @@ class JobRecord:
         "period",
         "phase",
         "priority",
+        "result_kept",
         "revoked",
         "run_at",
         "seq",
         "status",
+        "tags",
         "timeout",
         "timer",
+        "trace",
         "tz",
     )
 
@@ -131,6 +139,8 @@ class JobRecord:
         cron: str | None = None,
         tz: str | None = None,
         priority: int = 0,
+        tags: list[str] | None = None,
+        trace: dict[str, str] | None = None,
     ) -> None:
         self.id = id
         self.name = name
@@ -154,10 +164,13 @@ class JobRecord:
         self.cron = cron
         self.tz = tz
         self.priority = priority
+        self.tags = tags
+        self.trace = trace
         self.due = 0.0
         self.phase = STORING
         self.cancel_requested = False
         self.revoked = False  # a stale copy: its outcome is dropped
+        self.result_kept = False  # its final outcome went to the node's result store
         self.final_key: tuple[str, int, int] | None = None  # the final feedback awaiting its ack
         self.timer: object | None = None  # the scheduler's token while the job waits on a timer
 

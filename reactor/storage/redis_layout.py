@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import msgpack
 
 from reactor.jobs.record import FIELDS, OPTION_DEFAULTS, STATUSES, JobRecord
+from reactor.wire.schema import is_carrier, is_tags
 
 log = logging.getLogger("reactor.storage")
 
@@ -27,7 +28,11 @@ _FLOAT_FIELDS: Final = frozenset(
     {"run_at", "make_after", "enqueued_at", "period", "failed_at", "timeout"}
 )
 _BOOL_FIELDS: Final = frozenset({"defer"})
-if _STR_FIELDS | _INT_FIELDS | _FLOAT_FIELDS | _BOOL_FIELDS | {"args"} != set(FIELDS):
+#: Fields stored msgpack-encoded: a job's tags (a list) and its trace carrier (a dict).
+_PACKED_FIELDS: Final = frozenset({"tags", "trace"})
+if _STR_FIELDS | _INT_FIELDS | _FLOAT_FIELDS | _BOOL_FIELDS | _PACKED_FIELDS | {"args"} != set(
+    FIELDS
+):
     raise ImportError("reactor.storage.redis does not know how to encode every JobRecord field")
 
 _OPTIONS: Final = tuple(OPTION_DEFAULTS.items())
@@ -180,12 +185,31 @@ def encode_record(job: JobRecord) -> tuple[list[bytes | str], list[str]]:
         else:
             text = str(value)
         pairs += (name, text)
-    if job.timeout is not None or job.max_attempt is not None or job.cron or job.priority:
-        for name, default in _OPTIONS:
-            value = getattr(job, name)
-            if value != default:
-                pairs += (name, repr(float(value)) if name in _FLOAT_FIELDS else str(value))
+    if (
+        job.timeout is not None
+        or job.max_attempt is not None
+        or job.cron
+        or job.priority
+        or job.tags
+        or job.trace
+    ):
+        pairs += _encode_options(job)
     return pairs, nulls
+
+
+def _encode_options(job: JobRecord) -> list[bytes | str]:
+    """The per-job options that differ from their defaults, as HSET field/value pairs."""
+    pairs: list[bytes | str] = []
+    for name, default in _OPTIONS:
+        value = getattr(job, name)
+        if value != default:
+            if name in _FLOAT_FIELDS:
+                pairs += (name, repr(float(value)))
+            elif name in _PACKED_FIELDS:
+                pairs += (name, msgpack.packb(value))
+            else:
+                pairs += (name, str(value))
+    return pairs
 
 
 def encode_begin(job: JobRecord) -> tuple[list[bytes | str], list[str]]:
@@ -212,9 +236,24 @@ def _keep(value: bytes) -> bytes:
     return value
 
 
+def _decode_tags(value: bytes) -> list[str]:
+    tags: list[str] = msgpack.unpackb(value)
+    if not is_tags(tags):
+        raise ValueError(f"tags {tags!r:.80} are not a list of short strings")
+    return tags
+
+
+def _decode_trace(value: bytes) -> dict[str, str]:
+    trace: dict[str, str] = msgpack.unpackb(value)
+    if not is_carrier(trace):
+        raise ValueError(f"trace {trace!r:.80} is not a small dict of strings")
+    return trace
+
+
 _DECODERS: Final[dict[bytes, Callable[[bytes], Any]]] = {
     name.encode(): float if name in _FLOAT_FIELDS else int if name in _INT_FIELDS
-    else _decode_bool if name in _BOOL_FIELDS else _keep if name == "args" else _decode_str
+    else _decode_bool if name in _BOOL_FIELDS else _keep if name == "args"
+    else _decode_tags if name == "tags" else _decode_trace if name == "trace" else _decode_str
     for name in FIELDS
 }  # fmt: skip
 

@@ -84,6 +84,7 @@ class OfflineDistributor(Distributor):
                 cron=wire.cron,
                 tz=wire.tz,
                 priority=wire.priority,
+                tags=wire.tags,
             )
         )
 
@@ -117,6 +118,7 @@ class EnqueuedJob:
     cron: str | None = None
     tz: str | None = None
     priority: int = 0
+    tags: list[str] | None = None
     cancelled: bool = False
 
     @property

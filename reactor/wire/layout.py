@@ -27,11 +27,11 @@ JOB_ENQUEUED_AT = 10
 #: The first option (timeout); the options follow in :class:`Job`'s order.
 JOB_OPTIONS = 11
 
-#: The JOB wire list's length without options (kind + 10 fields) and with all five.
+#: The JOB wire list's length without options (kind + 10 fields) and with all seven.
 JOB_BASE_LEN = 11
-JOB_FULL_LEN = 16
+JOB_FULL_LEN = 18
 #: The options' defaults, in wire order (what :func:`job_wire` trims off the end).
-JOB_OPTION_DEFAULTS: tuple[Any, ...] = (None, None, None, None, 0)
+JOB_OPTION_DEFAULTS: tuple[Any, ...] = (None, None, None, None, 0, None, None)
 
 #: Positions in a FEEDBACK wire list; the same order as :class:`Feedback`'s fields.
 FEEDBACK_ID = 1
@@ -76,10 +76,16 @@ def new_job_wire(
 
 
 def job_options_wire(
-    timeout: float | None, max_attempt: int | None, cron: str | None, tz: str | None, priority: int
+    timeout: float | None,
+    max_attempt: int | None,
+    cron: str | None,
+    tz: str | None,
+    priority: int,
+    tags: list[str] | None = None,
+    trace: list[str] | None = None,
 ) -> list[Any]:
     """The options to append to a JOB wire list: [] when all are defaults (a plain job)."""
-    options = [timeout, max_attempt, cron, tz, priority]
+    options = [timeout, max_attempt, cron, tz, priority, tags, trace]
     while options and options[-1] == JOB_OPTION_DEFAULTS[len(options) - 1]:
         options.pop()
     return options

@@ -102,11 +102,14 @@ class Job(NamedTuple):
     ``run_at`` is a wall-clock instant (epoch seconds, 0: none); ``attempt`` counts the attempts
     already made elsewhere, so a reassigned retrying job keeps its count.
 
-    The last five fields are per-job options (issue 13), sent only when one differs from its
+    The last seven fields are per-job options (issue 13), sent only when one differs from its
     default (the wire list is cut after the last non-default one, see ``layout.job_wire``), so
     a plain job costs nothing more: ``timeout`` seconds an attempt may take (None: no limit),
     ``max_attempt`` overriding the node's setting, a ``cron`` expression read in time zone ``tz``
-    (the node computes each next run), and ``priority`` (higher first wherever jobs wait).
+    (the node computes each next run), ``priority`` (higher first wherever jobs wait), the
+    user's ``tags`` (labels to find the job by) and ``trace``, the OpenTelemetry context of the
+    enqueue (a W3C carrier flattened to ``[key, value, ...]``, as frames carry no maps; set only
+    by instrumentation) that the node's spans continue.
     """
 
     id: str
@@ -124,6 +127,8 @@ class Job(NamedTuple):
     cron: str | None = None
     tz: str | None = None
     priority: int = 0
+    tags: list[str] | None = None
+    trace: list[str] | None = None
 
 
 #: Priorities are 32-bit signed integers: any ordering structure and storage can hold them.
@@ -132,6 +137,12 @@ MAX_PRIORITY = 2**31 - 1
 #: Longest cron expression and time zone name a JOB may carry.
 MAX_CRON_LEN = 256
 MAX_TZ_LEN = 64
+#: The most tags a job may carry, and the longest tag.
+MAX_TAGS = 16
+MAX_TAG_LEN = 64
+#: The most entries of a trace carrier, and the longest key or value in it.
+MAX_TRACE_ITEMS = 8
+MAX_TRACE_LEN = 512
 
 
 class Stored(NamedTuple):

@@ -71,7 +71,11 @@ from reactor.wire.messages import (
     MAX_NAME_LEN,
     MAX_NODE_NAME_LEN,
     MAX_PRIORITY,
+    MAX_TAG_LEN,
+    MAX_TAGS,
     MAX_TEXT_LEN,
+    MAX_TRACE_ITEMS,
+    MAX_TRACE_LEN,
     MAX_TZ_LEN,
     MIN_PRIORITY,
     PARKED,
@@ -110,6 +114,9 @@ from reactor.wire.messages import (
 )
 from reactor.wire.schema import (
     check_message,
+    is_carrier,
+    is_tags,
+    is_trace,
 )
 
 __all__ = [
@@ -187,6 +194,10 @@ __all__ = [
     "MAX_PRIORITY",
     "MAX_CRON_LEN",
     "MAX_TZ_LEN",
+    "MAX_TAGS",
+    "MAX_TAG_LEN",
+    "MAX_TRACE_ITEMS",
+    "MAX_TRACE_LEN",
     "Stored",
     "Rejected",
     "Parked",
@@ -206,4 +217,7 @@ __all__ = [
     "routing_id",
     "parse_routing_id",
     "check_message",
+    "is_carrier",
+    "is_tags",
+    "is_trace",
 ]

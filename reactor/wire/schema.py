@@ -27,7 +27,11 @@ from reactor.wire.messages import (
     MAX_ID_LEN,
     MAX_NAME_LEN,
     MAX_PRIORITY,
+    MAX_TAG_LEN,
+    MAX_TAGS,
     MAX_TEXT_LEN,
+    MAX_TRACE_ITEMS,
+    MAX_TRACE_LEN,
     MAX_TZ_LEN,
     MIN_PRIORITY,
     PARKED,
@@ -198,17 +202,51 @@ def _is_priority(v: Any) -> bool:
     return type(v) is int and MIN_PRIORITY <= v <= MAX_PRIORITY
 
 
+def is_tags(v: Any) -> bool:
+    """A job's tags: None, or a list of 1..MAX_TAGS printable strings of 1..MAX_TAG_LEN."""
+    return v is None or (
+        type(v) is list
+        and 0 < len(v) <= MAX_TAGS
+        and all(type(t) is str and 0 < len(t) <= MAX_TAG_LEN and t.isprintable() for t in v)
+    )
+
+
+def is_trace(v: Any) -> bool:
+    """A trace carrier as the wire holds it (frames carry no maps): None, or a flat list
+    ``[key, value, ...]`` of at most MAX_TRACE_ITEMS pairs of strings (W3C traceparent etc.)."""
+    return v is None or (
+        type(v) is list
+        and len(v) % 2 == 0
+        and 0 < len(v) <= 2 * MAX_TRACE_ITEMS
+        and all(type(x) is str and len(x) <= MAX_TRACE_LEN for x in v)
+    )
+
+
+def is_carrier(v: Any) -> bool:
+    """A trace carrier as the application and storage hold it: a small dict of strings."""
+    return (
+        type(v) is dict
+        and 0 < len(v) <= MAX_TRACE_ITEMS
+        and all(
+            type(k) is str and type(x) is str and len(k) <= MAX_TRACE_LEN >= len(x)
+            for k, x in v.items()
+        )
+    )
+
+
 _JOB_OPTION_CHECKS = (
     _is_timeout,
     _is_max_attempt,
     _is_opt_label(MAX_CRON_LEN),
     _is_opt_label(MAX_TZ_LEN),
     _is_priority,
+    is_tags,
+    is_trace,
 )
 
 
 def job_options_ok(extra: list[Any]) -> bool:
-    """Whether the options after a JOB's tenth field are valid (there may be fewer than five)."""
+    """Whether the options after a JOB's tenth field are valid (there may be fewer than seven)."""
     return all(check(value) for check, value in zip(_JOB_OPTION_CHECKS, extra, strict=False))
 
 

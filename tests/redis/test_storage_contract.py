@@ -150,6 +150,42 @@ async def test_job_options_survive_a_restart(open_storage: Opener) -> None:
     assert back["plain"].timeout is None and back["plain"].priority == 0
 
 
+async def test_tags_and_trace_survive_a_restart_and_cost_a_plain_job_nothing(
+    open_storage: Opener,
+) -> None:
+    storage = await open_storage()
+    trace = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+    tagged = make_job("tagged", tags=["billing", "tenant:42", "é"], trace=trace)
+    only_tags = make_job("only-tags", tags=["eu"])
+    plain = make_job("plain")
+    await storage.add([tagged, only_tags, plain])
+    tagged.status = only_tags.status = ERROR
+    storage.update(tagged)
+    storage.update(only_tags)
+    await storage.flush()
+    if not storage.durable:
+        assert await storage.exists([tagged, only_tags, plain]) == [True] * 3
+        return
+    back = {r.id: r for r in await (await open_storage()).unfinished()}
+    same(tagged, back["tagged"])
+    assert back["tagged"].tags == ["billing", "tenant:42", "é"]
+    assert back["tagged"].trace == trace
+    assert back["only-tags"].tags == ["eu"] and back["only-tags"].trace is None
+    assert back["plain"].tags is None and back["plain"].trace is None
+    if isinstance(storage, RedisStorage):
+        fields = await _raw_fields(storage, plain)
+        assert not fields & {b"tags", b"trace"}  # a plain job stores no option fields
+
+
+async def _raw_fields(storage: RedisStorage, job: JobRecord) -> set[bytes]:
+    """The field names Redis holds for ``job``'s record."""
+    from reactor.ops.monitor import RedisMonitor
+    from reactor.storage.redis_layout import job_key
+
+    with RedisMonitor(storage.url) as monitor:
+        return set(monitor.redis.hgetall(job_key(monitor.prefix, job.node, job.id)).keys())
+
+
 async def test_none_stays_none(open_storage: Opener) -> None:
     storage = await open_storage()
     job = make_job("nones", period=None, failed_at=1.5, last_error="boom")
