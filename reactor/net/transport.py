@@ -9,19 +9,15 @@ than awaiting every send through zmq.asyncio).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import itertools
 import logging
-import os
-import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any, Protocol
 
 import zmq
-from zmq.utils.monitor import parse_monitor_message
 
 from reactor.errors import ProtocolError
+from reactor.net.redial import CURVE_SILENCE, Redialer
 from reactor.wire.protocol import Codec, Message
 
 log = logging.getLogger("reactor.transport")
@@ -31,9 +27,12 @@ MAX_READS_PER_WAKEUP = 256  # frames read before yielding to the loop
 MAX_REJECT_PEERS = 1024
 FIRST_RETRY = 0.005  # seconds before a blocked send is tried again; doubles up to MAX_RETRY
 MAX_RETRY = 0.2  # peers counted one by one in Endpoint.rejected; the rest share a line
+GOODBYE_LINGER = 1000  # milliseconds a closing socket's last messages (byes) have to leave
 
 Peer = bytes | None  # a ROUTER peer's routing id; None on a DEALER
 OnMessages = Callable[[Peer, list[Message]], None]
+#: Takes what it can of messages read off the loop's thread; returns the rest, for the loop.
+TakeMessages = Callable[[Peer, list[Message]], list[Message]]
 OnUnreachable = Callable[[bytes, list[Any]], None]
 
 
@@ -56,109 +55,6 @@ class PeerGuard(Protocol):
 
     def close(self) -> None:
         """Called by the endpoint before it closes the socket."""
-
-
-_monitor_ids = itertools.count()
-
-
-def open_monitor(sock: zmq.Socket[Any], events: int) -> zmq.Socket[Any]:
-    """A PAIR socket receiving ``sock``'s ``events``; close it with :func:`close_monitor`.
-
-    libzmq's I/O thread blocks, freezing every socket of the context, when it cannot hand a
-    monitor event over. So the reader takes any number of events (RCVHWM 0: a flood of
-    connections cannot fill it before it is drained) and is closed only after the monitor is off.
-    """
-    address = f"inproc://reactor-monitor-{os.getpid()}-{next(_monitor_ids)}"
-    sock.monitor(address, events)
-    reader: zmq.Socket[Any] = sock.context.socket(zmq.PAIR)
-    reader.linger = 0
-    reader.rcvhwm = 0
-    reader.connect(address)
-    return reader
-
-
-def close_monitor(sock: zmq.Socket[Any], reader: zmq.Socket[Any]) -> None:
-    """Stop monitoring ``sock`` (if it is still open), then close the reader."""
-    if reader.closed:
-        return
-    with contextlib.suppress(zmq.ZMQError):
-        sock.disable_monitor()
-    reader.close(linger=0)
-
-
-class _Redialer:
-    """Dials a connecting socket's address again when libzmq will not.
-
-    libzmq does not reconnect after a protocol error (garbage instead of a greeting, a frame over
-    MAXMSGSIZE, a refused CURVE handshake): the connection is dropped for good. Anyone able to
-    answer on the distributor's address once (on the path, or on the port while the distributor
-    restarts) would cut a node off until it restarts. A disconnect that libzmq does not follow
-    with a retry of its own is redialed here, after a delay that doubles up to 5 s while the
-    peer stays silent.
-
-    With ``silence`` (CURVE clients), a connection that completed its handshake but brought
-    nothing in ``silence`` seconds is redialed too: a CURVE distributor does not let a second
-    connection take over a node's name, so a node reconnecting before its old connection is
-    torn down would otherwise wait forever.
-    """
-
-    EVENTS = (
-        zmq.EVENT_CONNECTED
-        | zmq.EVENT_CONNECT_DELAYED
-        | zmq.EVENT_CONNECT_RETRIED
-        | zmq.EVENT_DISCONNECTED
-        | zmq.EVENT_HANDSHAKE_SUCCEEDED
-    )
-    FIRST_DELAY = 0.5
-    MAX_DELAY = 5.0
-
-    def __init__(self, sock: zmq.Socket[Any], address: str, *, silence: float = 0.0) -> None:
-        self.address = address
-        self.silence = silence
-        self.delay = self.FIRST_DELAY
-        self.due = 0.0  # when to redial a connection libzmq gave up on
-        self.quiet_since = 0.0  # handshake done, nothing heard since
-        self.monitor = open_monitor(sock, self.EVENTS)
-
-    def heard(self) -> None:
-        """A frame arrived: the connection works."""
-        self.quiet_since = 0.0
-        self.delay = self.FIRST_DELAY
-
-    def poll(self, sock: zmq.Socket[Any], name: str) -> None:
-        monitor = self.monitor
-        now = time.monotonic()
-        while int(monitor.getsockopt(zmq.EVENTS)) & zmq.POLLIN:
-            try:
-                event = parse_monitor_message(monitor.recv_multipart(zmq.NOBLOCK))["event"]
-            except zmq.ZMQError:
-                break
-            if event == zmq.EVENT_DISCONNECTED:
-                self.due = now + self.delay
-                self.quiet_since = 0.0
-            elif event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
-                self.quiet_since = now if self.silence else 0.0
-            else:  # libzmq is (re)connecting by itself
-                self.due = 0.0
-        if self.due and now >= self.due:
-            self.delay = min(self.delay * 2, self.MAX_DELAY)
-            self._redial(sock, name, "the connection was dropped on a protocol error")
-        elif self.quiet_since and now - self.quiet_since > self.silence:
-            self._redial(sock, name, f"no answer {self.silence:.0f}s after connecting")
-
-    def _redial(self, sock: zmq.Socket[Any], name: str, why: str) -> None:
-        self.due = self.quiet_since = 0.0
-        log.warning("%s: %s; dialing again", name, why)
-        with contextlib.suppress(zmq.ZMQError):  # libzmq may have forgotten it already
-            sock.disconnect(self.address)
-        sock.connect(self.address)
-
-    def close(self, sock: zmq.Socket[Any]) -> None:
-        close_monitor(sock, self.monitor)
-
-
-#: Seconds a CURVE client waits for a first frame on a new connection before redialing.
-CURVE_SILENCE = 5.0
 
 
 def tune(sock: zmq.Socket[Any], *, max_message_size: int) -> None:
@@ -202,18 +98,19 @@ class Endpoint:
         self._flush_scheduled = False
         self._retry = FIRST_RETRY
         self._read_scheduled = False
+        self._later: list[tuple[Peer, list[Message]]] = []  # read by a thread, for the loop
         self._closed = False
         self.rejected: Counter[str] = Counter()  # frames rejected, per peer
         self._guard = guard
         self._on_revoked = on_revoked
         if self._guard is not None:
             self._guard.bind(loop, self._revoked)
-        self._redialer: _Redialer | None = None
+        self._redialer: Redialer | None = None
         if not routed:
             address = sock.getsockopt_string(zmq.LAST_ENDPOINT)
             if address.startswith("tcp://"):
                 curve = sock.getsockopt(zmq.MECHANISM) == zmq.CURVE
-                self._redialer = _Redialer(sock, address, silence=CURVE_SILENCE if curve else 0.0)
+                self._redialer = Redialer(sock, address, silence=CURVE_SILENCE if curve else 0.0)
         self._fd = sock.fileno()  # the edge-triggered FD (zmq.FD)
         loop.add_reader(self._fd, self.on_ready)
         loop.call_soon(self.on_ready)  # the FD is edge-triggered: look once at the start
@@ -250,6 +147,16 @@ class Endpoint:
         """
         if self._closed:
             return
+        self._send_outbox()
+        try:
+            self._loop.call_soon_threadsafe(self.on_ready)
+            if self._outbox:
+                self._loop.call_soon_threadsafe(self._flush)
+        except RuntimeError:  # the loop closed
+            pass
+
+    def _send_outbox(self) -> None:
+        """Send what the outbox holds, as far as the socket takes it now."""
         for peer in list(self._outbox):
             box = self._outbox[peer]
             while box:
@@ -261,12 +168,36 @@ class Endpoint:
                 del box[: len(chunk)]
             if not box:
                 self._outbox.pop(peer, None)
-        try:
-            self._loop.call_soon_threadsafe(self.on_ready)
-            if self._outbox:
-                self._loop.call_soon_threadsafe(self._flush)
-        except RuntimeError:  # the loop closed
-            pass
+
+    def read_from_thread(self, take: TakeMessages) -> int:
+        """Read every waiting frame of a DEALER socket, from a thread that holds the socket lock
+        while the loop is busy (a ``def`` job holds it): ``take`` handles what it can there and
+        then, and the rest reaches ``on_messages`` on the loop, first thing and in order.
+        Returns how many messages were read. Nothing here touches the loop
+        (:meth:`flush_from_thread` asks it to look again)."""
+        if self._routed:
+            return 0  # only a node's dealer sockets are read this way
+        count = 0
+        while not self._closed and self._events() & zmq.POLLIN:
+            try:
+                parts = self._sock.recv_multipart(zmq.NOBLOCK, copy=True)
+            except zmq.Again:
+                break
+            if len(parts) != 1:
+                self._reject(None, f"{len(parts)} frame parts, expected 1")
+                continue
+            try:
+                messages, errors = self._codec.decode(parts[0])
+            except ProtocolError as exc:
+                self._reject(None, str(exc))
+                continue
+            for error in errors:
+                self._reject(None, str(error))
+            count += len(messages)
+            rest = take(None, messages)
+            if rest:
+                self._later.append((None, rest))
+        return count
 
     def pending(self, peer: Peer) -> int:
         """How many messages wait in the outbox for ``peer``."""
@@ -380,6 +311,8 @@ class Endpoint:
         self._read_scheduled = False
         if self._closed:
             return
+        if self._later:
+            self._deliver_later()
         sock = self._sock
         guard = self._guard
         if guard is not None:
@@ -437,6 +370,15 @@ class Endpoint:
                     "%s: handling messages from %r failed; they were dropped", self._name, peer
                 )
 
+    def _deliver_later(self) -> None:
+        """Hand the loop what a thread read for it (see :meth:`read_from_thread`)."""
+        later, self._later = self._later, []
+        for peer, messages in later:
+            try:
+                self._on_messages(peer, messages)
+            except Exception:
+                log.exception("%s: handling messages failed; they were dropped", self._name)
+
     def _reject(self, peer: Peer, why: str) -> None:
         key = repr(peer)[:80]
         if key not in self.rejected and len(self.rejected) >= MAX_REJECT_PEERS:
@@ -452,10 +394,13 @@ class Endpoint:
                 count,
             )
 
-    def close(self) -> None:
-        """Stop watching the socket and close it (pending messages are dropped)."""
+    def close(self, linger: int = 0) -> None:
+        """Stop watching the socket and close it. Queued messages are dropped, or with
+        ``linger`` (milliseconds) sent first, with that long to leave (a distributor's byes)."""
         if self._closed:
             return
+        if linger:
+            self._send_outbox()
         self._closed = True
         self._loop.remove_reader(self._fd)
         # Monitors go first: libzmq must not report the socket's teardown to a closed reader.
@@ -463,4 +408,4 @@ class Endpoint:
             self._redialer.close(self._sock)
         if self._guard is not None:
             self._guard.close()
-        self._sock.close(linger=0)
+        self._sock.close(linger=linger)

@@ -230,7 +230,7 @@ class CurveServer:
             # No handover: a connected node's routing id cannot be taken over by another
             # connection, even one with a valid key; it changes hands only after a disconnect,
             # which the guard sees. (A CURVE node that reconnects while its old connection is
-            # still up redials until the old one is gone: see transport._Redialer.)
+            # still up redials until the old one is gone: see redial.Redialer.)
             sock.setsockopt(zmq.ROUTER_HANDOVER, 0)
             guard = Guard(self, sock)
             self._guards.append(guard)

@@ -12,7 +12,7 @@ import zmq
 import zmq.auth
 from zmq.utils.monitor import parse_monitor_message
 
-from reactor.net import transport
+from reactor.net import redial
 from reactor.net.security.keys import MAX_REFUSALS_TRACKED
 from reactor.wire.protocol import MAX_NAME_LEN
 
@@ -34,7 +34,7 @@ class Guard:
     def __init__(self, server: CurveServer, sock: zmq.Socket[Any]) -> None:
         self._server = server
         self._sock = sock
-        self._monitor = transport.open_monitor(sock, zmq.EVENT_DISCONNECTED)
+        self._monitor = redial.open_monitor(sock, zmq.EVENT_DISCONNECTED)
         self._bound: dict[bytes, tuple[int, str, str]] = {}  # peer -> (fd, key, name)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._kick: Callable[[bytes], None] | None = None
@@ -151,4 +151,4 @@ class Guard:
         """Stop watching the socket (the endpoint calls this before closing it)."""
         self._closed = True
         self._bound.clear()
-        transport.close_monitor(self._sock, self._monitor)
+        redial.close_monitor(self._sock, self._monitor)
