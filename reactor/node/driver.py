@@ -30,6 +30,7 @@ from reactor.jobs.loader import load_jobs
 from reactor.jobs.record import JobRecord
 from reactor.jobs.registry import JobRegistry
 from reactor.net.link import Link, parse_address
+from reactor.node.idle import IdleWaiters
 from reactor.node.keeper import StorageKeeper
 from reactor.node.reachability import Reachability
 from reactor.node.runner import Runner
@@ -113,7 +114,7 @@ class Node:
         self._timer_handle: asyncio.TimerHandle | None = None
         self._timer_due = float("inf")
         self._keeper: StorageKeeper | None = None
-        self._idle_waiters: list[asyncio.Future[None]] = []
+        self._idle = IdleWaiters()
         self._answered: asyncio.Event | None = None
         self._stopping = False
         self._settled: asyncio.Event | None = None
@@ -186,6 +187,8 @@ class Node:
             metrics=self.metrics,
             spawn=self._spawn,
             serving=lambda: not self._stopping and not self._closed,
+            result_store=self.config["result_store"],
+            result_ttl=float(self.config["result_ttl"]),
         )
         self.storage.on_poisoned = keeper.on_poisoned
         ahead = WriteAhead(core, self.storage, kick=self.kick) if self.storage.durable else None
@@ -199,7 +202,7 @@ class Node:
         for link in self._links.values():
             link.open(loop, P.routing_id(self.name, self.session), max_size)
         self._tick()
-        self._runner.watch(self.config, flush=self._flush_from_thread)
+        self._runner.watch(self.config, self._links)
         self.metrics.read_state(lambda: metrics_state(self.core, self._links.values()))
         host, port = self._metrics_at
         if port is not None:
@@ -242,6 +245,7 @@ class Node:
                 core.running,
                 grace,
             )
+        core.keep_unacknowledged()
         core.bye()
         await asyncio.sleep(0)  # let the byes leave
         await self.close()
@@ -259,6 +263,8 @@ class Node:
             task.cancel()
         for link in self._links.values():
             link.close()
+        if self._keeper is not None:
+            await self._keeper.close()
         if self.storage is not None:
             try:
                 await self.storage.close()
@@ -266,9 +272,7 @@ class Node:
                 log.exception("closing storage failed")
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
-        for waiter in self._idle_waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        self._idle.release()
         if self.stopped is not None:
             self.stopped.set()
 
@@ -291,12 +295,9 @@ class Node:
 
     async def until_idle(self, timeout: float = 10.0) -> None:
         """Wait until nothing is ready or running (jobs on timers may remain)."""
-        if self.idle:
-            return
-        assert self._loop is not None
-        waiter = self._loop.create_future()
-        self._idle_waiters.append(waiter)
-        await asyncio.wait_for(waiter, timeout)
+        if not self.idle:
+            assert self._loop is not None
+            await self._idle.wait(self._loop, timeout)
 
     @property
     def idle(self) -> bool:
@@ -317,13 +318,6 @@ class Node:
     def stats(self) -> dict[str, int]:
         """Counters: received, succeeded, failed, cancelled, attempts."""
         return self.core.stats if self.core is not None else {}
-
-    def _check_idle(self) -> None:
-        if self._idle_waiters and self.idle:
-            for waiter in self._idle_waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
-            self._idle_waiters.clear()
 
     # -- the core's port ------------------------------------------------------------------------
 
@@ -416,6 +410,11 @@ class Node:
             f"@job({job.name!r}) in a file under {str(self.job_directory)!r} and restart the node"
         )
 
+    def keep_result(self, name: str, message: list[Any]) -> None:
+        """Keep a final outcome in the result store (the core's port)."""
+        if self._keeper is not None:
+            self._keeper.keep_result(name, message)
+
     def refused(self, link: str, kind: str, reason: str) -> None:
         """A distributor refused this node: it cannot serve under this name (the core's port)."""
         error: ReactorError = (
@@ -468,14 +467,9 @@ class Node:
         for key, state in core.links.items():
             self._reach.check(key, state.welcomed, now)
 
-    def _flush_from_thread(self) -> None:
-        for link in self._links.values():
-            if link.endpoint is not None:
-                link.endpoint.flush_from_thread()
-
     def _ran(self) -> None:
         """The runner ran jobs: wake those waiting for the node to be idle or settled."""
-        self._check_idle()
+        self._idle.check(self.idle)
         if self._settled is not None:
             self._check_settled()
 

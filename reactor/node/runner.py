@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any
@@ -21,6 +21,7 @@ from reactor.errors import ProtocolError
 from reactor.jobs.chain import run_async, run_sync, run_sync_limited
 from reactor.jobs.record import JobRecord
 from reactor.jobs.registry import JobEntry
+from reactor.net.link import Link
 from reactor.node.watchdog import Watchdog
 from reactor.node.write_ahead import WriteAhead
 from reactor.ops.metrics import Metrics
@@ -58,6 +59,7 @@ class Runner:
         self.core: NodeCore | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.ahead: WriteAhead | None = None  # durable storage: jobs start once written
+        self.links: Mapping[str, Link] = {}  # the node's links, for the watchdog
         self.executor: ThreadPoolExecutor | None = None
         self.watchdog: Watchdog | None = None
         self.scheduled = False
@@ -155,15 +157,18 @@ class Runner:
             if now > deadline:
                 return -1.0
 
-    def watch(self, config: Config, *, flush: Callable[[], None]) -> None:
-        """Start the watchdog that acts for the loop while a ``def`` job holds it."""
+    def watch(self, config: Config, links: Mapping[str, Link]) -> None:
+        """Start the watchdog that acts for the loop while a ``def`` job holds it, on the
+        sockets of ``links`` (the node's, kept up to date by the node)."""
         core = self.core
         assert core is not None
+        self.links = links
         self.watchdog = Watchdog(
             interval=core.interval,
             beat=core.announce,
             hand_back=self._hand_back_blocked,
-            flush=flush,
+            flush=self._flush_links,
+            read=self._read_links,
             hand_back_after=float(config["hand_back_after"]),
             slow_warning=float(config["slow_job_warning"]),
         )
@@ -183,6 +188,30 @@ class Runner:
         count = core.hand_back_ready(now, "a def job holds the node's loop")
         core.announce(now)
         return count
+
+    def _flush_links(self) -> None:
+        """The watchdog sends what it queued (its thread holds the lock)."""
+        for link in list(self.links.values()):
+            if link.endpoint is not None:
+                link.endpoint.flush_from_thread()
+
+    def _read_links(self, now: float) -> None:
+        """The watchdog reads the sockets while a ``def`` job holds the loop after a hand-back:
+        jobs that arrive are refused at once (the core is blocked), so their distributors send
+        them to a node with room; every other message waits for the loop, in order."""
+        for key, link in list(self.links.items()):
+            if link.endpoint is not None:
+                link.endpoint.read_from_thread(partial(self._take_jobs, key, now))
+
+    def _take_jobs(
+        self, key: str, now: float, _: object, messages: list[P.Message]
+    ) -> list[P.Message]:
+        core = self.core
+        jobs: list[P.Message] = [m for m in messages if type(m) is P.Job]
+        if not jobs or core is None:
+            return messages
+        core.on_messages(key, jobs, now, time.time())
+        return [m for m in messages if type(m) is not P.Job]
 
     async def run_async(self, job: JobRecord, entry: JobEntry) -> None:
         """Run a begun ``async def`` job or ``defer=True`` body; its slot frees at the end."""

@@ -9,6 +9,9 @@ safely) to
 * hand the jobs queued behind the blocking one back to their distributors after
   ``hand_back_after`` seconds, and say the node takes no jobs, so a short job never waits behind
   a long one while another node has room (issue 9, case 7);
+* from then on, read the sockets every :data:`CHECK_EVERY`: jobs sent before the distributors
+  heard that the node takes none are refused at once, so they too go to a node with room,
+  whenever they arrive during the block (issue 18);
 * name the job in a warning once it has held the loop ``slow_job_warning`` seconds, and once it
   is past its own ``timeout`` (it cannot be interrupted: its attempt fails when it returns).
 """
@@ -35,8 +38,9 @@ class Watchdog:
         interval: heartbeat interval in seconds.
         beat: sends heartbeats (called with the lock held).
         hand_back: hands queued jobs back, returning how many (called with the lock held).
-        flush: sends what ``beat`` or ``hand_back`` queued, from this thread, then asks the
-            loop to look at its sockets again once it is free.
+        flush: sends what ``beat``, ``hand_back`` or ``read`` queued, from this thread, then
+            asks the loop to look at its sockets again once it is free.
+        read: reads the sockets while the loop is held after a hand-back (lock held).
         hand_back_after: seconds a job may hold the loop before queued jobs are handed back.
         slow_warning: seconds a job may hold the loop before it is named in a warning.
     """
@@ -48,6 +52,7 @@ class Watchdog:
         beat: Callable[[float], None],
         hand_back: Callable[[float], int],
         flush: Callable[[], None],
+        read: Callable[[float], None],
         hand_back_after: float,
         slow_warning: float,
     ) -> None:
@@ -61,6 +66,7 @@ class Watchdog:
         self._beat = beat
         self._hand_back = hand_back
         self._flush = flush
+        self._read = read
         self._hand_back_after = hand_back_after
         self._slow_warning = slow_warning
         self._warned_since = 0.0
@@ -118,7 +124,8 @@ class Watchdog:
                 )
             must_beat = now - self.loop_beat >= 1.5 * self._interval
             must_hand = since and held > self._hand_back_after and not self.handed_back
-            if not (must_beat or must_hand):
+            must_read = since and self.handed_back
+            if not (must_beat or must_hand or must_read):
                 continue
             if not self.lock.acquire(timeout=CHECK_EVERY):
                 continue  # the loop is busy, but not in a job: it will do this itself
@@ -135,6 +142,8 @@ class Watchdog:
                             job.name if job else "?",
                             count,
                         )
+                if must_read and self.job_since == since:
+                    self._read(now)
                 if must_beat:
                     self._beat(now)
                     self.loop_beat = now
