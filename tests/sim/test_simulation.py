@@ -33,6 +33,14 @@ REGRESSIONS = {
     # that found them taken waited for a slot_freed that only an ending async job sends.
     "slot_waiter_stranded_by_begun_def_jobs": 156,
     "slot_waiter_stranded_by_begun_def_jobs_retry": 1197,
+    # A durable node refused because a twin held its name exited, the twin then died, and no
+    # one started the node again: its stored job waited forever. Deployments restart a node
+    # that exits (systemd's Restart=, Kubernetes); the world now does too.
+    "refused_node_restarted_by_its_supervisor": 15726,
+    # A body succeeded and its node crashed before the outcome was stored: the restarted node
+    # rightly failed the attempt (the crash is its outcome, DESIGN §3), which the checker took
+    # for a failure nobody caused.
+    "crash_between_body_and_stored_outcome": 66357,
 }
 
 

@@ -22,6 +22,7 @@ from reactor.config import Config
 from reactor.core.distributor import DistributorCore
 from reactor.core.node import NodeCore
 from reactor.core.routing import JobState
+from reactor.jobs import record as R
 from reactor.jobs.options import EnqueueOptions
 from reactor.jobs.outcome import Attempt, Outcome
 from reactor.jobs.record import JobRecord
@@ -32,6 +33,8 @@ from reactor.wire import protocol as P
 INTERVAL = 0.2
 TIMEOUT = 1.0
 LOST_AFTER = 3.0
+#: How long a supervisor waits before starting a node again after it exited (NodeNameTaken).
+SUPERVISOR_RESTART = 1.0
 EPOCH = 1_800_000_000.0  # the simulated wall clock at time 0
 
 
@@ -447,8 +450,13 @@ class Process:
         self.world.refusals.append((self.node.name, self.session, kind))
         if self.twin or self.node.process is not self:
             self.alive = False  # the refused process exits
-        else:
-            self.node.crash()
+            return
+        # The node's own process exits with NodeNameTaken; like every deployment's supervisor
+        # (systemd's Restart=, a Kubernetes Deployment), the world starts it again a little
+        # later, so a name held by a twin that then dies does not strand the node's stored jobs.
+        node = self.node
+        node.crash()
+        self.world.clock.at(self.world.clock.now + SUPERVISOR_RESTART, node.restart)
 
 
 class SimNode:
@@ -475,6 +483,11 @@ class SimNode:
             self.stopping = False
             self.process = Process(self, self.incarnation)
 
+    def restart(self) -> None:
+        """A supervisor's restart: start the node again unless it is lost for good."""
+        if self.name not in self.world.lost:
+            self.start()
+
     def crash(self) -> None:
         self.stopping = False
         if self.process is not None:
@@ -483,9 +496,28 @@ class SimNode:
                 run = self.world.runs.get(job_id)
                 if run is not None:
                     run.runs.append((self.name, attempt, "crash"))
+            self._crash_unstored_outcomes(self.process)
             self.process = None
             if not self.storage.durable:
                 self.storage.records.clear()
+
+    def _crash_unstored_outcomes(self, process: Process) -> None:
+        """An attempt ends when its outcome is stored (DESIGN §3, "an attempt's outcome"): a
+        body that ended, but whose outcome the crash caught unwritten, crashed with the node.
+        Its record still says in progress, so the restarted node counts the crash as that
+        attempt's outcome (a retry, or a failure on the last attempt): the crash caused it."""
+        if not self.storage.durable:
+            return
+        for job_id, record in self.storage.records.items():
+            run = self.world.runs.get(job_id)
+            if (
+                record["status"] == R.IN_PROGRESS
+                and job_id not in process.bodies
+                and run is not None
+                and run.runs
+                and run.runs[-1] == (self.name, record["attempt"], "ok")
+            ):
+                run.runs.append((self.name, record["attempt"], "crash"))
 
     def start_twin(self, seconds: float) -> None:
         """Start a second process under this name, killed after ``seconds``."""
