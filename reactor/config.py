@@ -40,10 +40,14 @@ DEFAULTS: dict[str, Any] = {
     "slow_job_warning": 5.0,
     "drain_timeout": 10.0,
     "result_ttl": 86400,
+    # A node's result store (a Redis URL): where it keeps the final outcomes its distributor may
+    # never hear of, so a result outlives the process that enqueued the job.
+    "result_store": None,
 }
 
 _BOOL_KEYS = {k for k, v in DEFAULTS.items() if isinstance(v, bool)}
 _STR_KEYS = {"job_directory", "redis_url"}
+_OPTIONAL_STR_KEYS = {"result_store"}  # None, or a non-empty string
 _POSITIVE_INT_KEYS = {
     "max_attempt",
     "node_capacity",
@@ -69,7 +73,9 @@ def _check(key: str, value: Any) -> Any:
     if key in _BOOL_KEYS:
         if not isinstance(value, bool):
             raise ConfigError(f"config[{key!r}] must be True or False, not {value!r}")
-    elif key in _STR_KEYS:
+    elif key in _STR_KEYS or key in _OPTIONAL_STR_KEYS:
+        if key in _OPTIONAL_STR_KEYS and value is None:
+            return value
         if not isinstance(value, str) or not value:
             raise ConfigError(f"config[{key!r}] must be a non-empty string, not {value!r}")
     else:

@@ -15,6 +15,7 @@ class RecordingPort:
     def __init__(self) -> None:
         self.sent: list[Any] = []
         self.armed: list[float] = []
+        self.kept: list[tuple[str, list[Any]]] = []
 
     def send(self, link: str, message: P.Message | list[Any]) -> None:
         self.sent.append(message)
@@ -45,3 +46,6 @@ class RecordingPort:
 
     def refused(self, link: str, kind: str, reason: str) -> None:
         raise AssertionError(f"distributor {link} refused the node ({kind}): {reason}")
+
+    def keep_result(self, name: str, message: list[Any]) -> None:
+        self.kept.append((name, message))

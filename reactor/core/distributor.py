@@ -4,8 +4,7 @@
 assignment of a job to a node carries a new assignment number; a message naming an older one is
 answered with a revoke and never changes the job's outcome. Jobs not yet stored are re-sent on
 every reconnect and on a timer; a node silent past ``heartbeat_timeout`` gets nothing new and its
-unstored jobs go elsewhere; past ``node_lost_after`` every job it held goes elsewhere.
-"""
+unstored jobs go elsewhere; past ``node_lost_after`` every job it held goes elsewhere."""
 
 from __future__ import annotations
 
@@ -63,6 +62,8 @@ class DistributorCore:
         self.jobs: dict[str, JobState] = {}
         self._cancelling: dict[str, JobState] = {}
         self._acks: dict[bytes, list[P.Ref]] = {}
+        self.stopping = False  # the bye was said: the session is ending
+        self.saying_bye: set[str] = set()  # nodes told, yet to answer
         self.admission = Admission(
             port, self.router, self.liveness, address=address, session=session
         )
@@ -383,6 +384,10 @@ class DistributorCore:
         if msg.session != node.session:
             return
         node.left = True
+        if self.stopping:  # the answer to our own bye: the node took our jobs as its own
+            self.saying_bye.discard(node.name)
+            node.presence = Presence.GONE
+            return
         log.info("node %s stopped (%d jobs it kept for its restart)", node.name, len(node.owned))
         self._gone(node)
 
@@ -472,6 +477,18 @@ class DistributorCore:
         )
 
     # -- views ------------------------------------------------------------------------------------
+
+    def bye(self) -> bool:
+        """Say bye to every live node: the jobs they stored are theirs now (see the farewell
+        module); :attr:`saying_bye` holds those yet to answer. False: nobody to tell."""
+        if self.stopping:
+            return False
+        self.stopping = True
+        for node in self.router.nodes.values():
+            if node.alive:
+                self.port.send(node.peer, P.Bye(self.session))
+                self.saying_bye.add(node.name)
+        return bool(self.saying_bye)
 
     def node_alive(self, name: str) -> bool:
         """Whether node ``name`` is up."""

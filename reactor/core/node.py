@@ -72,6 +72,10 @@ class NodePort(Protocol):
     def refused(self, link: str, kind: str, reason: str) -> None:
         """A distributor refused this node (name taken, protocol mismatch)."""
 
+    def keep_result(self, name: str, message: list[Any]) -> None:
+        """Keep a final FEEDBACK (wire list) of job ``name`` in the result store: its
+        distributor may never hear of it (only called when :attr:`NodeCore.keeps_results`)."""
+
 
 def _no_body(args: dict[str, Any]) -> None:
     """The body of the placeholder entries of :func:`inline_kinds`."""
@@ -125,6 +129,9 @@ class NodeCore:
         self.stopping = False
         self.storage_ok = True
         self.blocked = False
+        #: The node has a result store: final outcomes its distributor may never hear of (it is
+        #: silent, restarted or gone) are kept there (issue 18).
+        self.keeps_results = False
         self._wall = WallWatch()
         self.stats = {"received": 0, "succeeded": 0, "failed": 0, "cancelled": 0, "attempts": 0}
         # The parts, each reaching the ones made before it directly and the others via the core.
@@ -163,6 +170,7 @@ class NodeCore:
             P.Welcome: self._on_welcome,
             P.Reset: self._on_reset,
             P.Refused: self._on_refused,
+            P.Bye: self._on_bye,
         }
 
     # -- the parts' state, read by drivers and tests ----------------------------------------------
@@ -248,6 +256,7 @@ class NodeCore:
                     self.timeout,
                 )
                 link.lapse()
+                self.outcomes.keep_pending(link)
             if not link.welcomed:
                 if now - link.hello_at >= 0.9 * self.interval:
                     link.hello_at = now
@@ -273,6 +282,12 @@ class NodeCore:
                 jump,
                 moved,
             )
+
+    def keep_unacknowledged(self) -> None:
+        """The node stops: keep the final outcomes no distributor acknowledged in the result
+        store (when it has one), as nobody may be left to hear of them."""
+        for link in self.links.values():
+            self.outcomes.keep_pending(link)
 
     def announce(self, now: float) -> None:
         """Tell every welcomed distributor at once whether this node takes jobs."""
@@ -374,6 +389,7 @@ class NodeCore:
             why,
             len(link.feedback),
         )
+        self.outcomes.keep_pending(link)
         link.feedback.clear()
         for job_id in list(link.handbacks):
             del link.handbacks[job_id]
@@ -409,6 +425,23 @@ class NodeCore:
             return
         link.refused = (msg.kind, msg.reason)
         self.port.refused(link.key, msg.kind, msg.reason)
+
+    def _on_bye(self, link: LinkState, msg: P.Bye, now: float) -> None:
+        """The distributor stopped (its application exited after a drain): the jobs it left
+        here are the node's own from now on. They run without its lease (nobody is left to
+        reassign them), and their outcomes, which nobody will hear of, go to the result store
+        when the node has one. Without this, a job stored just before its application exited
+        waited for a sync that never came, forever (issue 18)."""
+        if not link.dsession or msg.session != link.dsession:
+            return
+        self._orphan(link, now, "stopped")
+        for job in self.jobs.values():
+            if job.distributor == link.key and job.dsession == msg.session:
+                job.dsession = ""
+        self.port.send(link.key, P.Bye(self.session))  # the answer its stop waits for
+        link.lapse()
+        self.queue.release_held()
+        self.port.kick()
 
     def _on_feedback_ack(self, link: LinkState, msg: P.FeedbackAck, now: float) -> None:
         feedback = link.feedback

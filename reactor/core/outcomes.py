@@ -181,12 +181,14 @@ class Outcomes:
     ) -> None:
         """Tell the job's distributor, and keep the message until it is acknowledged."""
         job.seq += 1
+        message = P.feedback_wire(job.id, job.asg, job.seq, outcome, final, args, error)
         link = self.links.get(job.distributor)
         if link is None or (link.dsession and job.dsession != link.dsession):
-            if final and self.jobs.get(job.id) is job:  # nobody to tell: an orphan
-                del self.jobs[job.id]
+            if final:  # nobody to tell: an orphan
+                self.keep(job, message)
+                if self.jobs.get(job.id) is job:
+                    del self.jobs[job.id]
             return
-        message = P.feedback_wire(job.id, job.asg, job.seq, outcome, final, args, error)
         key = (job.id, job.asg, job.seq)
         link.feedback[key] = [message, now]
         if final:
@@ -194,6 +196,29 @@ class Outcomes:
             job.final_key = key
         if link.welcomed:
             self.port.send(link.key, message)
+        elif final:
+            self.keep(job, message)
+
+    # -- outcomes their distributor may never hear of ----------------------------------------------
+
+    def keep(self, job: JobRecord, message: list[Any]) -> None:
+        """Keep a final outcome in the result store (when the node has one): its distributor
+        is silent, restarted or gone, and may never hear of it (issue 18: a result outlives the
+        process that enqueued the job). Once per job; the message still awaits its ack."""
+        if self.core.keeps_results and not job.result_kept:
+            job.result_kept = True
+            self.port.keep_result(job.name, message)
+
+    def keep_pending(self, link: LinkState) -> None:
+        """Keep every final outcome still unacknowledged by ``link``'s distributor."""
+        if not self.core.keeps_results:
+            return
+        for entry in link.feedback.values():
+            message = entry[0]
+            if message[P.FEEDBACK_FINAL]:
+                job = self.jobs.get(message[P.FEEDBACK_ID])
+                if job is not None:
+                    self.keep(job, message)
 
     # -- handing back -----------------------------------------------------------------------------
 

@@ -3,8 +3,7 @@
 Nodes dial in with their name as routing id. The delivery logic (assignment numbers, re-sends,
 liveness, feedback de-duplication) lives in :mod:`reactor.core.distributor`; this module moves
 messages between the socket and the core, takes jobs from any thread, and turns the core's
-outcomes into handle results and feedback callables.
-"""
+outcomes into handle results and feedback callables."""
 
 from __future__ import annotations
 
@@ -24,14 +23,15 @@ from reactor.core.distributor import DistributorCore
 from reactor.core.routing import JobState
 from reactor.distributor import views
 from reactor.distributor.drain import report_lost, wait_stored
+from reactor.distributor.farewell import say_goodbye
 from reactor.distributor.feedback import Outcomes
 from reactor.distributor.handle import Feedback, JobHandle
 from reactor.distributor.inbox import Inbox
-from reactor.distributor.listener import open_router
+from reactor.distributor.listener import open_router, serve_router
 from reactor.distributor.unique import ForeignJobHandle, UniqueKeys
 from reactor.errors import BackPressureError, ReactorError
 from reactor.jobs.options import PLAIN, ROUTINE, EnqueueOptions, check_feedback, options_from
-from reactor.net.transport import Endpoint
+from reactor.net.transport import GOODBYE_LINGER, Endpoint
 from reactor.ops.metrics import Metrics, MetricsServer
 from reactor.wire import protocol as P
 
@@ -63,9 +63,8 @@ class Distributor:
             e.g. the workers of one web app, share a group).
         result_store: a Redis URL where final outcomes are kept for ``config["result_ttl"]``
             seconds, readable from any process (``JR.result``; see :mod:`reactor.storage.results`).
-        outbox: a Redis URL for durable enqueue: ``enqueue`` returns once the job is in Redis,
-            and the group's other (or restarted) distributors deliver the jobs of one that
-            crashed (see :mod:`reactor.distributor.outbox`).
+        outbox: a Redis URL for durable enqueue (``enqueue`` returns once the job is in Redis); the
+            group's other or restarted distributors deliver a crashed one's jobs (see ``outbox``).
     """
 
     def __init__(
@@ -141,7 +140,7 @@ class Distributor:
     @property
     def stats(self) -> dict[str, int]:
         """Delivery counters: feedback received, duplicates, unknown, stale, revokes, re-sends."""
-        return dict(self.core.stats) if self.core is not None else {}
+        return {} if self.core is None else dict(self.core.stats)
 
     async def start(self) -> None:
         """Bind the socket and start serving; returns once bound (and announced)."""
@@ -168,17 +167,7 @@ class Distributor:
         core = self.core = DistributorCore(
             self, address=self.address, session=self.session, config=self.config
         )
-        self._endpoint = Endpoint(
-            loop,
-            sock,
-            P.Codec(max_size),
-            self._on_messages,
-            routed=True,
-            on_unreachable=lambda peer, _: core.unreachable(peer),
-            guard=guard,
-            on_revoked=core.revoked,
-            name=f"distributor {self.address}",
-        )
+        self._endpoint = serve_router(loop, sock, guard, core, self._on_messages, max_size)
         self._tick_handle = loop.call_later(self.core.interval, self._tick)
         # The gauges, read when /metrics is scraped (from the metrics server's thread).
         self.metrics.read_state(lambda: views.metrics_state(self._inbox.jobs, core, self._endpoint))
@@ -230,7 +219,8 @@ class Distributor:
         New enqueues are refused from now on. Waits up to ``drain_timeout`` (default
         ``config["drain_timeout"]``) for a node to store every held job, then logs how many were
         not, and which names: at ERROR, as they are lost, unless they stay in an ``outbox=``
-        for the group to deliver. Handles of unfinished jobs then raise a ReactorError.
+        for the group to deliver. Then says goodbye (the nodes run what they stored on their
+        own: see ``farewell``); handles of unfinished jobs raise a ReactorError.
         """
         if self._closed or self._stopping:
             return 0
@@ -244,6 +234,7 @@ class Distributor:
         report_lost(self.address, lost, time.monotonic() - began, outbox=kept_by)
         if outbox is not None:
             await outbox.stop(self._stored)
+        await say_goodbye(self, self.core)
         self.stop_in_loop()
         announcer, self._announcer = self._announcer, None
         if announcer is not None:
@@ -260,7 +251,9 @@ class Distributor:
         if self._tick_handle is not None:
             self._tick_handle.cancel()
         if self._endpoint is not None:
-            self._endpoint.close()
+            if self.core is not None:
+                self.core.bye()
+            self._endpoint.close(linger=GOODBYE_LINGER)
         if self.metrics_server is not None:
             self.metrics_server.close()
             self.metrics_server = None
@@ -301,12 +294,14 @@ class Distributor:
         priority: int = 0,
         unique_key: str | None = None,
         unique_for: float | None = None,
+        tags: list[str] | None = None,
     ) -> JobHandle:
         """Send a job to a node; returns at once with a handle. Safe from any thread.
 
         ``timeout``, ``max_attempt`` override the job's ``@job`` options (and the node's
         settings); ``cron`` (read in ``tz``, UTC by default) runs the job on a schedule, like a
-        periodic job; ``priority`` orders waiting jobs, higher first. A second enqueue with the
+        periodic job; ``priority`` orders waiting jobs, higher first; ``tags`` label the job
+        (found by ``reactor monitor jobs NODE --tag T``). A second enqueue with the
         same ``unique_key`` within ``unique_for`` seconds of the first sends nothing and returns
         the first job's handle (its feedback callables are the first enqueue's); see
         :mod:`reactor.distributor.unique`.
@@ -316,8 +311,8 @@ class Distributor:
                 or an option has the wrong type.
             MessageTooLargeError: the encoded args exceed ``max_message_size``.
             ValueError: an invalid ``after``/``run_at``/``period``/``timeout``/``max_attempt``/
-                ``priority``/``unique_for``, a bad cron expression or time zone, or ``cron``
-                with ``after``, ``run_at`` or ``period``.
+                ``priority``/``unique_for``/``tags``, a bad cron expression or time zone, or
+                ``cron`` with ``after``, ``run_at`` or ``period``.
             BackPressureError: ``max_waiting_jobs`` jobs already wait for a node.
             ReactorError: the distributor is not started (or stopped).
         """
@@ -325,7 +320,7 @@ class Distributor:
         # fmt: off
         options = options_from((on_success, on_error, after, run_at, period, defer, node,
                                 not_node, timeout, max_attempt, cron, tz, priority, unique_key,
-                                unique_for))
+                                unique_for, tags, None))
         # fmt: on
         return self.submit(name, args, options)
 
@@ -353,7 +348,7 @@ class Distributor:
         delay, at, job_options = options.check()
         # One unpack reads every option at the cost of one attribute read.
         (on_success, on_error, _, _, period, defer, node, not_node, _, _,
-         cron, _, priority, unique_key, unique_for) = options  # fmt: skip
+         cron, _, priority, unique_key, unique_for, _, _) = options  # fmt: skip
         period = None if period is None else float(period)
         packed = P.pack_args({} if args is None else args, max_size=self._max_args)
         job_id = f"{self._id_prefix}{next(self._ids):x}"
@@ -482,10 +477,7 @@ class Distributor:
         return self.core is not None and self.core.node_alive(name)
 
     def snapshot(self) -> dict[str, Any]:
-        """The live view as plain data: nodes with their load, waiting and in-flight jobs.
-
-        Call it on the distributor's loop (``JR.snapshot()`` does that from other threads).
-        """
+        """The live view as plain data (nodes, load, waiting and in-flight jobs), on its loop."""
         core = self.core
         if core is None:
             return {"address": self.address, "nodes": [], "waiting": len(self._inbox)}

@@ -3,14 +3,17 @@ that a listener closed a moment ago still holds."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import time
 from typing import Any
 
 import zmq
 
+from reactor.core.distributor import DistributorCore
 from reactor.errors import ReactorError
-from reactor.net.transport import tune
+from reactor.net.transport import Endpoint, OnMessages, PeerGuard, tune
+from reactor.wire import protocol as P
 
 
 def bind_patiently(sock: zmq.Socket[bytes], address: str, patience: float = 1.0) -> None:
@@ -60,3 +63,26 @@ def open_router(
             "pick another port, or port 0 for a free one (with announce= so nodes find it)"
         ) from exc
     return sock, port, guard
+
+
+def serve_router(
+    loop: asyncio.AbstractEventLoop,
+    sock: zmq.Socket[bytes],
+    guard: PeerGuard | None,
+    core: DistributorCore,
+    on_messages: OnMessages,
+    max_size: int,
+) -> Endpoint:
+    """The bound socket on the loop: frames to ``on_messages``, unreachable and revoked peers
+    to the core."""
+    return Endpoint(
+        loop,
+        sock,
+        P.Codec(max_size),
+        on_messages,
+        routed=True,
+        on_unreachable=lambda peer, _: core.unreachable(peer),
+        guard=guard,
+        on_revoked=core.revoked,
+        name=f"distributor {core.address}",
+    )

@@ -1,5 +1,6 @@
 """A node's storage interplay beyond plain writes: storing received jobs, checking that due jobs
-still exist, poisoned records, an outage and its end, and jobs the monitor retries.
+still exist, poisoned records, an outage and its end, jobs the monitor retries, and the final
+outcomes kept in the result store when their distributor may never hear of them.
 
 The node's port methods ``store`` and ``exists`` come here when storage cannot answer at once;
 the answers go back to the core from tasks.
@@ -18,6 +19,8 @@ from reactor.jobs import record as R
 from reactor.jobs.record import JobRecord
 from reactor.ops.metrics import Metrics
 from reactor.storage import Storage
+from reactor.storage.results import ResultWriter
+from reactor.wire import protocol as P
 
 log = logging.getLogger("reactor.node")
 
@@ -35,6 +38,8 @@ class StorageKeeper:
         metrics: counts the records received.
         spawn: runs a coroutine as one of the node's tasks.
         serving: whether the node still serves (the retried-jobs loop ends when it does not).
+        result_store: the Redis URL of the result store (``config["result_store"]``), or None.
+        result_ttl: seconds a kept outcome lasts there.
     """
 
     def __init__(
@@ -46,13 +51,29 @@ class StorageKeeper:
         metrics: Metrics,
         spawn: Callable[[Coroutine[Any, Any, Any]], None],
         serving: Callable[[], bool],
+        result_store: str | None = None,
+        result_ttl: float = 86400.0,
     ) -> None:
+        self.results: ResultWriter | None = None
+        if result_store:
+            self.results = ResultWriter(result_store, ttl=result_ttl, only_new=True)
+            core.keeps_results = True
         self.name = name
         self.storage = storage
         self.core = core
         self.metrics = metrics
         self.spawn = spawn
         self.serving = serving
+
+    def keep_result(self, name: str, message: list[Any]) -> None:
+        """Keep a final outcome its distributor may never hear of (the core's port)."""
+        if self.results is not None:
+            self.results.record(message[P.FEEDBACK_ID], name, P.Feedback(*message[1:]))
+
+    async def close(self) -> None:
+        """Write the kept outcomes still pending, then close the result store's client."""
+        if self.results is not None:
+            await self.results.close()
 
     def store(self, link: str, records: list[JobRecord]) -> bool:
         """Persist new records; False: the answer comes from a task."""

@@ -1,7 +1,10 @@
 """The result store (``result_store=URL``): final outcomes kept in Redis, readable from any process.
 
 The distributor writes each job's final outcome once, batched (one pipeline per loop iteration
-that has outcomes), and publishes it on the job's channel; :func:`wait_result` subscribes first,
+that has outcomes), and publishes it on the job's channel. A node with a result store
+(``config["result_store"]``) also keeps the final outcomes its distributor may never hear of
+(it is silent, restarted or gone: the enqueuing process exited), unless one is kept already, so
+a result outlives the process that enqueued the job; :func:`wait_result` subscribes first,
 then reads, so a waiter is woken by the push and never polls. Feedback callables still run only
 in the process that enqueued the job.
 
@@ -42,6 +45,14 @@ _FAILURES = (RedisError, RedisClusterException, OSError)
 _KEEP = """
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('PUBLISH', ARGV[3], ARGV[1])
+return 1
+"""
+#: The same for a node keeping an outcome its distributor may never hear of: only if none is
+#: kept yet (the distributor's own write, when it comes, is the one that counts).
+_KEEP_NEW = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  redis.call('PUBLISH', ARGV[3], ARGV[1])
+end
 return 1
 """
 #: Outcomes kept in memory while Redis is unreachable; older ones are dropped (and counted).
@@ -134,16 +145,23 @@ async def wait_result(
 
 
 class ResultWriter:
-    """Writes a distributor's final outcomes to the result store (made and used on its loop).
+    """Writes final outcomes to the result store (made and used on one loop).
+
+    A distributor writes every final outcome it receives; a node (``only_new``) writes those its
+    distributor may never hear of, and never over one already kept.
 
     Args:
         url: the Redis URL.
         ttl: seconds each outcome is kept (``config["result_ttl"]``).
+        only_new: write an outcome only where none is kept yet.
     """
 
-    def __init__(self, url: str, *, ttl: float, prefix: str = PREFIX) -> None:
+    def __init__(
+        self, url: str, *, ttl: float, prefix: str = PREFIX, only_new: bool = False
+    ) -> None:
         self.url = url
         self.ttl = ttl
+        self._script = _KEEP_NEW if only_new else _KEEP
         self._prefix = prefix
         self._client: Client | None = None
         self._pending: dict[str, bytes] = {}
@@ -205,7 +223,7 @@ class ResultWriter:
         ttl_ms = max(1, int(self.ttl * 1000))
         for job_id, raw in batch.items():
             channel = ready_channel(job_id, self._prefix)
-            pipe.eval(_KEEP, 1, result_key(job_id, self._prefix), raw, ttl_ms, channel)
+            pipe.eval(self._script, 1, result_key(job_id, self._prefix), raw, ttl_ms, channel)
         await pipe.execute()
 
     async def close(self, timeout: float = 5.0) -> None:
@@ -222,7 +240,7 @@ class ResultWriter:
             await task
         if unwritten:
             log.error(
-                "%d or more job results were not written to %s before the distributor stopped",
+                "%d or more job results were not written to %s before it stopped",
                 len(self._pending),
                 safe_url(self.url),
             )
