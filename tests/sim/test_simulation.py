@@ -19,6 +19,7 @@ import random
 import pytest
 
 from tests.sim.scenario import run_seed, violations
+from tests.sim.storage import StorageFaults
 
 SEEDS = int(os.environ.get("REACTOR_SIM_SEEDS", "10000"))
 FIRST = int(os.environ.get("REACTOR_SIM_FIRST", "0"))
@@ -60,7 +61,7 @@ def replay_command(seed: int) -> str:
 
 @pytest.mark.parametrize("seed", list(REGRESSIONS.values()), ids=list(REGRESSIONS))
 def test_regression_seed(seed: int) -> None:
-    world = run_seed(seed)
+    world = run_seed(seed, StorageFaults())  # the schedule that found it, without storage faults
     assert violations(world) == [], replay_command(seed)
     assert world.runs, "the seed enqueued nothing"
 
