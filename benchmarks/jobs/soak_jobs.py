@@ -14,7 +14,8 @@ _failed_once: set[int] = set()
 
 @job("soak_work")
 def soak_work(args: dict[str, Any]) -> None:
-    """A few milliseconds of blocking work."""
+    """A few milliseconds of blocking work (``started``: when it began, wall clock)."""
+    args["started"] = time.time()
     time.sleep(args.get("seconds", 0.002))
     args["done"] = True
 
