@@ -10,7 +10,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from benchmarks import peer_cases, reactor_cases
+from benchmarks import instructions, peer_cases, reactor_cases
 from benchmarks.harness import Options, Result, note
 from benchmarks.profiling import py_spy
 from benchmarks.report import Figures, header, json_line, peer_table, reactor_table
@@ -26,6 +26,7 @@ CASES: dict[str, tuple[CaseFn, bool, bool]] = {
     "latency": (reactor_cases.latency, False, False),
     "timers": (reactor_cases.timers, False, False),
     "memory": (reactor_cases.memory, False, False),
+    "instructions": (instructions.instructions, False, False),
     "dramatiq": (lambda o, s: peer_cases.run_peer("dramatiq", o, s), True, True),
     "celery": (lambda o, s: peer_cases.run_peer("celery", o, s), True, True),
 }
@@ -34,6 +35,8 @@ GROUPS = {
     "peers": ("dramatiq", "celery"),
     "reactor": ("drain_memory", "drain_redis", "enqueue", "latency", "timers", "memory"),
 }
+#: Cases that run only when named with --only (callgrind takes minutes).
+OPT_IN = frozenset({"instructions"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,7 +125,7 @@ def check_profiler(opts: Options) -> None:
 
 def selected(opts: Options) -> list[str]:
     """The cases to run, in order, printing why any is left out."""
-    names = [name for name in CASES if not opts.only or name in opts.only]
+    names = [name for name in CASES if name in opts.only or (not opts.only and name not in OPT_IN)]
     redis_missing = "--skip-redis" if opts.skip_redis else redis_available()
     out = []
     for name in names:

@@ -153,8 +153,15 @@ def reactor_table(by: Figures) -> str:
         "distributor RSS per waiting job",
         lambda f: f"{_n(f['distributor_bytes_per_job'])} B (n={_n(f['n'])})",
     )
+    row(
+        "instructions",
+        "instructions per job (callgrind, both sides)",
+        lambda f: f"{_n(f['instructions_per_job'])} (by difference over {_n(f['jobs'])} jobs)",
+        "<= 150k",
+        lambda f: bool(f["instructions_per_job"] <= 150_000),
+    )
     shown = {"drain_memory", "drain_redis", "enqueue", "latency", "timers", "memory_node"}
-    shown |= {"memory_distributor"}
+    shown |= {"memory_distributor", "instructions"}
     for case, fig in by.items():
         if case not in shown and fig.get("_failed") and not case.startswith(("dramatiq", "celery")):
             rows.append([case, "FAILED: " + str(fig.get("note", ""))[:60], "", "MISSED", "-"])

@@ -56,3 +56,13 @@ def test_bench_quick_run_reports_every_case() -> None:
             assert record["ran_total"] == record["ran_distinct"] == record["feedbacks"], record
     assert done.returncode == 0, done.stderr[-3000:]
     assert "| reactor" in done.stdout  # the table
+
+
+def test_the_instructions_case_runs_only_when_named() -> None:
+    """callgrind takes minutes: a plain run leaves the case out, ``--only instructions`` runs it."""
+    from benchmarks.cli import build_parser, options, selected
+
+    plain = selected(options(build_parser().parse_args(["--skip-peers", "--skip-redis"])))
+    named = selected(options(build_parser().parse_args(["--only", "instructions"])))
+    assert "instructions" not in plain and "drain_memory" in plain
+    assert named == ["instructions"]
