@@ -3,7 +3,8 @@
 Python blocks run in a fresh namespace, in a temporary working directory, with ``JR.enqueue``
 routed to a :class:`~reactor.testing.CapturingDistributor` (the enqueue checks run, no node is
 needed); blocks marked ``<!-- docs: compile-only -->`` are compiled. JSON, YAML, TOML and INI
-blocks are parsed. Shell, text and PromQL blocks are not run.
+blocks are parsed. Shell blocks are not run, but each ``reactor ...`` command in them must parse
+with the real command line's parser; text and PromQL blocks are not checked.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import ast
 import configparser
 import json
+import shlex
 import tomllib
 from pathlib import Path
 
@@ -18,6 +20,7 @@ import pytest
 import yaml
 
 import reactor as JR
+from reactor.cli import build_parser
 from reactor.testing import CapturingDistributor
 from tests.docs.blocks import CHECKED, ROOT, SOURCES, Block, all_blocks
 
@@ -80,3 +83,30 @@ def test_getting_started_shows_the_readme_quick_start() -> None:
 
     readme, page = ROOT / "README.md", ROOT / "docs" / "getting-started.md"
     assert quick_start(readme) == quick_start(page) and len(quick_start(readme)) == 4
+
+
+def _reactor_commands() -> list[tuple[str, list[str]]]:
+    """Each ``reactor ...`` command of the shell blocks, as argv (optional ``[...]`` parts kept,
+    their brackets and ``...`` dropped)."""
+    found = []
+    for block in all_blocks():
+        if block.lang != "sh":
+            continue
+        for line in block.code.replace("\\\n", " ").splitlines():
+            for part in line.split("&&"):
+                words = shlex.split(part.split("#")[0].replace("[", " ").replace("]", " "))
+                words = [word for word in words if word != "..."]
+                if words and words[0].endswith("reactor") and len(words) > 1:
+                    found.append((block.where, words[1:]))
+    return found
+
+
+COMMANDS = _reactor_commands()
+
+
+@pytest.mark.parametrize(("where", "argv"), COMMANDS, ids=[" ".join(c[1][:2]) for c in COMMANDS])
+def test_the_shell_example_is_a_valid_command_line(where: str, argv: list[str]) -> None:
+    try:
+        build_parser().parse_args(argv)
+    except SystemExit as exc:
+        pytest.fail(f"{where}: `reactor {' '.join(argv)}` does not parse ({exc.code})")
