@@ -206,6 +206,10 @@ class Intake:
             if job.id in self.jobs:
                 continue
             self.jobs[job.id] = job
+            # The stored seq may trail the last feedback sent (a record is written before the
+            # feedback that follows it): a reused number would be dropped as a duplicate, and a
+            # final outcome with it lost (simulation seed 142891).
+            job.seq += 1
             due = now + (job.run_at - wall) if job.run_at > wall else 0.0
             if job.status == R.IN_PROGRESS:
                 if not self._crashed(job, now, wall):

@@ -29,6 +29,7 @@ from reactor.jobs.record import JobRecord
 from reactor.jobs.registry import JobEntry
 from reactor.node.write_ahead import MAX_AHEAD
 from reactor.wire import protocol as P
+from tests.sim.storage import Storage, StorageFaults
 
 INTERVAL = 0.2
 TIMEOUT = 1.0
@@ -131,6 +132,7 @@ class Run:
     outcomes: list[str] = field(default_factory=list)  # terminal outcomes the app saw
     feedbacks: int = 0
     cancel_asked: bool = False
+    error: str | None = None  # the type name of the final failure's error
 
 
 class SimDistributor:
@@ -167,6 +169,7 @@ class SimDistributor:
         run = self.world.runs[job.id]
         run.feedbacks += 1
         if fb.final:
+            run.error = fb.error[0] if fb.error else None
             run.outcomes.append(
                 {P.SUCCESS: "success", P.FAILURE: "failure"}.get(fb.outcome, "cancelled")
             )
@@ -224,21 +227,6 @@ class SimDistributor:
         self.core.cancel(job_id, self.world.clock.now)
 
 
-class Storage:
-    """A node's storage: memory (dies with the process) or durable (written behind)."""
-
-    def __init__(self, durable: bool) -> None:
-        self.durable = durable
-        self.records: dict[str, dict[str, Any]] = {}
-
-    def put(self, job: JobRecord) -> None:
-        if self.durable:
-            self.records[job.id] = job.to_dict()
-
-    def drop(self, job_id: str) -> None:
-        self.records.pop(job_id, None)
-
-
 class Process:
     """One run of a node: its core, its timers and the jobs it is running.
 
@@ -285,7 +273,7 @@ class Process:
         self.kicked = False
         self.timer_at = float("inf")
         now = self.world.clock.now
-        records = [JobRecord.from_dict(dict(r)) for r in self.storage.records.values()]
+        records = self.storage.read_back()
         unfinished = [r for r in records if r.status in ("new", "in progress", "queued", "error")]
         self.core.resume(unfinished, now, EPOCH + now)
         self.core.started = True
@@ -352,19 +340,20 @@ class Process:
     def _flush_soon(self) -> None:
         if not self.flush_armed:
             self.flush_armed = True
-            self.later(self.world.clock.now + 0.002, self._flush)
+            self.later(self.world.clock.now + 0.002 + self.storage.flush_delay(), self._flush)
 
     def _flush(self) -> None:
         self.flush_armed = False
         writes, self.pending_writes = self.pending_writes, []
         acks, self.acks = self.acks, []
         storage = self.storage
+        now = self.world.clock.now
         for kind, job_id, record in writes:
             if kind == "remove":
-                storage.drop(job_id)
+                storage.drop(job_id, now)
             elif kind == "add" or job_id in storage.records:
                 assert record is not None
-                storage.put(record)
+                storage.put(record, now)
         for link, records in acks:
             self.core.stored(link, records, self.world.clock.now)
         begun, self.begun = self.begun, []  # their attempts are stored: the bodies start
@@ -378,10 +367,20 @@ class Process:
         if not self.storage.durable:
             return [True] * len(records)
         pending = {w[1]: w[0] for w in self.pending_writes}
-        return [
+        alive = [
             pending.get(r.id, "add" if r.id in self.storage.records else "remove") != "remove"
             for r in records
         ]
+        if all(alive):
+            return alive
+        # As the driver does: a missing record with no destroy's tombstone was lost (the
+        # simulation destroys nothing, so every missing record was), answered asynchronously.
+        lost = [not ok for ok in alive]
+        self.later(
+            self.world.clock.now,
+            lambda: self.core.timers_checked(records, alive, self.world.clock.now, lost),
+        )
+        return None
 
     def arm(self, due: float) -> None:
         if due < self.timer_at:
@@ -466,7 +465,8 @@ class SimNode:
         self.world = world
         self.name = name
         self.capacity = capacity
-        self.storage = Storage(durable)
+        index = len(world.nodes)
+        self.storage = Storage(durable, world.storage_faults, seed=world.seed * 31 + index)
         self.process: Process | None = None
         self.incarnation = 0
         self.stopping = False
@@ -555,6 +555,7 @@ class World:
         distributors: int | None = None,
         nodes: list[tuple[str, bool, int]] | None = None,
         faults: Faults | None = None,
+        storage_faults: StorageFaults | None = None,
     ) -> None:
         """A random cluster for ``seed``, or the one given (scripted scenarios).
 
@@ -563,6 +564,8 @@ class World:
             distributors: how many distributors (random when None).
             nodes: (name, durable, capacity) of each node (random when None).
             faults: the network's faults (random when None).
+            storage_faults: how durable storage misbehaves (drawn for the seed when None and
+                the cluster is random; none for a scripted one).
         """
         self.seed = seed
         self.rng = random.Random(seed)
@@ -582,6 +585,9 @@ class World:
         count = rng.choice([1, 1, 2]) if distributors is None else distributors
         self.distributors = [SimDistributor(self, f"d{i}") for i in range(count)]
         self.dists = {d.name: d for d in self.distributors}
+        if storage_faults is None:
+            storage_faults = StorageFaults.draw(seed) if nodes is None else StorageFaults()
+        self.storage_faults = storage_faults
         self.nodes: dict[str, SimNode] = {}
         if nodes is None:
             for i in range(rng.choice([2, 3, 3])):
