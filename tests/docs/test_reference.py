@@ -63,3 +63,22 @@ def test_the_metrics_reference_names_every_metric() -> None:
     assert names
     missing = [name for name in names if name not in text]
     assert not missing, f"docs/reference/metrics.md lacks: {missing}"
+
+
+def _slug(heading: str) -> str:
+    """The anchor MkDocs gives a heading (Python-Markdown's toc slugify)."""
+    text = re.sub(r"[^\w\s-]", "", heading.replace("`", "")).strip().lower()
+    return re.sub(r"[-\s]+", "-", text)
+
+
+def test_the_readme_links_into_the_docs_resolve() -> None:
+    """MkDocs checks the docs' own links; the README is not part of the site, so this checks its."""
+    links = re.findall(r"\]\(([^)#\s]+)(?:#([\w-]+))?\)", (ROOT / "README.md").read_text())
+    local = [(path, anchor) for path, anchor in links if "://" not in path]
+    assert len(local) > 20
+    for path, anchor in local:
+        target = ROOT / path
+        assert target.is_file(), f"README links to a missing file: {path}"
+        if anchor:
+            headings = re.findall(r"^#+ (.*)$", target.read_text(), re.M)
+            assert anchor in {_slug(h) for h in headings}, f"README: no #{anchor} in {path}"
