@@ -82,3 +82,15 @@ def test_the_readme_links_into_the_docs_resolve() -> None:
         if anchor:
             headings = re.findall(r"^#+ (.*)$", target.read_text(), re.M)
             assert anchor in {_slug(h) for h in headings}, f"README: no #{anchor} in {path}"
+
+
+def test_the_configuration_reference_names_every_option_variable() -> None:
+    text = (DOCS / "reference" / "configuration.md").read_text()
+    variables = {
+        name
+        for _, parser in _parsers(build_parser())
+        for name in re.findall(r"env\s+(REACTOR_\w+)", parser.format_help())
+    }
+    assert len(variables) > 10
+    missing = sorted(name for name in variables if f"`{name}`" not in text)
+    assert not missing, f"docs/reference/configuration.md lacks: {missing}"
