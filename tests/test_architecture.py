@@ -1,4 +1,5 @@
-"""The README's architecture map names every module of the package, and nothing that is gone."""
+"""The architecture map (docs/architecture.md) names every module of the package, and nothing
+that is gone."""
 
 from __future__ import annotations
 
@@ -14,10 +15,9 @@ IMPLIED = {"__init__.py"}
 
 def _map_entries() -> set[str]:
     """Paths (``wire/protocol.py``, ``ops/dashboard/app.py``) the map lists, by indentation."""
-    text = (ROOT / "README.md").read_text()
-    section = text.split("\n## Architecture\n", 1)[1]
-    block = re.search(r"```\nreactor/\n(.*?)```", section, re.S)
-    assert block, "the Architecture section has no ```reactor/ ...``` map"
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    block = re.search(r"```text\nreactor/\n(.*?)```", text, re.S)
+    assert block, "docs/architecture.md has no ```text reactor/ ...``` map"
     entries: set[str] = set()
     folders: list[str] = []
     for line in block.group(1).splitlines():
@@ -49,12 +49,12 @@ def _package_entries() -> set[str]:
 
 def test_the_map_names_every_module() -> None:
     missing = _package_entries() - _map_entries()
-    assert not missing, f"README's architecture map lacks: {sorted(missing)}"
+    assert not missing, f"docs/architecture.md's map lacks: {sorted(missing)}"
 
 
 def test_the_map_names_no_module_that_is_gone() -> None:
     gone = {e for e in _map_entries() - _package_entries() if Path(e).name not in IMPLIED}
-    assert not gone, f"README's architecture map names what does not exist: {sorted(gone)}"
+    assert not gone, f"docs/architecture.md's map names what does not exist: {sorted(gone)}"
 
 
 #: STYLE.md: modules of 100-400 lines, none over this; past it a module holds two nouns.

@@ -26,8 +26,8 @@ from ..conftest import FAST, JOBS
 pytestmark = pytest.mark.redis
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-#: The README's screenshot; the test refreshes it only when asked (REACTOR_UPDATE_SCREENSHOT=1),
-#: so a test run leaves the checkout as it found it.
+#: The docs' screenshot (docs/index.md, docs/guides/operations.md); the test refreshes it only when
+#: asked (REACTOR_UPDATE_SCREENSHOT=1), so a test run leaves the checkout as it found it.
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "dashboard.png"
 T = TypeVar("T")
 
