@@ -31,7 +31,7 @@ def _script(port: int, path: Path, ending: str) -> str:
         f"""
         import time
         import reactor as JR
-        JR.config.update(heartbeat_interval=0.2, heartbeat_timeout=2.0)
+        JR.config.update(heartbeat_interval=0.2, heartbeat_timeout=2.0, drain_timeout=60)
         JR.start_distributor("127.0.0.1", {port})
         JR.enqueue("record", {{"path": {str(path)!r}, "tag": "now"}})
         JR.enqueue("record", {{"path": {str(path)!r}, "tag": "deferred"}}, after=3)
