@@ -71,7 +71,11 @@ class Soak:
         self.victim_redis = False
         self.rng = random.Random(ns.seed)
         self.samples: list[dict[str, float]] = []
-        self.latencies: list[tuple[float, float]] = []  # (finished at, seconds)
+        #: Latencies (seconds) of the current window; each window ends as a summary, so the
+        #: benchmark's own memory stays flat.
+        self.latencies: list[float] = []
+        self.window_start = 0.0
+        self.windows: list[dict[str, float]] = []
         self.outcomes = {"success": 0, "failure": 0}
         self.enqueued = 0
         self.kills = 0
@@ -92,9 +96,26 @@ class Soak:
             self.outcomes[kind] += 1
             if began is not None:
                 now = time.monotonic()
-                self.latencies.append((now - self.t0, now - began))
+                while now - self.t0 >= self.window_start + self.ns.window:
+                    self.close_window()
+                self.latencies.append(now - began)
 
         return done
+
+    def close_window(self) -> None:
+        """Summarise the current latency window and start the next."""
+        lat = self.latencies
+        if lat:
+            self.windows.append(
+                {
+                    "from_s": self.window_start,
+                    "jobs": len(lat),
+                    "p50_ms": round(1000 * percentile(lat, 50), 1),
+                    "p99_ms": round(1000 * percentile(lat, 99), 1),
+                }
+            )
+        self.latencies = []
+        self.window_start += self.ns.window
 
     def enqueue_one(self) -> JobHandle:
         roll = self.rng.random()
@@ -169,19 +190,7 @@ class Soak:
         after = [s for s in self.samples if s["t"] >= warm]
         keys = [k for k in self.samples[0] if k != "t"] if self.samples else []
         slopes = {f"{k}_per_10min": round(slope([(s["t"], s[k]) for s in after]), 3) for k in keys}
-        windows = []
-        w = self.ns.window
-        for start in range(0, int(self.ns.minutes * 60), w):
-            lat = [x for t, x in self.latencies if start <= t < start + w]
-            if lat:
-                windows.append(
-                    {
-                        "from_s": start,
-                        "jobs": len(lat),
-                        "p50_ms": round(1000 * percentile(lat, 50), 1),
-                        "p99_ms": round(1000 * percentile(lat, 99), 1),
-                    }
-                )
+        self.close_window()
         return {
             "case": "soak",
             "minutes": self.ns.minutes,
@@ -192,7 +201,7 @@ class Soak:
             "warmup_s": warm,
             "slopes": slopes,
             "max": {k: round(max(s[k] for s in after), 2) for k in keys} if after else {},
-            "latency_windows": windows,
+            "latency_windows": self.windows,
         }
 
 
