@@ -24,6 +24,7 @@ from reactor.jobs.registry import JobEntry
 from reactor.net.link import Link
 from reactor.node.watchdog import Watchdog
 from reactor.node.write_ahead import WriteAhead
+from reactor.ops import trace_hooks
 from reactor.ops.metrics import Metrics
 from reactor.wire import protocol as P
 
@@ -116,6 +117,7 @@ class Runner:
         metrics = self.metrics
         attempt_args = self.attempt_args
         watchdog = self.watchdog
+        traced = trace_hooks.process  # None unless reactor.tracing instrumented this process
         while True:
             started = start_next(now, wall) if ahead is None else ahead.next_written(now)
             if started is None:
@@ -138,6 +140,7 @@ class Runner:
                 watchdog.job_since = now
                 watchdog.job_limit = limit
                 watchdog.lock.release()  # def chains touch no socket: the watchdog may
+            scope = None if traced is None else traced(job, self.name)
             try:
                 attempt = (
                     run_sync(entry, args, fresh)
@@ -151,6 +154,8 @@ class Runner:
                     if watchdog.handed_back and watchdog.job_ended():
                         core.blocked = False
                         core.announce(time.monotonic())
+            if scope is not None:
+                scope.end(attempt)
             now = time.monotonic()
             core.finished(job, attempt, now, wall)
             metrics.attempt_ended(job, now - began)
@@ -226,6 +231,8 @@ class Runner:
                 core.fail(job, "ProtocolError", message, time.monotonic(), time.time())
                 return
             began = time.monotonic()
+            traced = trace_hooks.process  # the span is current in the task (and its thread)
+            scope = None if traced is None else traced(job, self.name)
             attempt = await run_async(
                 entry,
                 args,
@@ -233,6 +240,8 @@ class Runner:
                 executor=self.executor if job.defer else None,
                 timeout=job.timeout or entry.timeout,
             )
+            if scope is not None:
+                scope.end(attempt)
             now = time.monotonic()
             core.finished(job, attempt, now, time.time())
             self.metrics.attempt_ended(job, now - began)
