@@ -174,7 +174,7 @@ class Distributor:
         self.metrics.read_state(lambda: views.metrics_state(self._inbox.jobs, core, self._endpoint))
         host, port = self._metrics_at
         if port is not None:
-            self.metrics_server = self.metrics.serve(port, host)
+            self.metrics_server = self.metrics.serve(port, host, health=views.health(self, loop))
         log.info("distributor listening on tcp://%s", self.address)
         if self.outbox is not None:  # works at once; start() also joins the group eagerly
             from reactor.distributor.outbox import Outbox

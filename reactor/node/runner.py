@@ -179,6 +179,18 @@ class Runner:
         )
         self.watchdog.start()
 
+    def holding(self) -> str | None:
+        """The ``def`` job that holds the loop now and for how long, or None (from any thread:
+        what ``/healthz`` says of a held loop)."""
+        watchdog = self.watchdog
+        if watchdog is None:
+            return None
+        since, job = watchdog.job_since, watchdog.job
+        if not since or job is None:
+            return None
+        held = time.monotonic() - since
+        return f"def job {job.name!r} ({job.id}) holds the loop for {held:.1f} s"
+
     def unwatch(self) -> None:
         """Stop the watchdog (the node closes)."""
         if self.watchdog is not None:
