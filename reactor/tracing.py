@@ -163,13 +163,26 @@ class _AttemptScope:
             span.end()
 
 
+class _Unrecorded:
+    """The scope of a span that is neither recorded nor carries a context (OpenTelemetry's API
+    alone): nothing to make current, nothing to end."""
+
+    __slots__ = ()
+
+    def end(self, outcome: object) -> None:
+        """Nothing to do."""
+
+
+_UNRECORDED = _Unrecorded()
+
+
 class _Processor:
     """The ``process`` hook: a CONSUMER span per attempt, a child of the enqueue's context."""
 
     def __init__(self, tracer: Tracer) -> None:
         self.tracer = tracer
 
-    def __call__(self, record: JobRecord, node: str) -> _AttemptScope:
+    def __call__(self, record: JobRecord, node: str) -> _AttemptScope | _Unrecorded:
         parent = propagate.extract(record.trace) if record.trace else context.Context()
         attributes = _attributes("process", "process", record.name, record.id)
         attributes["messaging.client.id"] = node
@@ -177,6 +190,8 @@ class _Processor:
         span = self.tracer.start_span(
             f"process {record.name}", parent, kind=SpanKind.CONSUMER, attributes=attributes
         )
+        if not span.get_span_context().is_valid:
+            return _UNRECORDED
         return _AttemptScope(span)
 
 
@@ -208,7 +223,7 @@ class _FeedbackTracer:
     def __init__(self, tracer: Tracer) -> None:
         self.tracer = tracer
 
-    def __call__(self, name: str, wire: list[Any], fb: P.Feedback) -> _FeedbackScope:
+    def __call__(self, name: str, wire: list[Any], fb: P.Feedback) -> _FeedbackScope | _Unrecorded:
         flat = wire[_TRACE_AT] if len(wire) > _TRACE_AT else None
         parent = (
             propagate.extract(dict(zip(flat[::2], flat[1::2], strict=True)))
@@ -221,4 +236,6 @@ class _FeedbackTracer:
         span = self.tracer.start_span(
             f"feedback {name}", parent, kind=SpanKind.CONSUMER, attributes=attributes
         )
+        if not span.get_span_context().is_valid:
+            return _UNRECORDED
         return _FeedbackScope(span, fb.outcome == P.CANCELLED)
