@@ -135,12 +135,12 @@ class Runner:
             began = now
             fresh = partial(attempt_args, job)
             limit = job.timeout or entry.timeout  # the enqueue's, else the @job's
+            scope = None if traced is None else traced(job, self.name)
             if watchdog is not None:
                 watchdog.job = job  # what job_started() does, inlined on this hot path
                 watchdog.job_since = now
                 watchdog.job_limit = limit
                 watchdog.lock.release()  # def chains touch no socket: the watchdog may
-            scope = None if traced is None else traced(job, self.name)
             try:
                 attempt = (
                     run_sync(entry, args, fresh)
