@@ -209,3 +209,32 @@ def test_the_instrumentor_is_found_through_its_entry_point() -> None:
         instrumentor.uninstrument()
     assert trace_hooks.send is None and trace_hooks.process is None
     assert trace_hooks.feedback is None
+
+
+async def test_with_the_api_alone_jobs_run_and_carry_no_context(distributor: Distributor) -> None:
+    """No SDK (a no-op provider): the enqueue goes on as if not instrumented, the attempt's and
+    the feedback's scopes are no-ops, and everything still runs."""
+    from opentelemetry.trace import NoOpTracerProvider
+
+    from reactor.jobs.registry import JobRegistry
+    from reactor.node.driver import Node
+
+    seen: list[dict[str, Any]] = []
+    registry = JobRegistry()
+    registry.define("plain", lambda args: args.update(ok=True))
+    instrumentor = ReactorInstrumentor()
+    instrumentor.instrument(tracer_provider=NoOpTracerProvider())
+    node = Node(
+        "api", distributors=[distributor.address], registry=registry, config=distributor.config
+    )
+    try:
+        await node.start()
+        handle = distributor.enqueue("plain", {}, on_success=seen.append)
+        assert (await handle)["ok"] is True
+        assert seen and seen[0]["ok"] is True
+        later = distributor.enqueue("plain", {}, after=60)  # stays held by the node
+        await async_wait_until(lambda: later.id in node.jobs, 5)
+        assert node.jobs[later.id].trace is None
+    finally:
+        instrumentor.uninstrument()
+        await node.stop()
