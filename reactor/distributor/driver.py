@@ -32,6 +32,7 @@ from reactor.distributor.unique import ForeignJobHandle, UniqueKeys
 from reactor.errors import BackPressureError, ReactorError
 from reactor.jobs.options import PLAIN, ROUTINE, EnqueueOptions, check_feedback, options_from
 from reactor.net.transport import GOODBYE_LINGER, Endpoint
+from reactor.ops import trace_hooks
 from reactor.ops.metrics import Metrics, MetricsServer
 from reactor.wire import protocol as P
 
@@ -173,7 +174,7 @@ class Distributor:
         self.metrics.read_state(lambda: views.metrics_state(self._inbox.jobs, core, self._endpoint))
         host, port = self._metrics_at
         if port is not None:
-            self.metrics_server = self.metrics.serve(port, host)
+            self.metrics_server = self.metrics.serve(port, host, health=views.health(self, loop))
         log.info("distributor listening on tcp://%s", self.address)
         if self.outbox is not None:  # works at once; start() also joins the group eagerly
             from reactor.distributor.outbox import Outbox
@@ -332,6 +333,11 @@ class Distributor:
         Raises:
             As :meth:`enqueue`.
         """
+        send = trace_hooks.send  # None unless reactor.tracing instrumented this process
+        if send is not None and options.trace is None:
+            sent = send(self.submit, name, args, options)
+            if sent is not None:
+                return sent
         self._admit()
         if type(name) is not str or not name or len(name) > P.MAX_NAME_LEN:
             raise TypeError(f"the job name must be a non-empty string, not {name!r}")

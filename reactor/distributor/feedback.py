@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from reactor.core.routing import JobState
 from reactor.distributor.handle import JobHandle
 from reactor.errors import JobCancelledError, JobFailed, ReactorError, RemoteError
+from reactor.ops import trace_hooks
 from reactor.ops.metrics import Metrics
 from reactor.wire import protocol as P
 from reactor.wire.layout import JOB_DELAY, JOB_ENQUEUED_AT, JOB_RUN_AT
@@ -76,7 +77,11 @@ class Outcomes:
 
     def feedback(self, job: JobState, fb: P.Feedback) -> None:
         """Run the feedback callable; settle the handle on a final feedback."""
+        traced = trace_hooks.feedback  # None unless reactor.tracing instrumented this process
+        scope = None if traced is None else traced(job.name, job.wire, fb)
         args, error = run_feedback(job.name, job.handle, fb)
+        if scope is not None:
+            scope.end(error)
         if fb.final:
             if self.results is not None:
                 self.results.record(job.id, job.name, fb)

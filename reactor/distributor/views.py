@@ -9,9 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 from reactor.core.distributor import DistributorCore
 from reactor.core.routing import JobState
+from reactor.ops.health import Health
 from reactor.ops.metrics import State
 
 if TYPE_CHECKING:
+    import asyncio
+
+    from reactor.distributor.driver import Distributor
     from reactor.net.transport import Endpoint
 
 
@@ -73,3 +77,13 @@ def snapshot(
         "stats": dict(core.stats),
         "rejected_frames": dict(endpoint.rejected) if endpoint is not None else {},
     }
+
+
+def health(distributor: Distributor, loop: asyncio.AbstractEventLoop) -> Health:
+    """``/healthz`` and ``/readyz`` of ``distributor``: alive while its loop answers, ready
+    while its socket is bound (stopping closes the server)."""
+
+    def not_ready() -> str | None:
+        return None if distributor.started else "the distributor's socket is not bound"
+
+    return Health(loop, ready=not_ready)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import inspect
 import logging
 import threading
@@ -120,9 +121,11 @@ def _in_own_thread(fn: Step, args: dict[str, Any]) -> asyncio.Future[Any]:
         else:
             future.set_result(result)
 
+    context = contextvars.copy_context()  # the attempt's span (tracing) is current there too
+
     def run() -> None:
         try:
-            result, exc = fn(args), None
+            result, exc = context.run(fn, args), None
         except BaseException as error:  # CancelJob too: the loop side decides
             result, exc = None, error
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits for it any more
@@ -140,7 +143,11 @@ async def _steps(
         if limited:
             await _in_own_thread(entry.body, args)
         else:
-            await asyncio.get_running_loop().run_in_executor(executor, entry.body, args)
+            # run_in_executor does not carry context variables: the attempt's span would not be
+            # current in the body (asyncio.to_thread does the same)
+            context = contextvars.copy_context()
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(executor, context.run, entry.body, args)
     else:
         await _call(entry.body, args)
     for callback in entry.callbacks:

@@ -34,8 +34,9 @@ from reactor.node.idle import IdleWaiters
 from reactor.node.keeper import StorageKeeper
 from reactor.node.reachability import Reachability
 from reactor.node.runner import Runner
-from reactor.node.views import metrics_state, snapshot
+from reactor.node.views import metrics_state, not_ready, snapshot
 from reactor.node.write_ahead import WriteAhead
+from reactor.ops.health import Health
 from reactor.ops.metrics import Metrics, MetricsServer
 from reactor.storage import Storage, resolve_storage
 from reactor.wire import protocol as P
@@ -206,7 +207,8 @@ class Node:
         self.metrics.read_state(lambda: metrics_state(self.core, self._links.values()))
         host, port = self._metrics_at
         if port is not None:
-            self.metrics_server = self.metrics.serve(port, host)
+            health = Health(loop, ready=lambda: not_ready(self.core), holder=self._runner.holding)
+            self.metrics_server = self.metrics.serve(port, host, health=health)
         log.info(
             "node %s started: %d jobs known, capacity %d, %s storage, distributors %s",
             self.name,

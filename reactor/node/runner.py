@@ -24,6 +24,7 @@ from reactor.jobs.registry import JobEntry
 from reactor.net.link import Link
 from reactor.node.watchdog import Watchdog
 from reactor.node.write_ahead import WriteAhead
+from reactor.ops import trace_hooks
 from reactor.ops.metrics import Metrics
 from reactor.wire import protocol as P
 
@@ -116,6 +117,7 @@ class Runner:
         metrics = self.metrics
         attempt_args = self.attempt_args
         watchdog = self.watchdog
+        traced = trace_hooks.process  # None unless reactor.tracing instrumented this process
         while True:
             started = start_next(now, wall) if ahead is None else ahead.next_written(now)
             if started is None:
@@ -133,6 +135,7 @@ class Runner:
             began = now
             fresh = partial(attempt_args, job)
             limit = job.timeout or entry.timeout  # the enqueue's, else the @job's
+            scope = None if traced is None else traced(job, self.name)
             if watchdog is not None:
                 watchdog.job = job  # what job_started() does, inlined on this hot path
                 watchdog.job_since = now
@@ -151,6 +154,8 @@ class Runner:
                     if watchdog.handed_back and watchdog.job_ended():
                         core.blocked = False
                         core.announce(time.monotonic())
+            if scope is not None:
+                scope.end(attempt)
             now = time.monotonic()
             core.finished(job, attempt, now, wall)
             metrics.attempt_ended(job, now - began)
@@ -173,6 +178,18 @@ class Runner:
             slow_warning=float(config["slow_job_warning"]),
         )
         self.watchdog.start()
+
+    def holding(self) -> str | None:
+        """The ``def`` job that holds the loop now and for how long, or None (from any thread:
+        what ``/healthz`` says of a held loop)."""
+        watchdog = self.watchdog
+        if watchdog is None:
+            return None
+        since, job = watchdog.job_since, watchdog.job
+        if not since or job is None:
+            return None
+        held = time.monotonic() - since
+        return f"def job {job.name!r} ({job.id}) holds the loop for {held:.1f} s"
 
     def unwatch(self) -> None:
         """Stop the watchdog (the node closes)."""
@@ -226,6 +243,8 @@ class Runner:
                 core.fail(job, "ProtocolError", message, time.monotonic(), time.time())
                 return
             began = time.monotonic()
+            traced = trace_hooks.process  # the span is current in the task (and its thread)
+            scope = None if traced is None else traced(job, self.name)
             attempt = await run_async(
                 entry,
                 args,
@@ -233,6 +252,8 @@ class Runner:
                 executor=self.executor if job.defer else None,
                 timeout=job.timeout or entry.timeout,
             )
+            if scope is not None:
+                scope.end(attempt)
             now = time.monotonic()
             core.finished(job, attempt, now, time.time())
             self.metrics.attempt_ended(job, now - began)

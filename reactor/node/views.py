@@ -29,6 +29,23 @@ def metrics_state(core: NodeCore | None, links: Iterable[Link]) -> State:
     return State(in_flight, waiting, not core.storage_ok, rejected)
 
 
+def not_ready(core: NodeCore | None) -> str | None:
+    """Why the node is not ready for jobs (``/readyz``), or None: it is started, not stopping,
+    its storage is up, no ``def`` job blocks its loop, and a distributor has welcomed it.
+    Read from the metrics server's thread: it only reads."""
+    if core is None or not core.started:
+        return "the node is starting"
+    if core.stopping:
+        return "the node is stopping"
+    if not core.storage_ok:
+        return "the node's storage is unreachable"
+    if core.blocked:
+        return "a def job holds the node's loop (the jobs queued behind it were handed back)"
+    if not any(state.welcomed for state in list(core.links.values())):
+        return "no distributor has welcomed the node"
+    return None
+
+
 def snapshot(name: str, core: NodeCore | None) -> dict[str, Any]:
     """A node's live view as plain data."""
     if core is None:

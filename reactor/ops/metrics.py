@@ -27,6 +27,7 @@ from prometheus_client.registry import Collector
 
 from reactor.jobs import record as R
 from reactor.jobs.record import JobRecord
+from reactor.ops.health import Health, serve
 from reactor.ops.tally import (
     CANCELLED,
     COUNTERS,
@@ -295,12 +296,15 @@ class Metrics:
         """The registry in Prometheus' text format (what ``/metrics`` serves)."""
         return generate_latest(self.registry)
 
-    def serve(self, port: int, host: str = "127.0.0.1") -> MetricsServer:
+    def serve(
+        self, port: int, host: str = "127.0.0.1", *, health: Health | None = None
+    ) -> MetricsServer:
         """Serve ``/metrics`` over HTTP on ``host:port`` from a daemon thread.
 
         Args:
             port: the port; 0 picks a free one (see the result's ``port``).
             host: the address to bind; loopback by default, ``0.0.0.0`` for every interface.
+            health: answers ``/healthz`` and ``/readyz`` too (see :mod:`reactor.ops.health`).
 
         Returns:
             The running server; ``close()`` it to stop.
@@ -308,7 +312,10 @@ class Metrics:
         Raises:
             OSError: the address cannot be bound.
         """
-        server, thread = start_http_server(port, addr=host, registry=self.registry)
+        if health is not None:
+            server, thread = serve(self.registry, health, port, host)
+        else:
+            server, thread = start_http_server(port, addr=host, registry=self.registry)
         return _Server(server, thread)
 
 
