@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from reactor._version import __version__
+from reactor.cli import exits
 from reactor.cli.options import (
     CommandParser,
     add_global_options,
@@ -56,6 +57,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         level, fmt = log_settings(ns)
     except ConfigError as exc:
         print(f"reactor: {exc}", file=sys.stderr)
-        return 2
+        return exits.USAGE
     logs.configure(level, fmt)  # stderr
     return int(ns.func(ns))

@@ -13,6 +13,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from reactor.cli import exits
+
 
 def add_parser(sub: Any) -> None:
     """Register the ``bench`` subcommand; every argument goes to the suite unparsed."""
@@ -58,6 +60,6 @@ def run(ns: argparse.Namespace) -> int:
             "installed with the package: run this from the root of a reactor checkout",
             file=sys.stderr,
         )
-        return 2
+        return exits.USAGE
     code: int = module.main(list(ns.bench_args))
     return code

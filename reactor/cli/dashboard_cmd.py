@@ -8,6 +8,7 @@ import signal
 import sys
 from typing import Any
 
+from reactor.cli import exits
 from reactor.cli.options import env_help, env_int, from_env
 from reactor.config import DEFAULTS
 
@@ -63,7 +64,7 @@ def run(ns: argparse.Namespace) -> int:
             f"reactor dashboard: {exc}; install it with: pip install 'reactor-jobs[dashboard]'",
             file=sys.stderr,
         )
-        return 2
+        return exits.USAGE
     port = ns.port if ns.port is not None else env_int("--port")
     dashboard = Dashboard(
         ns.redis,
@@ -85,7 +86,7 @@ async def _serve(dashboard: Any) -> int:
         await dashboard.start()
     except OSError as exc:
         print(f"reactor dashboard: cannot listen on {dashboard.url}: {exc}", file=sys.stderr)
-        return 2
+        return exits.USAGE
     print(f"reactor dashboard on {dashboard.url}", flush=True)
     try:
         await stop.wait()

@@ -1,7 +1,8 @@
 """`reactor monitor`: list nodes and jobs stored in Redis, show one job, retry or delete jobs.
 
 Tables go to stdout (or one JSON document with ``--json``); progress bars, questions and errors
-to stderr. Exit codes: 0 done, 1 no such job or node / refused, 2 Redis unreachable.
+to stderr. Exit codes (reactor.cli.exits): 0 done, 1 no such job or node / refused, 2 a bad
+option or Redis URL, or Redis unreachable.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from reactor.cli import exits
 from reactor.cli.options import env_help, from_env
 from reactor.config import DEFAULTS, env_name
 from reactor.errors import StorageUnavailableError
@@ -102,7 +104,7 @@ def run(ns: argparse.Namespace) -> int:
             return action(monitor, ns)
     except StorageUnavailableError as exc:
         print(f"reactor monitor: {exc}", file=sys.stderr)
-        return 2
+        return exits.USAGE
 
 
 def _out() -> Console:
@@ -174,7 +176,7 @@ def _jobs(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
         statuses = set(UNFINISHED) if statuses is None else statuses & UNFINISHED
     if ns.limit < 1:
         print("reactor monitor: --limit must be >= 1", file=sys.stderr)
-        return 2
+        return exits.USAGE
     records, next_cursor = monitor.jobs_page(
         ns.node, status=statuses, name=ns.name, limit=ns.limit, cursor=ns.cursor
     )
@@ -183,7 +185,7 @@ def _jobs(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
         return 0
     if not records:
         print(f"no matching jobs stored for node {ns.node!r}", file=sys.stderr)
-        return 1
+        return exits.FAILURE
     table = _table("id", "status", "name", "attempt", "due (UTC)", "last error")
     for r in sorted(records, key=lambda r: (r["run_at"] or 0.0, r["id"])):
         table.add_row(
@@ -200,7 +202,7 @@ def _show(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
     record = monitor.load(ns.job_id)
     if record is None:
         print(f"no stored job {ns.job_id!r}", file=sys.stderr)
-        return 1
+        return exits.FAILURE
     if ns.json:
         _print_json({"job": record, "node": monitor.node_of(ns.job_id)})
         return 0
@@ -224,14 +226,14 @@ def _retry(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
         _print_json({"job_id": ns.job_id, "retried": retried})
     if record is None:
         print(f"no stored job {ns.job_id!r}", file=sys.stderr)
-        return 1
+        return exits.FAILURE
     if not retried:
         allowed = ", ".join(sorted(RETRYABLE))
         print(
             f"job {ns.job_id} is {record['status']}: only {allowed} jobs can be retried",
             file=sys.stderr,
         )
-        return 1
+        return exits.FAILURE
     if not ns.json:
         print(f"job {ns.job_id} queued for retry on node {monitor.node_of(ns.job_id)}")
     return 0
@@ -243,10 +245,10 @@ def _retry_failed(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
         if ns.json:
             _print_json({"node": ns.node, "retried": 0})
         print(f"no failed jobs stored for node {ns.node!r}", file=sys.stderr)
-        return 1
+        return exits.FAILURE
     if not ns.yes and not _confirm(f"Retry all {failed} failed jobs of node {ns.node!r}?"):
         print("not retried", file=sys.stderr)
-        return 1
+        return exits.FAILURE
     with _progress(f"retrying failed jobs of {ns.node}", monitor.size(ns.node)) as advance:
         retried = monitor.retry_failed(ns.node, progress=advance)
     if ns.json:
@@ -260,15 +262,15 @@ def _destroy(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
     record = monitor.load(ns.job_id)
     if record is None:
         print(f"no stored job {ns.job_id!r}", file=sys.stderr)
-        return 1
+        return exits.FAILURE
     node = monitor.node_of(ns.job_id)
     question = f"Destroy job {ns.job_id} ({record['name']}, {record['status']}, node {node})?"
     if not ns.yes and not _confirm(question):
         print("not destroyed")
-        return 1
+        return exits.FAILURE
     if not monitor.destroy(ns.job_id):
         print(f"no stored job {ns.job_id!r}", file=sys.stderr)
-        return 1
+        return exits.FAILURE
     print(f"destroyed job {ns.job_id}")
     return 0
 
@@ -277,10 +279,10 @@ def _destroy_all(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
     total = sum(monitor.counts(ns.node).values())
     if not total:
         print(f"no jobs stored for node {ns.node!r}", file=sys.stderr)
-        return 1
+        return exits.FAILURE
     if not ns.yes and not _confirm(f"Destroy all {total} jobs of node {ns.node!r}?"):
         print("not destroyed")
-        return 1
+        return exits.FAILURE
     size = monitor.size(ns.node)
     # destroy_all_jobs_for takes no callback: follow it by watching the node's index shrink.
     with (

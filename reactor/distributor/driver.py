@@ -158,6 +158,9 @@ class Distributor:
         """Bind and serve on ``loop``; must be called from that loop's thread."""
         if self._endpoint is not None:
             return
+        host, port = self._metrics_at  # first of what starting opens: a busy port leaves nothing
+        if port is not None:
+            self.metrics_server = self.metrics.serve(port, host)
         self._loop = loop
         max_size = int(self.config["max_message_size"])
         self._max_args = max_size - 1024
@@ -171,9 +174,6 @@ class Distributor:
         self._tick_handle = loop.call_later(self.core.interval, self._tick)
         # The gauges, read when /metrics is scraped (from the metrics server's thread).
         self.metrics.read_state(lambda: views.metrics_state(self._inbox.jobs, core, self._endpoint))
-        host, port = self._metrics_at
-        if port is not None:
-            self.metrics_server = self.metrics.serve(port, host)
         log.info("distributor listening on tcp://%s", self.address)
         if self.outbox is not None:  # works at once; start() also joins the group eagerly
             from reactor.distributor.outbox import Outbox

@@ -25,6 +25,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from reactor.errors import MetricsPortError
 from reactor.jobs import record as R
 from reactor.jobs.record import JobRecord
 from reactor.ops.tally import (
@@ -306,9 +307,12 @@ class Metrics:
             The running server; ``close()`` it to stop.
 
         Raises:
-            OSError: the address cannot be bound.
+            MetricsPortError: the address cannot be bound (the port is busy, ...).
         """
-        server, thread = start_http_server(port, addr=host, registry=self.registry)
+        try:
+            server, thread = start_http_server(port, addr=host, registry=self.registry)
+        except OSError as exc:
+            raise MetricsPortError(host, port, exc.strerror or str(exc)) from None
         return _Server(server, thread)
 
 
