@@ -232,3 +232,24 @@ class Config(MutableMapping[str, Any]):
 
     def __repr__(self) -> str:
         return f"Config({self._values!r})"
+
+
+class BadEnvironmentConfig(Config):
+    """Stands in for the facade's config (``JR.config``) when a ``REACTOR_<KEY>`` variable is bad,
+    so that ``import reactor`` (and ``reactor --help``) still works: reading or setting any key
+    raises the error, which names the variable, so the first use of the facade fails fast.
+    """
+
+    def __init__(self, error: ConfigError) -> None:
+        self._base = dict(DEFAULTS)
+        self._values = dict(DEFAULTS)
+        self.error = error
+
+    def __getitem__(self, key: str) -> Any:
+        raise ConfigError(str(self.error))
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        raise ConfigError(str(self.error))
+
+    def __repr__(self) -> str:
+        return f"BadEnvironmentConfig({str(self.error)!r})"

@@ -11,6 +11,7 @@ from typing import Any
 from reactor.cli import exits
 from reactor.cli.options import env_help, env_int, from_env
 from reactor.config import DEFAULTS
+from reactor.errors import ConfigError
 
 
 def add_parser(sub: Any) -> None:
@@ -66,15 +67,19 @@ def run(ns: argparse.Namespace) -> int:
         )
         return exits.USAGE
     port = ns.port if ns.port is not None else env_int("--port")
-    dashboard = Dashboard(
-        ns.redis,
-        host=ns.host,
-        port=8000 if port is None else port,
-        read_only=ns.read_only,
-        password=ns.password,
-        prefix=ns.prefix,
-    )
-    return asyncio.run(_serve(dashboard))
+    try:
+        dashboard = Dashboard(
+            ns.redis,
+            host=ns.host,
+            port=8000 if port is None else port,
+            read_only=ns.read_only,
+            password=ns.password,
+            prefix=ns.prefix,
+        )
+        return asyncio.run(_serve(dashboard))
+    except ConfigError as exc:  # a bad --redis URL, found when it connects
+        print(f"reactor dashboard: --redis: {exc}", file=sys.stderr)
+        return exits.USAGE
 
 
 async def _serve(dashboard: Any) -> int:

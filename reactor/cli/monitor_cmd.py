@@ -25,7 +25,7 @@ from rich.table import Table
 from reactor.cli import exits
 from reactor.cli.options import env_help, from_env
 from reactor.config import DEFAULTS, env_name
-from reactor.errors import StorageUnavailableError
+from reactor.errors import ConfigError, StorageUnavailableError
 from reactor.jobs.record import FAILED, STATUSES, UNFINISHED
 from reactor.ops.monitor import RETRYABLE, RedisMonitor
 
@@ -104,6 +104,9 @@ def run(ns: argparse.Namespace) -> int:
             return action(monitor, ns)
     except StorageUnavailableError as exc:
         print(f"reactor monitor: {exc}", file=sys.stderr)
+        return exits.USAGE
+    except ConfigError as exc:  # a bad --redis URL
+        print(f"reactor monitor: --redis: {exc}", file=sys.stderr)
         return exits.USAGE
 
 
