@@ -179,11 +179,17 @@ def test_a_cluster_left_with_a_deferred_job_tears_down_at_once_and_warns(
     assert "double x1" in warning.getMessage()
 
 
-def test_the_example_application_tests_pass_with_the_installed_plugin() -> None:
-    """examples/testing_app uses the pytest fixtures the package registers (entry point)."""
+@pytest.mark.parametrize("where", ["root", "inside"])
+def test_the_example_application_tests_pass_with_the_installed_plugin(where: str) -> None:
+    """examples/testing_app uses the pytest fixtures the package registers (entry point), and
+    runs with what its README lists: pytest and pytest-asyncio, not pytest-timeout (issue 22:
+    ``INTERNALERROR ... Unknown config option: timeout``), from the root or from inside it."""
+    example = ROOT / "examples" / "testing_app"
+    assert "pytest-asyncio" in (example / "README.md").read_text()
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:timeout"]
     out = subprocess.run(
-        [sys.executable, "-m", "pytest", "examples/testing_app", "-q", "-p", "no:cacheprovider"],
-        cwd=ROOT,
+        argv + (["examples/testing_app"] if where == "root" else []),
+        cwd=ROOT if where == "root" else example,
         capture_output=True,
         text=True,
         timeout=120,
