@@ -100,7 +100,7 @@ class Outcomes:
             self.queue.schedule(job, now + delay, now)
         elif nxt is Next.STOPPED:
             self.feedback(job, P.SUCCESS, P.pack_result_args(args), None, final=False, now=now)
-            self.finish_cancelled(job, now)
+            self.finish_cancelled(job, now, ran=True)
         elif nxt is Next.SELF_CANCELLED:
             self.end(job, P.SUCCESS, P.pack_result_args(args), None, R.CANCELLED, now)
         else:
@@ -137,7 +137,7 @@ class Outcomes:
                 extra=job.log_fields(self.core.name),
             )
         if nxt is Next.CANCELLED:
-            self.finish_cancelled(job, now)
+            self.finish_cancelled(job, now, ran=True)
             return
         if nxt is not Next.RETRY:
             status = R.CANCELLED if nxt is Next.ERRBACK_CANCELLED else R.FAILED
@@ -164,9 +164,14 @@ class Outcomes:
         args = P.pack_result_args(args_or_empty(job))
         self.end(job, P.FAILURE, args, (type_name, message, ""), R.FAILED, now)
 
-    def finish_cancelled(self, job: JobRecord, now: float, *, deleted: bool = False) -> None:
-        """End a job as cancelled (``deleted``: its record is gone already)."""
+    def finish_cancelled(
+        self, job: JobRecord, now: float, *, deleted: bool = False, ran: bool = False
+    ) -> None:
+        """End a job as cancelled (``deleted``: its record is gone already; ``ran``: at the
+        end of an attempt, which the driver counts by the job's final status)."""
         self.stats["cancelled"] += 1
+        if not ran:
+            self.port.cancelled(job)
         self.end(job, P.CANCELLED, job.args, None, R.CANCELLED, now, deleted=deleted)
 
     def end(

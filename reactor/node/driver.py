@@ -132,6 +132,8 @@ class Node:
         self.kick = self._runner.kick
         #: An attempt begins (the core's port): counted before its ``run_at`` moves.
         self.starting = self.metrics.attempt_started
+        #: A job ends cancelled without running (the core's port): counted as cancelled.
+        self.cancelled = self.metrics.record_cancelled
 
     # -- lifecycle ------------------------------------------------------------------------------
 

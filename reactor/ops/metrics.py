@@ -202,6 +202,11 @@ class Metrics:
         if outcome is not None:
             t.counts[outcome] += 1
 
+    def record_cancelled(self, record: JobRecord) -> None:
+        """A job ended cancelled without an attempt that ran (``handle.cancel()`` of a waiting
+        job, ``reactor monitor destroy``); a cancelled attempt is counted by its end."""
+        self.tally(record.name).counts[CANCELLED] += 1
+
     def record_failed(self, record: JobRecord) -> None:
         """A job failed without running (unknown name, args that do not decode)."""
         self.tally(record.name).counts[FAILED] += 1
