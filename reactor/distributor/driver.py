@@ -22,7 +22,7 @@ from reactor.config import Config
 from reactor.core.distributor import DistributorCore
 from reactor.core.routing import JobState
 from reactor.distributor import views
-from reactor.distributor.drain import report_lost, wait_stored
+from reactor.distributor.drain import DrainState, report_lost, wait_stored
 from reactor.distributor.farewell import say_goodbye
 from reactor.distributor.feedback import Outcomes
 from reactor.distributor.handle import Feedback, JobHandle
@@ -104,6 +104,7 @@ class Distributor:
         self._metrics_at = (metrics_host, metrics_port)
         #: Called after messages or cancels were handled, while a drain waits (on the loop).
         self.on_progress: Callable[[], None] | None = None
+        self.draining = DrainState()  # how long drains waited, and whether to stop waiting
         self.announce = announce
         self.group = group
         self._announcer: Announcer | None = None
@@ -226,12 +227,12 @@ class Distributor:
             return 0
         self._stopping = True
         timeout = float(self.config["drain_timeout"] if drain_timeout is None else drain_timeout)
-        began = time.monotonic()
         await self.drain(timeout)
         lost = self.unstored()
         outbox, self._outbox = self._outbox, None
         kept_by = None if outbox is None else self.group
-        report_lost(self.address, lost, time.monotonic() - began, outbox=kept_by)
+        drains = self.draining
+        report_lost(self.address, lost, drains.waited, outbox=kept_by, cut=drains.cut)
         if outbox is not None:
             await outbox.stop(self._stored)
         await say_goodbye(self, self.core)
@@ -415,6 +416,10 @@ class Distributor:
         """Whether a node has stored ``job`` (or it ended): its outbox entry may go."""
         core = self.core
         return job.acked or core is None or core.jobs.get(job.id) is not job
+
+    def timeout_hint(self) -> str:
+        """For ``JobTimeoutError`` (any thread): no node connected, and how many jobs wait."""
+        return views.no_node_hint(self.core, len(self._inbox), self.address)
 
     def cancel(self, job_id: str) -> None:
         """Cancel a job by id (what ``handle.cancel()`` calls). Safe from any thread."""
