@@ -108,3 +108,18 @@ async def test_every_cancel_is_counted(
             await asyncio.wait_for(handle, 10)
     cancelled = 'reactor_jobs_cancelled_total{job_name="record"}'
     await async_wait_until(lambda: value(scrape(port), cancelled) == 2, 10, 0.05)
+
+
+async def test_a_cancel_before_any_node_took_the_job_is_counted_by_the_distributor() -> None:
+    d = Distributor("127.0.0.1", 0, config=Config(**FAST), metrics_port=0)
+    await d.start()
+    try:
+        assert d.metrics_server is not None
+        handle = d.enqueue("record", {})  # no node: it waits at the distributor
+        handle.cancel()
+        with pytest.raises(JobCancelledError):
+            await asyncio.wait_for(handle, 10)
+        text = await asyncio.to_thread(scrape, d.metrics_server.port)
+        assert value(text, 'reactor_jobs_cancelled_total{job_name="record"}') == 1
+    finally:
+        await d.stop()

@@ -25,6 +25,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from reactor.core.routing import JobState
 from reactor.errors import MetricsPortError
 from reactor.jobs import record as R
 from reactor.jobs.record import JobRecord
@@ -202,9 +203,10 @@ class Metrics:
         if outcome is not None:
             t.counts[outcome] += 1
 
-    def record_cancelled(self, record: JobRecord) -> None:
-        """A job ended cancelled without an attempt that ran (``handle.cancel()`` of a waiting
-        job, ``reactor monitor destroy``); a cancelled attempt is counted by its end."""
+    def record_cancelled(self, record: JobRecord | JobState) -> None:
+        """A job ended cancelled without an attempt that ran: on a node, ``handle.cancel()`` of a
+        waiting job or ``reactor monitor destroy``; at a distributor, a cancel of a job no node
+        holds (a cancelled attempt is counted by its end)."""
         self.tally(record.name).counts[CANCELLED] += 1
 
     def record_failed(self, record: JobRecord) -> None:
