@@ -76,7 +76,8 @@ class Outcomes:
         policy = self.policies.get(job.name, self.default_policy)  # not self.policy(): hot
         nxt, delay = after_attempt(job, attempt.outcome, policy, wall, attempt.error, self.rng)
         args = attempt.args
-        if self.log_processing and (nxt is Next.SUCCEEDED or nxt is Next.AGAIN):
+        succeeded = nxt is Next.SUCCEEDED or nxt is Next.AGAIN
+        if succeeded and self.log_processing and log.isEnabledFor(logging.INFO):
             log.info(
                 "job %s %r succeeded (attempt %d)",
                 job.id,

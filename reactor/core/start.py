@@ -116,7 +116,7 @@ class StartRule:
             job.run_at = wall
         self.running += 1
         self.stats["attempts"] += 1
-        if self.log_processing:
+        if self.log_processing and log.isEnabledFor(logging.INFO):  # no fields built for nothing
             log.info(
                 "job %s %r started (attempt %d)",
                 job.id,
