@@ -4,11 +4,14 @@ while ``--help`` and ``--version`` work whatever the environment holds."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from reactor import ConfigError, NodeNameTaken
 from reactor.cli import exits
 
 
@@ -78,3 +81,21 @@ def test_a_bad_redis_url_is_one_line_naming_the_option(command: list[str]) -> No
     assert done.returncode == exits.USAGE
     line = one_line(done)
     assert line.startswith(f"reactor {command[0]}: --redis: bad Redis URL 'http://x'"), line
+
+
+def test_exit_codes_come_from_one_documented_table() -> None:
+    """Every subcommand returns a constant of reactor.cli.exits (no bare numbers), and
+    docs/reference/exit-codes.md lists each of them."""
+    root = Path(__file__).resolve().parent.parent
+    bare = [
+        f"{path.name}:{number}: {line.strip()}"
+        for path in sorted((root / "reactor" / "cli").glob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if re.search(r"\breturn \d+\b|_exit\(\d+\)|SystemExit\(\d+\)", line)
+    ]
+    assert not bare, "use reactor.cli.exits:\n" + "\n".join(bare)
+    doc = (root / "docs" / "reference" / "exit-codes.md").read_text()
+    for name in ("OK", "FAILURE", "USAGE"):
+        assert f"| {getattr(exits, name)}    | `{name}`" in doc, name
+    assert exits.for_error(NodeNameTaken("x")) == exits.FAILURE == 1
+    assert exits.for_error(ConfigError("x")) == exits.USAGE == 2

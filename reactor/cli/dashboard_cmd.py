@@ -97,4 +97,4 @@ async def _serve(dashboard: Any) -> int:
         await stop.wait()
     finally:
         await dashboard.stop()
-    return 0
+    return exits.OK

@@ -130,4 +130,4 @@ def _show(JR: Any, node: NodeProcess) -> int:
     )
     _say(f"{len(feedback)} feedback calls received; node view: {JR.snapshot()['nodes'][0]}")
     sys.stdout.flush()
-    return 0
+    return exits.OK

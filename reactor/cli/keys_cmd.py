@@ -52,7 +52,7 @@ def run(ns: argparse.Namespace) -> int:
     )
     print(f"public key: {public}")
     print(f"secret key: {secret}  (keep it private)")
-    return 0
+    return exits.OK
 
 
 def add_server_curve_arguments(p: argparse.ArgumentParser) -> None:

@@ -161,16 +161,16 @@ def _nodes(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
         _print_json(
             {"nodes": {name: {**c, "total": sum(c.values())} for name, c in counts.items()}}
         )
-        return 0
+        return exits.OK
     if not counts:
         print("no node has stored jobs")
-        return 0
+        return exits.OK
     table = _table("node", *STATUSES, "total")
     for name, per_status in counts.items():
         values = [per_status.get(s, 0) for s in STATUSES]
         table.add_row(name, *(str(v) for v in values), str(sum(values)))
     _out().print(table)
-    return 0
+    return exits.OK
 
 
 def _jobs(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
@@ -185,7 +185,7 @@ def _jobs(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
     )
     if ns.json:
         _print_json({"node": ns.node, "jobs": records, "next_cursor": next_cursor})
-        return 0
+        return exits.OK
     if not records:
         print(f"no matching jobs stored for node {ns.node!r}", file=sys.stderr)
         return exits.FAILURE
@@ -198,7 +198,7 @@ def _jobs(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
     _out().print(table)
     if next_cursor:
         print(f"... more: add --cursor {next_cursor}")
-    return 0
+    return exits.OK
 
 
 def _show(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
@@ -208,7 +208,7 @@ def _show(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
         return exits.FAILURE
     if ns.json:
         _print_json({"job": record, "node": monitor.node_of(ns.job_id)})
-        return 0
+        return exits.OK
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column(overflow="fold")
@@ -219,7 +219,7 @@ def _show(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
             value = pformat(value, width=80, sort_dicts=True)
         table.add_row(field, "-" if value is None else str(value))
     _out().print(table)
-    return 0
+    return exits.OK
 
 
 def _retry(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
@@ -239,7 +239,7 @@ def _retry(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
         return exits.FAILURE
     if not ns.json:
         print(f"job {ns.job_id} queued for retry on node {monitor.node_of(ns.job_id)}")
-    return 0
+    return exits.OK
 
 
 def _retry_failed(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
@@ -258,7 +258,7 @@ def _retry_failed(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
         _print_json({"node": ns.node, "retried": retried})
     else:
         print(f"queued {retried} jobs of node {ns.node!r} for retry")
-    return 0
+    return exits.OK
 
 
 def _destroy(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
@@ -275,7 +275,7 @@ def _destroy(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
         print(f"no stored job {ns.job_id!r}", file=sys.stderr)
         return exits.FAILURE
     print(f"destroyed job {ns.job_id}")
-    return 0
+    return exits.OK
 
 
 def _destroy_all(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
@@ -294,7 +294,7 @@ def _destroy_all(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
     ):
         deleted = monitor.destroy_all_jobs_for(ns.node)
     print(f"destroyed {deleted} jobs of node {ns.node!r}")
-    return 0
+    return exits.OK
 
 
 @contextmanager
