@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from reactor._version import __version__
 from reactor.app.runtime import Runtime
-from reactor.config import Config
+from reactor.config import BadEnvironmentConfig, Config
 from reactor.distributor.driver import Distributor
 from reactor.distributor.handle import JobHandle
 from reactor.errors import (
@@ -80,8 +80,14 @@ __all__ = [
     "stop",
 ]
 
-#: The facade's settings (the one documented global, with the runtime below).
-config = Config()
+#: The facade's settings (the one documented global, with the runtime below). A bad
+#: ``REACTOR_<KEY>`` variable fails the facade's first use, not the import (so that
+#: ``reactor --help`` works).
+config: Config
+try:
+    config = Config()
+except ConfigError as exc:
+    config = BadEnvironmentConfig(exc)
 _runtime = Runtime.facade = Runtime(config)
 
 run = _runtime.run

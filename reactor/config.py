@@ -66,8 +66,9 @@ _POSITIVE_NUM_KEYS = {
 }
 
 
-def _check(key: str, value: Any) -> Any:
-    """Return ``value`` if it suits ``key``, else raise ConfigError saying what is expected."""
+def check_value(key: str, value: Any) -> Any:
+    """Return ``value`` if it suits config ``key``, else raise ConfigError saying what is
+    expected (also for settings given as arguments, such as ``Node(capacity=)``)."""
     if key not in DEFAULTS:
         raise ConfigError(f"unknown config key {key!r}; valid keys: {', '.join(sorted(DEFAULTS))}")
     if key in _BOOL_KEYS:
@@ -138,7 +139,7 @@ def parse_value(key: str, text: str, *, source: str) -> Any:
     except ValueError:
         raise ConfigError(f"{source}: {text!r} is not a valid {type(default).__name__}") from None
     try:
-        return _check(key, value)
+        return check_value(key, value)
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
 
@@ -201,11 +202,11 @@ class Config(MutableMapping[str, Any]):
         return self._values[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
-        self._values[key] = _check(key, value)
+        self._values[key] = check_value(key, value)
 
     def __delitem__(self, key: str) -> None:
         """Deleting a key restores its value from the environment, or else its default."""
-        _check(key, DEFAULTS.get(key))
+        check_value(key, DEFAULTS.get(key))
         self._values[key] = self._base[key]
 
     def __iter__(self) -> Iterator[str]:
@@ -231,3 +232,24 @@ class Config(MutableMapping[str, Any]):
 
     def __repr__(self) -> str:
         return f"Config({self._values!r})"
+
+
+class BadEnvironmentConfig(Config):
+    """Stands in for the facade's config (``JR.config``) when a ``REACTOR_<KEY>`` variable is bad,
+    so that ``import reactor`` (and ``reactor --help``) still works: reading or setting any key
+    raises the error, which names the variable, so the first use of the facade fails fast.
+    """
+
+    def __init__(self, error: ConfigError) -> None:
+        self._base = dict(DEFAULTS)
+        self._values = dict(DEFAULTS)
+        self.error = error
+
+    def __getitem__(self, key: str) -> Any:
+        raise ConfigError(str(self.error))
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        raise ConfigError(str(self.error))
+
+    def __repr__(self) -> str:
+        return f"BadEnvironmentConfig({str(self.error)!r})"

@@ -15,6 +15,7 @@ Tree::
     ├── JobTimeoutError (also TimeoutError)            ``handle.result(timeout)`` ran out
     ├── NoSuchJob                                      a node does not know the job's name
     ├── NodeNameTaken                                  a live node already has this node's name
+    ├── MetricsPortError (also OSError)                the metrics server cannot bind its port
     ├── JobLost                                        a job's record vanished without a destroy
     ├── TimeLimitExceeded (also TimeoutError)          an attempt ran past its timeout
     └── RemoteError                                    a node's exception, seen by the distributor
@@ -83,6 +84,24 @@ class NoSuchJob(ReactorError):
 
 class NodeNameTaken(ReactorError):
     """A node started under the name of a live node; the message says which host holds it."""
+
+
+class MetricsPortError(ReactorError, OSError):
+    """The Prometheus metrics server cannot listen on its address (``metrics_port=``, the CLI's
+    ``--metrics-port``): the port is busy or the host is not this machine's.
+
+    Attributes:
+        host: the address it tried to bind.
+        port: the port it tried to bind.
+    """
+
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        super().__init__(f"cannot serve metrics on {host}:{port} (metrics_port={port}): {reason}")
+        self.host = host
+        self.port = port
+
+    def __str__(self) -> str:  # OSError would format its args
+        return str(self.args[0])
 
 
 class JobLost(ReactorError):

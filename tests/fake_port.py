@@ -38,6 +38,9 @@ class RecordingPort:
     def kick(self) -> None:
         pass
 
+    def cancelled(self, job: JobRecord) -> None:
+        pass
+
     def starting(self, job: JobRecord, wall: float) -> None:
         pass
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -10,10 +11,15 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from reactor import Distributor, JobFailed
 from reactor.ops import logs
+from reactor.testing import async_wait_until
+
+from .conftest import NodeFactory, wait_for_node
 
 
 @pytest.fixture
@@ -104,3 +110,51 @@ def test_cli_json_logs_go_to_stderr_line_by_line(tmp_path: Path, before: bool) -
 def test_cli_default_is_quiet(tmp_path: Path) -> None:
     done = _reactor("keys", "generate", str(tmp_path))
     assert done.returncode == 0 and done.stderr == ""
+
+
+@pytest.mark.parametrize("fmt", ["json", "text"])
+async def test_a_node_logs_each_job_start_success_and_failure_with_its_fields(
+    distributor: Distributor, start_node: NodeFactory, tmp_path: Path, fmt: str
+) -> None:
+    """Issue 22: job lines carry job_id, job_name, node and attempt (JSON fields, or the text
+    suffix), and log_job_processing logs starts and successes, not only failures."""
+    node = start_node(
+        "w1",
+        [distributor.address],
+        settings={"log_job_processing": True},
+        extra=["--log-format", fmt],
+    )
+    await wait_for_node(distributor, "w1", proc=node)
+    ok = distributor.enqueue("record", {"path": str(tmp_path / "notes.txt")})
+    failed = distributor.enqueue("fail_twice", {"path": str(tmp_path / "notes.txt")})
+    await asyncio.wait_for(ok, 20)
+    with pytest.raises(JobFailed):
+        await asyncio.wait_for(failed, 20)
+
+    def lines_of(job_id: str) -> list[dict[str, Any]]:
+        found = []
+        for line in node.output().splitlines():
+            if fmt == "json" and line.startswith("{"):
+                entry = json.loads(line)
+                if entry.get("job_id") == job_id:
+                    found.append(entry)
+            elif fmt == "text" and f"[job={job_id} " in line:
+                message, _, suffix = line.rpartition(" [")
+                fields = dict(pair.split("=", 1) for pair in suffix.rstrip("]").split(" "))
+                found.append({"message": message, "job_id": fields["job"], **fields})
+        return found
+
+    await async_wait_until(lambda: len(lines_of(failed.id)) == 4, 10, 0.05)  # logs trail results
+    for job_id, name, expected in [
+        (ok.id, "record", ["started (attempt 1)", "succeeded (attempt 1)"]),
+        (failed.id, "fail_twice", ["started (attempt 1)", "failed (attempt 1), retrying in",
+                                   "started (attempt 2)", "failed (attempt 2), no retry"]),
+    ]:  # fmt: skip
+        entries = lines_of(job_id)
+        assert len(entries) == len(expected), entries
+        for entry, words in zip(entries, expected, strict=True):
+            assert words in entry["message"], entry
+            assert entry["job_id"] == job_id and entry["node"] == "w1", entry
+            assert (entry["job_name"] if fmt == "json" else entry["name"]) == name, entry
+        attempts = [int(e["attempt"]) for e in entries]
+        assert attempts == sorted(attempts) and attempts[0] == 1, entries

@@ -7,8 +7,10 @@ import re
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from reactor import Config, Distributor
-from reactor.errors import JobFailed
+from reactor.errors import JobCancelledError, JobFailed
 from reactor.testing import async_wait_until, free_port
 
 from .conftest import FAST, NodeFactory, wait_for_node
@@ -87,3 +89,37 @@ async def test_waiting_gauge_counts_deferred_jobs(
     )
     for handle in handles:
         handle.cancel()
+
+
+async def test_every_cancel_is_counted(
+    distributor: Distributor, start_node: NodeFactory, tmp_path: Path
+) -> None:
+    """Issue 22: reactor_jobs_cancelled_total ignored handle.cancel() of a job that had not run."""
+    port = free_port()
+    node = start_node("c1", [distributor.address], extra=["--metrics-port", str(port)])
+    await wait_for_node(distributor, "c1", proc=node)
+    waiting = [distributor.enqueue("record", {}, after=30) for _ in range(3)]
+    sample = 'reactor_jobs_received_total{job_name="record"}'
+    await async_wait_until(lambda: value(scrape(port), sample) == 3, 10, 0.05)
+    for handle in waiting[:2]:
+        handle.cancel()
+    for handle in waiting[:2]:
+        with pytest.raises(JobCancelledError):
+            await asyncio.wait_for(handle, 10)
+    cancelled = 'reactor_jobs_cancelled_total{job_name="record"}'
+    await async_wait_until(lambda: value(scrape(port), cancelled) == 2, 10, 0.05)
+
+
+async def test_a_cancel_before_any_node_took_the_job_is_counted_by_the_distributor() -> None:
+    d = Distributor("127.0.0.1", 0, config=Config(**FAST), metrics_port=0)
+    await d.start()
+    try:
+        assert d.metrics_server is not None
+        handle = d.enqueue("record", {})  # no node: it waits at the distributor
+        handle.cancel()
+        with pytest.raises(JobCancelledError):
+            await asyncio.wait_for(handle, 10)
+        text = await asyncio.to_thread(scrape, d.metrics_server.port)
+        assert value(text, 'reactor_jobs_cancelled_total{job_name="record"}') == 1
+    finally:
+        await d.stop()

@@ -79,6 +79,8 @@ def test_wheel_installs_into_a_fresh_venv_and_the_demo_runs_anywhere(tmp_path: P
     assert _run([reactor_cmd, "--version"], empty, env, 60).strip() == (
         f"reactor {reactor.__version__}"
     )
+    bench_help = _run([reactor_cmd, "bench", "--help"], empty, env, 60)  # issue 22: it exited 2
+    assert "usage: reactor bench" in bench_help and "checkout" in bench_help
     out = _run([reactor_cmd, "--log-level", "WARNING", "demo"], empty, env, 120)
     assert "node connected" in out and "all done in" in out
     assert list(empty.iterdir()) == []  # the demo needed nothing from, and left nothing in, cwd

@@ -35,6 +35,9 @@ class _Port(RecordingPort):
     def write(self, record: JobRecord) -> None:
         self.written.append(record.id)
 
+    def cancelled(self, job: JobRecord) -> None:
+        pass
+
     def starting(self, job: JobRecord, wall: float) -> None:
         self.started.append(job.id)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import subprocess
 import sys
 import time
@@ -148,11 +149,47 @@ def test_eager_applies_the_enqueue_max_attempt_and_timeout() -> None:
     assert (job.priority, job.timeout, job.max_attempt) == (5, 2.0, 4)
 
 
-def test_the_example_application_tests_pass_with_the_installed_plugin() -> None:
-    """examples/testing_app uses the pytest fixtures the package registers (entry point)."""
+@pytest.mark.parametrize("on_loop", [False, True])
+def test_a_cluster_left_with_a_deferred_job_tears_down_at_once_and_warns(
+    on_loop: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 22: an ``after=60`` job left behind cost 10 s (drain_timeout) and an ERROR."""
+    caplog.set_level(logging.INFO)
+    cluster = Cluster(jobs=[double])
+
+    async def leave_one_async() -> float:
+        async with cluster:
+            cluster.enqueue("double", {"n": 1}, after=60)
+            assert (await cluster.enqueue("double", {"n": 2}))["doubled"] == 4
+            began = time.monotonic()
+        return time.monotonic() - began
+
+    if on_loop:
+        took = asyncio.run(leave_one_async())
+    else:
+        with cluster:  # what the reactor_cluster fixture does
+            cluster.enqueue("double", {"n": 1}, after=60)
+            assert cluster.run("double", {"n": 2})["doubled"] == 4
+            began = time.monotonic()
+        took = time.monotonic() - began
+    assert took < 1.0, f"teardown took {took:.2f}s"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    [warning] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert "1 job(s) the test left unfinished" in warning.getMessage()
+    assert "double x1" in warning.getMessage()
+
+
+@pytest.mark.parametrize("where", ["root", "inside"])
+def test_the_example_application_tests_pass_with_the_installed_plugin(where: str) -> None:
+    """examples/testing_app uses the pytest fixtures the package registers (entry point), and
+    runs with what its README lists: pytest and pytest-asyncio, not pytest-timeout (issue 22:
+    ``INTERNALERROR ... Unknown config option: timeout``), from the root or from inside it."""
+    example = ROOT / "examples" / "testing_app"
+    assert "pytest-asyncio" in (example / "README.md").read_text()
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:timeout"]
     out = subprocess.run(
-        [sys.executable, "-m", "pytest", "examples/testing_app", "-q", "-p", "no:cacheprovider"],
-        cwd=ROOT,
+        argv + (["examples/testing_app"] if where == "root" else []),
+        cwd=ROOT if where == "root" else example,
         capture_output=True,
         text=True,
         timeout=120,

@@ -1,6 +1,6 @@
 """How an application tests code that enqueues, with reactor.testing (no node processes).
 
-Run: pytest examples/testing_app
+Run: pytest examples/testing_app (needs pytest and pytest-asyncio; see README.md)
 """
 
 from __future__ import annotations

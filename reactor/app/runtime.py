@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from reactor.app.forkguard import ForkGuard
 from reactor.config import Config
+from reactor.distributor.drain import wait_interruptibly
 from reactor.distributor.driver import Distributor
 from reactor.distributor.handle import Feedback, JobHandle
 from reactor.errors import ReactorError
@@ -100,10 +101,9 @@ class Runtime:
                 started.wait()
 
     def _serve(self, loop: asyncio.AbstractEventLoop, started: threading.Event) -> None:
-        # The application's signals are for its main thread: the kernel gives a process-directed
-        # signal to any thread that does not block it, and a main thread blocked in a lock
-        # (Event.wait(), a join) is woken only if the signal lands on it, so SIGTERM could sit
-        # unhandled. Threads this one starts (executors, defer=True workers) inherit the mask.
+        # The application's signals are for its main thread: a signal lands on any thread not
+        # blocking it, and a main thread blocked in a lock wakes only if it lands there (SIGTERM
+        # could sit unhandled). Threads this one starts (executors, defer=True) inherit the mask.
         if hasattr(signal, "pthread_sigmask"):
             signal.pthread_sigmask(signal.SIG_BLOCK, APPLICATION_SIGNALS)
         asyncio.set_event_loop(loop)
@@ -230,8 +230,9 @@ class Runtime:
             self._stop_in_loop()
             return 0
         bound = float(self.config["drain_timeout"]) + float(self.config["shutdown_grace"]) + 30.0
-        try:
-            lost = asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(bound)
+        shutdown = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
+        try:  # a first Ctrl-C says what the drain waits for, a second stops waiting
+            lost = wait_interruptibly(shutdown, bound, self.distributor, loop)
         finally:
             if self.thread is not None and self.thread.daemon:
                 loop.call_soon_threadsafe(loop.stop)
@@ -324,12 +325,9 @@ class Runtime:
             ) from exc
         self._forked = False
         self._guard.adopt()
-        log.info(
-            "process %d is a fork of %d: started its own distributor on %s",
-            os.getpid(),
-            self._guard.pid,
-            fresh.address,
-        )
+        pid, parent = os.getpid(), self._guard.pid
+        log.info("process %d is a fork of %d: started its own distributor on %s", pid, parent,
+                 fresh.address)  # fmt: skip
 
     # -- roles ------------------------------------------------------------------------------------
 

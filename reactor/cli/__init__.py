@@ -13,12 +13,14 @@ import sys
 from collections.abc import Sequence
 
 from reactor._version import __version__
+from reactor.cli import exits
 from reactor.cli.options import (
     CommandParser,
     add_global_options,
     add_to_subcommands,
     log_settings,
 )
+from reactor.config import from_environment
 from reactor.errors import ConfigError
 from reactor.ops import logs
 
@@ -49,13 +51,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``reactor`` console script; returns the exit code."""
+    """Entry point of the ``reactor`` console script; returns the exit code (see
+    :mod:`reactor.cli.exits`).
+
+    ``--help`` and ``--version`` work whatever the environment holds; every other command first
+    checks the ``REACTOR_<KEY>`` variables and stops with one line naming a bad one.
+    """
     parser = build_parser()
-    ns = parser.parse_args(argv)
+    ns = parser.parse_args(argv)  # --help and --version exit here
     try:
+        if not _wants_help(ns):
+            from_environment()
         level, fmt = log_settings(ns)
     except ConfigError as exc:
         print(f"reactor: {exc}", file=sys.stderr)
-        return 2
+        return exits.USAGE
     logs.configure(level, fmt)  # stderr
-    return int(ns.func(ns))
+    try:
+        return int(ns.func(ns))
+    except ConfigError as exc:  # a bad value a command found late: still one line
+        print(f"reactor {ns.command}: {exc}", file=sys.stderr)
+        return exits.USAGE
+
+
+def _wants_help(ns: argparse.Namespace) -> bool:
+    """``reactor bench --help``: the suite's own help, passed on unparsed."""
+    return bool({"-h", "--help"} & set(getattr(ns, "bench_args", ())))

@@ -13,6 +13,16 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from reactor.cli import exits
+
+#: ``reactor bench --help`` where no suite is found (an installed wheel).
+WITHOUT_SUITE = """\
+usage: reactor bench [ARG ...]
+
+Run reactor's benchmark suite (python -m benchmarks) with ARG passed on to it. The suite is
+not installed with the package: run this from the root of a reactor checkout, where
+`reactor bench --help` lists the suite's own options (--quick, --only, ...)."""
+
 
 def add_parser(sub: Any) -> None:
     """Register the ``bench`` subcommand; every argument goes to the suite unparsed."""
@@ -51,6 +61,9 @@ def find_benchmarks() -> ModuleType | None:
 def run(ns: argparse.Namespace) -> int:
     """Run the suite with the given arguments; 2 when it cannot be found."""
     module = find_benchmarks()
+    if module is None and {"-h", "--help"} & set(ns.bench_args):
+        print(WITHOUT_SUITE)  # an installed wheel has no suite, but --help still answers
+        return exits.OK
     if module is None:
         roots = " or ".join(str(r) for r in candidate_roots())
         print(
@@ -58,6 +71,6 @@ def run(ns: argparse.Namespace) -> int:
             "installed with the package: run this from the root of a reactor checkout",
             file=sys.stderr,
         )
-        return 2
+        return exits.USAGE
     code: int = module.main(list(ns.bench_args))
     return code

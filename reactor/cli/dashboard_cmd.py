@@ -8,8 +8,10 @@ import signal
 import sys
 from typing import Any
 
+from reactor.cli import exits
 from reactor.cli.options import env_help, env_int, from_env
 from reactor.config import DEFAULTS
+from reactor.errors import ConfigError
 
 
 def add_parser(sub: Any) -> None:
@@ -63,17 +65,21 @@ def run(ns: argparse.Namespace) -> int:
             f"reactor dashboard: {exc}; install it with: pip install 'reactor-jobs[dashboard]'",
             file=sys.stderr,
         )
-        return 2
+        return exits.USAGE
     port = ns.port if ns.port is not None else env_int("--port")
-    dashboard = Dashboard(
-        ns.redis,
-        host=ns.host,
-        port=8000 if port is None else port,
-        read_only=ns.read_only,
-        password=ns.password,
-        prefix=ns.prefix,
-    )
-    return asyncio.run(_serve(dashboard))
+    try:
+        dashboard = Dashboard(
+            ns.redis,
+            host=ns.host,
+            port=8000 if port is None else port,
+            read_only=ns.read_only,
+            password=ns.password,
+            prefix=ns.prefix,
+        )
+        return asyncio.run(_serve(dashboard))
+    except ConfigError as exc:  # a bad --redis URL, found when it connects
+        print(f"reactor dashboard: --redis: {exc}", file=sys.stderr)
+        return exits.USAGE
 
 
 async def _serve(dashboard: Any) -> int:
@@ -85,10 +91,10 @@ async def _serve(dashboard: Any) -> int:
         await dashboard.start()
     except OSError as exc:
         print(f"reactor dashboard: cannot listen on {dashboard.url}: {exc}", file=sys.stderr)
-        return 2
+        return exits.USAGE
     print(f"reactor dashboard on {dashboard.url}", flush=True)
     try:
         await stop.wait()
     finally:
         await dashboard.stop()
-    return 0
+    return exits.OK

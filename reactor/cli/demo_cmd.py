@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from reactor.cli import exits
 from reactor.errors import JobFailed, ReactorError
 from reactor.testing.support import NodeProcess, free_port, wait_until
 
@@ -48,7 +49,7 @@ def run(ns: argparse.Namespace) -> int:
     jobs = Path(ns.jobs) if ns.jobs else demo_jobs_dir()
     if not (jobs / "greetings.py").is_file():
         _say(f"reactor demo: no example jobs in {jobs}/ (pass --jobs DIR with the demo's jobs)")
-        return 2
+        return exits.USAGE
     port = ns.port or free_port()
     JR.config["log_job_processing"] = False
     JR.config["max_attempt"] = 2
@@ -66,7 +67,7 @@ def run(ns: argparse.Namespace) -> int:
         return _show(JR, node)
     except (ReactorError, AssertionError) as exc:
         _say(f"reactor demo failed: {exc}")
-        return 1
+        return exits.FAILURE
     finally:
         code = node.terminate(timeout=15)
         _say(f"node stopped (exit code {code})")
@@ -129,4 +130,4 @@ def _show(JR: Any, node: NodeProcess) -> int:
     )
     _say(f"{len(feedback)} feedback calls received; node view: {JR.snapshot()['nodes'][0]}")
     sys.stdout.flush()
-    return 0
+    return exits.OK

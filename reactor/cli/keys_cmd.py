@@ -7,6 +7,7 @@ import logging
 import sys
 from typing import Any
 
+from reactor.cli import exits
 from reactor.errors import ConfigError
 
 log = logging.getLogger("reactor.cli")
@@ -45,13 +46,13 @@ def run(ns: argparse.Namespace) -> int:
         public, secret = generate_keys(ns.directory, ns.name, overwrite=ns.force)
     except (ConfigError, OSError) as exc:
         print(f"reactor keys: {exc}", file=sys.stderr)
-        return 2
+        return exits.USAGE
     log.info(
         "wrote CURVE key pair %r", ns.name, extra={"public": str(public), "secret": str(secret)}
     )
     print(f"public key: {public}")
     print(f"secret key: {secret}  (keep it private)")
-    return 0
+    return exits.OK
 
 
 def add_server_curve_arguments(p: argparse.ArgumentParser) -> None:

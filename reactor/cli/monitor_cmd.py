@@ -1,7 +1,8 @@
 """`reactor monitor`: list nodes and jobs stored in Redis, show one job, retry or delete jobs.
 
 Tables go to stdout (or one JSON document with ``--json``); progress bars, questions and errors
-to stderr. Exit codes: 0 done, 1 no such job or node / refused, 2 Redis unreachable.
+to stderr. Exit codes (reactor.cli.exits): 0 done, 1 no such job or node / refused, 2 a bad
+option or Redis URL, or Redis unreachable.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from reactor.cli import exits
 from reactor.cli.options import env_help, from_env
 from reactor.config import DEFAULTS, env_name
-from reactor.errors import StorageUnavailableError
+from reactor.errors import ConfigError, StorageUnavailableError
 from reactor.jobs.record import FAILED, STATUSES, UNFINISHED
 from reactor.ops.monitor import RETRYABLE, RedisMonitor
 
@@ -102,7 +104,10 @@ def run(ns: argparse.Namespace) -> int:
             return action(monitor, ns)
     except StorageUnavailableError as exc:
         print(f"reactor monitor: {exc}", file=sys.stderr)
-        return 2
+        return exits.USAGE
+    except ConfigError as exc:  # a bad --redis URL
+        print(f"reactor monitor: --redis: {exc}", file=sys.stderr)
+        return exits.USAGE
 
 
 def _out() -> Console:
@@ -156,16 +161,16 @@ def _nodes(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
         _print_json(
             {"nodes": {name: {**c, "total": sum(c.values())} for name, c in counts.items()}}
         )
-        return 0
+        return exits.OK
     if not counts:
         print("no node has stored jobs")
-        return 0
+        return exits.OK
     table = _table("node", *STATUSES, "total")
     for name, per_status in counts.items():
         values = [per_status.get(s, 0) for s in STATUSES]
         table.add_row(name, *(str(v) for v in values), str(sum(values)))
     _out().print(table)
-    return 0
+    return exits.OK
 
 
 def _jobs(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
@@ -174,16 +179,16 @@ def _jobs(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
         statuses = set(UNFINISHED) if statuses is None else statuses & UNFINISHED
     if ns.limit < 1:
         print("reactor monitor: --limit must be >= 1", file=sys.stderr)
-        return 2
+        return exits.USAGE
     records, next_cursor = monitor.jobs_page(
         ns.node, status=statuses, name=ns.name, limit=ns.limit, cursor=ns.cursor
     )
     if ns.json:
         _print_json({"node": ns.node, "jobs": records, "next_cursor": next_cursor})
-        return 0
+        return exits.OK
     if not records:
         print(f"no matching jobs stored for node {ns.node!r}", file=sys.stderr)
-        return 1
+        return exits.FAILURE
     table = _table("id", "status", "name", "attempt", "due (UTC)", "last error")
     for r in sorted(records, key=lambda r: (r["run_at"] or 0.0, r["id"])):
         table.add_row(
@@ -193,17 +198,17 @@ def _jobs(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
     _out().print(table)
     if next_cursor:
         print(f"... more: add --cursor {next_cursor}")
-    return 0
+    return exits.OK
 
 
 def _show(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
     record = monitor.load(ns.job_id)
     if record is None:
         print(f"no stored job {ns.job_id!r}", file=sys.stderr)
-        return 1
+        return exits.FAILURE
     if ns.json:
         _print_json({"job": record, "node": monitor.node_of(ns.job_id)})
-        return 0
+        return exits.OK
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
     table.add_column(overflow="fold")
@@ -214,7 +219,7 @@ def _show(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
             value = pformat(value, width=80, sort_dicts=True)
         table.add_row(field, "-" if value is None else str(value))
     _out().print(table)
-    return 0
+    return exits.OK
 
 
 def _retry(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
@@ -224,17 +229,17 @@ def _retry(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
         _print_json({"job_id": ns.job_id, "retried": retried})
     if record is None:
         print(f"no stored job {ns.job_id!r}", file=sys.stderr)
-        return 1
+        return exits.FAILURE
     if not retried:
         allowed = ", ".join(sorted(RETRYABLE))
         print(
             f"job {ns.job_id} is {record['status']}: only {allowed} jobs can be retried",
             file=sys.stderr,
         )
-        return 1
+        return exits.FAILURE
     if not ns.json:
         print(f"job {ns.job_id} queued for retry on node {monitor.node_of(ns.job_id)}")
-    return 0
+    return exits.OK
 
 
 def _retry_failed(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
@@ -243,44 +248,44 @@ def _retry_failed(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
         if ns.json:
             _print_json({"node": ns.node, "retried": 0})
         print(f"no failed jobs stored for node {ns.node!r}", file=sys.stderr)
-        return 1
+        return exits.FAILURE
     if not ns.yes and not _confirm(f"Retry all {failed} failed jobs of node {ns.node!r}?"):
         print("not retried", file=sys.stderr)
-        return 1
+        return exits.FAILURE
     with _progress(f"retrying failed jobs of {ns.node}", monitor.size(ns.node)) as advance:
         retried = monitor.retry_failed(ns.node, progress=advance)
     if ns.json:
         _print_json({"node": ns.node, "retried": retried})
     else:
         print(f"queued {retried} jobs of node {ns.node!r} for retry")
-    return 0
+    return exits.OK
 
 
 def _destroy(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
     record = monitor.load(ns.job_id)
     if record is None:
         print(f"no stored job {ns.job_id!r}", file=sys.stderr)
-        return 1
+        return exits.FAILURE
     node = monitor.node_of(ns.job_id)
     question = f"Destroy job {ns.job_id} ({record['name']}, {record['status']}, node {node})?"
     if not ns.yes and not _confirm(question):
         print("not destroyed")
-        return 1
+        return exits.FAILURE
     if not monitor.destroy(ns.job_id):
         print(f"no stored job {ns.job_id!r}", file=sys.stderr)
-        return 1
+        return exits.FAILURE
     print(f"destroyed job {ns.job_id}")
-    return 0
+    return exits.OK
 
 
 def _destroy_all(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
     total = sum(monitor.counts(ns.node).values())
     if not total:
         print(f"no jobs stored for node {ns.node!r}", file=sys.stderr)
-        return 1
+        return exits.FAILURE
     if not ns.yes and not _confirm(f"Destroy all {total} jobs of node {ns.node!r}?"):
         print("not destroyed")
-        return 1
+        return exits.FAILURE
     size = monitor.size(ns.node)
     # destroy_all_jobs_for takes no callback: follow it by watching the node's index shrink.
     with (
@@ -289,7 +294,7 @@ def _destroy_all(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
     ):
         deleted = monitor.destroy_all_jobs_for(ns.node)
     print(f"destroyed {deleted} jobs of node {ns.node!r}")
-    return 0
+    return exits.OK
 
 
 @contextmanager

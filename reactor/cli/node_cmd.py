@@ -12,9 +12,10 @@ import sys
 from typing import Any
 
 from reactor.app.runtime import new_event_loop
+from reactor.cli import exits
 from reactor.cli.options import env_help, env_int, env_list, from_env
 from reactor.config import DEFAULTS, Config, apply_settings
-from reactor.errors import ConfigError, ReactorError
+from reactor.errors import ConfigError, MetricsPortError, ReactorError
 from reactor.node.driver import Node
 
 log = logging.getLogger("reactor.cli")
@@ -142,38 +143,58 @@ def curve_client(ns: argparse.Namespace) -> Any:
     return CurveClient.from_files(ns.curve_secret, ns.curve_server_key)
 
 
+def node_options(ns: argparse.Namespace) -> dict[str, Any]:
+    """The node's settings from the options (then their variables), checked.
+
+    Raises:
+        ConfigError: a bad value; the message names the option.
+    """
+    distributors = ns.distributor or env_list("--distributor") or []
+    if not distributors and not ns.discover:
+        raise ConfigError("give --distributor HOST:PORT (repeatable) or --discover URL")
+    for address in distributors:
+        host, sep, port = address.rpartition(":")
+        if not sep or not host.strip("[]") or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError(
+                f"--distributor takes HOST:PORT (e.g. 127.0.0.1:5000), not {address!r}"
+            )
+    capacity = ns.capacity if ns.capacity is not None else env_int("--capacity")
+    if capacity is not None and capacity < 1:
+        raise ConfigError(f"--capacity must be a whole number >= 1, not {capacity}")
+    port = ns.metrics_port if ns.metrics_port is not None else env_int("--metrics-port")
+    if port is not None and not 0 <= port < 65536:
+        raise ConfigError(f"--metrics-port must be a port number (0-65535), not {port}")
+    return {"distributors": distributors, "capacity": capacity, "metrics_port": port}
+
+
 def run(ns: argparse.Namespace) -> int:
-    """Run the node until a signal; 0 on a graceful stop."""
+    """Run the node until a signal; 0 on a graceful stop (exit codes: :mod:`reactor.cli.exits`)."""
     extend_import_path(ns.path)
     try:
         config = Config()  # defaults, then REACTOR_<KEY> variables, then --set
         apply_settings(config, ns.set)
-        distributors = ns.distributor or env_list("--distributor") or []
-        if not distributors and not ns.discover:
-            raise ConfigError("give --distributor HOST:PORT (repeatable) or --discover URL")
         node = Node(
             ns.name,
-            distributors=distributors,
             discover=ns.discover,
             storage=storage_spec(ns.storage),
             job_directory=ns.jobs,
-            capacity=ns.capacity if ns.capacity is not None else env_int("--capacity"),
             config=config,
             curve=curve_client(ns),
-            metrics_port=(
-                ns.metrics_port if ns.metrics_port is not None else env_int("--metrics-port")
-            ),
             metrics_host=ns.metrics_host,
+            **node_options(ns),
         )
     except (ReactorError, ValueError) as exc:
         print(f"reactor node: {exc}", file=sys.stderr)
-        return 2
+        return exits.USAGE
     loop = new_event_loop()
     try:
         return loop.run_until_complete(_serve(node))
+    except MetricsPortError as exc:
+        print(f"reactor node: --metrics-port {exc.port}: {exc}", file=sys.stderr)
+        return exits.USAGE
     except ReactorError as exc:
         print(f"reactor node: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 2
+        return exits.for_error(exc)
     finally:
         loop.close()
 
@@ -195,30 +216,31 @@ async def _serve(node: Node) -> int:
             stop.set()
         else:
             log.warning("node %s: second signal; exiting now", node.name)
-            os._exit(1)
+            os._exit(exits.FAILURE)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, on_signal, sig)
+    signalled = asyncio.ensure_future(stop.wait())
     try:
-        signalled = asyncio.ensure_future(stop.wait())
         if not await _started(node, signalled):
-            signalled.cancel()
             log.info("node %s: stopped during its start", node.name)
-            return 0
+            return exits.OK
         assert node.stopped is not None
         ended = asyncio.ensure_future(node.stopped.wait())
         await asyncio.wait({signalled, ended}, return_when=asyncio.FIRST_COMPLETED)
-        signalled.cancel()
         ended.cancel()
         await node.stop()
     finally:
+        signalled.cancel()  # also when the start failed: a pending task left behind is logged
+        with contextlib.suppress(asyncio.CancelledError):
+            await signalled
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
     if node.error is not None:
         print(f"reactor node: {type(node.error).__name__}: {node.error}", file=sys.stderr)
-        return 1
+        return exits.FAILURE
     log.info("node %s stopped", node.name)
-    return 0
+    return exits.OK
 
 
 async def _started(node: Node, signalled: asyncio.Future[Any]) -> bool:
@@ -231,6 +253,8 @@ async def _started(node: Node, signalled: asyncio.Future[Any]) -> bool:
     starting = asyncio.ensure_future(node.start())
     await asyncio.wait({starting, signalled}, return_when=asyncio.FIRST_COMPLETED)
     if starting.done():
+        if starting.exception() is not None:
+            await node.close()  # what the start opened before it failed
         starting.result()
         return True
     starting.cancel()

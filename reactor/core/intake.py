@@ -235,7 +235,8 @@ class Intake:
                 "run again, so that a job that kills its node cannot crash-loop it"
             )
             job.last_error = f"NodeCrashed: {message}"
-            log.error("job %s (%r): %s", job.id, job.name, message)
+            fields = job.log_fields(self.core.name)
+            log.error("job %s (%r): %s", job.id, job.name, message, extra=fields)
             self.core.stats["failed"] += 1
             error = ("NodeCrashed", message, "")
             args = P.pack_result_args(args_or_empty(job))

@@ -7,8 +7,7 @@ It is a thin dispatcher over parts that own their state: :class:`~reactor.core.i
 (receipt, adoption, cancel, revoke, resume), :class:`~reactor.core.runqueue.RunQueue` (due jobs,
 timers, held jobs, slot waiters), :class:`~reactor.core.start.StartRule` (which jobs start now)
 and :class:`~reactor.core.outcomes.Outcomes` (ended attempts, feedback, hand-back). The protocol
-with each distributor (hello, heartbeats, sync, acknowledgements) stays here. Jobs of a
-distributor start only while the link is runnable (see LinkState).
+with each distributor (hello, heartbeats, sync, acks) stays here; LinkState says when its jobs run.
 """
 
 from __future__ import annotations
@@ -65,6 +64,9 @@ class NodePort(Protocol):
 
     def starting(self, job: JobRecord, wall: float) -> None:
         """An attempt of ``job`` is about to begin (its ``run_at`` still says when it was due)."""
+
+    def cancelled(self, job: JobRecord) -> None:
+        """``job`` ends cancelled without an attempt that ran (a cancel or a destroy)."""
 
     def unknown(self, job: JobRecord) -> str:
         """The node has no job of this name: the error message it fails with."""

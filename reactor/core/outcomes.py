@@ -60,6 +60,8 @@ class Outcomes:
             retry_multiplier=float(core.config["retry_multiplier"]),
         )
         self.rng = rng  # the jitter source (None: the random module's)
+        #: config["log_job_processing"], read once: checked for every job on the hot path.
+        self.log_processing = bool(core.config["log_job_processing"])
 
     def policy(self, job: JobRecord) -> RetryPolicy:
         """The retry policy of ``job``'s name on this node."""
@@ -74,6 +76,15 @@ class Outcomes:
         policy = self.policies.get(job.name, self.default_policy)  # not self.policy(): hot
         nxt, delay = after_attempt(job, attempt.outcome, policy, wall, attempt.error, self.rng)
         args = attempt.args
+        succeeded = nxt is Next.SUCCEEDED or nxt is Next.AGAIN
+        if succeeded and self.log_processing and log.isEnabledFor(logging.INFO):
+            log.info(
+                "job %s %r succeeded (attempt %d)",
+                job.id,
+                job.name,
+                job.attempt,
+                extra=job.log_fields(self.core.name),
+            )
         if nxt is Next.SUCCEEDED:
             self.stats["succeeded"] += 1
             self.end(job, P.SUCCESS, P.pack_result_args(args), None, R.COMPLETE, now)
@@ -90,7 +101,7 @@ class Outcomes:
             self.queue.schedule(job, now + delay, now)
         elif nxt is Next.STOPPED:
             self.feedback(job, P.SUCCESS, P.pack_result_args(args), None, final=False, now=now)
-            self.finish_cancelled(job, now)
+            self.finish_cancelled(job, now, ran=True)
         elif nxt is Next.SELF_CANCELLED:
             self.end(job, P.SUCCESS, P.pack_result_args(args), None, R.CANCELLED, now)
         else:
@@ -115,10 +126,19 @@ class Outcomes:
         job.last_error = f"{summary}\n{error[2][-TRACEBACK_KEPT:]}" if error[2] else summary
         kept = {k: v for k, v in args.items() if k not in ("error", "job_itself")}
         job.args = P.pack_result_args(kept)
-        if self.config["log_job_processing"]:
-            log.warning("job %s %r failed (attempt %d): %s", job.id, job.name, job.attempt, summary)
+        if self.log_processing:
+            then = f"retrying in {delay:.1f}s" if nxt is Next.RETRY else "no retry"
+            log.warning(
+                "job %s %r failed (attempt %d), %s: %s",
+                job.id,
+                job.name,
+                job.attempt,
+                then,
+                summary,
+                extra=job.log_fields(self.core.name),
+            )
         if nxt is Next.CANCELLED:
-            self.finish_cancelled(job, now)
+            self.finish_cancelled(job, now, ran=True)
             return
         if nxt is not Next.RETRY:
             status = R.CANCELLED if nxt is Next.ERRBACK_CANCELLED else R.FAILED
@@ -139,13 +159,20 @@ class Outcomes:
             self.start.running -= 1
         job.failed_at = wall
         job.last_error = f"{type_name}: {message}"
-        log.error("job %s (%r): %s", job.id, job.name, message)
+        log.error(
+            "job %s (%r): %s", job.id, job.name, message, extra=job.log_fields(self.core.name)
+        )
         args = P.pack_result_args(args_or_empty(job))
         self.end(job, P.FAILURE, args, (type_name, message, ""), R.FAILED, now)
 
-    def finish_cancelled(self, job: JobRecord, now: float, *, deleted: bool = False) -> None:
-        """End a job as cancelled (``deleted``: its record is gone already)."""
+    def finish_cancelled(
+        self, job: JobRecord, now: float, *, deleted: bool = False, ran: bool = False
+    ) -> None:
+        """End a job as cancelled (``deleted``: its record is gone already; ``ran``: at the
+        end of an attempt, which the driver counts by the job's final status)."""
         self.stats["cancelled"] += 1
+        if not ran:
+            self.port.cancelled(job)
         self.end(job, P.CANCELLED, job.args, None, R.CANCELLED, now, deleted=deleted)
 
     def end(

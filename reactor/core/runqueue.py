@@ -151,7 +151,8 @@ class RunQueue:
                 continue
             if not exists and lost is not None and lost[i]:
                 message = "the job's record vanished from storage without a destroy (evicted?)"
-                log.error("job %s (%r): %s", job.id, job.name, message)
+                fields = job.log_fields(self.core.name)
+                log.error("job %s (%r): %s", job.id, job.name, message, extra=fields)
                 job.failed_at = job.run_at
                 job.last_error = f"JobLost: {message}"
                 self.core.stats["failed"] += 1
@@ -159,7 +160,9 @@ class RunQueue:
                 outcomes.end(job, P.FAILURE, job.args, error, R.FAILED, now, deleted=True)
                 continue
             if not exists:
-                log.info("job %s (%r) was deleted from storage: not running it", job.id, job.name)
+                fields = job.log_fields(self.core.name)
+                log.info("job %s (%r) was deleted from storage: not running it", job.id, job.name,
+                         extra=fields)  # fmt: skip
                 outcomes.finish_cancelled(job, now, deleted=True)
                 continue
             job.phase = R.READY

@@ -12,6 +12,7 @@ Limits still to come (concurrency or rate per key) belong in :meth:`StartRule.st
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,8 @@ from reactor.jobs.registry import JobEntry
 
 if TYPE_CHECKING:
     from reactor.core.node import NodeCore
+
+log = logging.getLogger("reactor.node")
 
 #: What the node knows of a job name: its entry (``is_async`` says it needs a slot), or None.
 Kinds = Callable[[str], JobEntry | None]
@@ -46,6 +49,8 @@ class StartRule:
         self.capacity = capacity
         self.kinds = kinds
         self.running = 0  # begun and not ended: slot jobs, and the def job on the loop
+        #: config["log_job_processing"], read once: checked for every job on the hot path.
+        self.log_processing = bool(core.config["log_job_processing"])
 
     def start_next(self, now: float, wall: float, *, write: bool = True) -> Started | None:
         """Begin the next job that may start now, or return None when none may.
@@ -111,6 +116,14 @@ class StartRule:
             job.run_at = wall
         self.running += 1
         self.stats["attempts"] += 1
+        if self.log_processing and log.isEnabledFor(logging.INFO):  # no fields built for nothing
+            log.info(
+                "job %s %r started (attempt %d)",
+                job.id,
+                job.name,
+                job.attempt,
+                extra=job.log_fields(self.core.name),
+            )
         if write:
             self.port.write(job)
 

@@ -22,7 +22,7 @@ from reactor.config import Config
 from reactor.core.distributor import DistributorCore
 from reactor.core.routing import JobState
 from reactor.distributor import views
-from reactor.distributor.drain import report_lost, wait_stored
+from reactor.distributor.drain import DrainState, report_lost, wait_stored
 from reactor.distributor.farewell import say_goodbye
 from reactor.distributor.feedback import Outcomes
 from reactor.distributor.handle import Feedback, JobHandle
@@ -105,6 +105,7 @@ class Distributor:
         self._metrics_at = (metrics_host, metrics_port)
         #: Called after messages or cancels were handled, while a drain waits (on the loop).
         self.on_progress: Callable[[], None] | None = None
+        self.draining = DrainState()  # how long drains waited, and whether to stop waiting
         self.announce = announce
         self.group = group
         self._announcer: Announcer | None = None
@@ -159,6 +160,9 @@ class Distributor:
         """Bind and serve on ``loop``; must be called from that loop's thread."""
         if self._endpoint is not None:
             return
+        host, port = self._metrics_at  # first of what starting opens: a busy port leaves nothing
+        if port is not None:
+            self.metrics_server = self.metrics.serve(port, host, health=views.health(self, loop))
         self._loop = loop
         max_size = int(self.config["max_message_size"])
         self._max_args = max_size - 1024
@@ -172,9 +176,6 @@ class Distributor:
         self._tick_handle = loop.call_later(self.core.interval, self._tick)
         # The gauges, read when /metrics is scraped (from the metrics server's thread).
         self.metrics.read_state(lambda: views.metrics_state(self._inbox.jobs, core, self._endpoint))
-        host, port = self._metrics_at
-        if port is not None:
-            self.metrics_server = self.metrics.serve(port, host, health=views.health(self, loop))
         log.info("distributor listening on tcp://%s", self.address)
         if self.outbox is not None:  # works at once; start() also joins the group eagerly
             from reactor.distributor.outbox import Outbox
@@ -202,14 +203,8 @@ class Distributor:
         self._inbox.open(loop)
 
     async def drain(self, timeout: float | None = None) -> int:
-        """Wait until a node has stored every job this distributor holds (DESIGN §3).
-
-        Args:
-            timeout: seconds to wait at most; None waits as long as it takes.
-
-        Returns:
-            How many jobs no node has stored yet (0: all stored).
-        """
+        """Wait until a node has stored every job this distributor holds (DESIGN §3), at most
+        ``timeout`` seconds (None: as long as it takes); returns how many are still unstored."""
         if self._closed or self.core is None:
             return 0
         return await wait_stored(self, timeout)
@@ -227,12 +222,12 @@ class Distributor:
             return 0
         self._stopping = True
         timeout = float(self.config["drain_timeout"] if drain_timeout is None else drain_timeout)
-        began = time.monotonic()
         await self.drain(timeout)
         lost = self.unstored()
         outbox, self._outbox = self._outbox, None
         kept_by = None if outbox is None else self.group
-        report_lost(self.address, lost, time.monotonic() - began, outbox=kept_by)
+        drains = self.draining
+        report_lost(self.address, lost, drains.waited, outbox=kept_by, cut=drains.cut)
         if outbox is not None:
             await outbox.stop(self._stored)
         await say_goodbye(self, self.core)
@@ -421,6 +416,10 @@ class Distributor:
         """Whether a node has stored ``job`` (or it ended): its outbox entry may go."""
         core = self.core
         return job.acked or core is None or core.jobs.get(job.id) is not job
+
+    def timeout_hint(self) -> str:
+        """For ``JobTimeoutError`` (any thread): no node connected, and how many jobs wait."""
+        return views.no_node_hint(self.core, len(self._inbox), self.address)
 
     def cancel(self, job_id: str) -> None:
         """Cancel a job by id (what ``handle.cancel()`` calls). Safe from any thread."""

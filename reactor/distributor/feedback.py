@@ -93,7 +93,8 @@ class Outcomes:
                 self.metrics.feedback_received(job.name, time.time() - due)
 
     def cancelled(self, job: JobState) -> None:
-        """The application's cancel ended the job."""
+        """The application's cancel ended the job (no node held it, or its node lost it)."""
+        self.metrics.record_cancelled(job)
         if self.results is not None:
             self.results.record(job.id, job.name, None)
         job.handle.resolve(None, JobCancelledError(f"job {job.id} ({job.name!r}) was cancelled"))

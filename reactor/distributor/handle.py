@@ -98,8 +98,10 @@ class JobHandle:
         try:
             return self._future().result(timeout)
         except concurrent.futures.TimeoutError:
+            hint = getattr(self._distributor, "timeout_hint", lambda: "")()  # the Distributor's
             raise JobTimeoutError(
                 f"job {self.id} ({self.name!r}) did not finish within {timeout}s"
+                + (f": {hint}" if hint else "")
             ) from None
 
     def __await__(self) -> Generator[Any, None, dict[str, Any]]:

@@ -87,3 +87,14 @@ def health(distributor: Distributor, loop: asyncio.AbstractEventLoop) -> Health:
         return None if distributor.started else "the distributor's socket is not bound"
 
     return Health(loop, ready=not_ready)
+
+
+def no_node_hint(core: DistributorCore | None, queued: int, address: str) -> str:
+    """Why a job may not have finished, for ``JobTimeoutError`` (read from any thread): that no
+    node is connected and how many jobs wait for one, or ``""`` when a node is connected."""
+    nodes = list(core.router.nodes.values()) if core is not None else []  # one C-level copy
+    if any(node.alive for node in nodes):
+        return ""
+    waiting = queued + (core.router.waiting if core is not None else 0)
+    jobs = "1 job waits" if waiting == 1 else f"{waiting} jobs wait"
+    return f"no node is connected to distributor {address}: {jobs} for one"

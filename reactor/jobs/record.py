@@ -174,6 +174,11 @@ class JobRecord:
         self.final_key: tuple[str, int, int] | None = None  # the final feedback awaiting its ack
         self.timer: object | None = None  # the scheduler's token while the job waits on a timer
 
+    def log_fields(self, node: str) -> dict[str, Any]:
+        """The structured fields a log line about this job carries (``extra=``): ``job_id``,
+        ``job_name``, ``node`` and ``attempt`` (see :mod:`reactor.ops.logs`)."""
+        return {"job_id": self.id, "job_name": self.name, "node": node, "attempt": self.attempt}
+
     def to_dict(self) -> dict[str, Any]:
         """The persisted fields as a plain dict (``args`` still encoded)."""
         return {f: getattr(self, f) for f in FIELDS}

@@ -26,7 +26,7 @@ def parse_address(address: str | tuple[str, int]) -> tuple[str, int]:
         host, port = address
     else:
         host, sep, port_text = address.rpartition(":")
-        if not sep or not port_text.isdigit():
+        if not sep or not port_text.isdigit() or not host.strip("[]"):
             raise ValueError(f"distributor address {address!r} must look like HOST:PORT")
         port = int(port_text)
     if not 0 < int(port) < 65536:

@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reactor.config import Config
+from reactor.config import Config, check_value
 from reactor.core.lifecycle import RetryPolicy
 from reactor.core.node import NodeCore
 from reactor.errors import NodeNameTaken, ReactorError
@@ -90,7 +90,8 @@ class Node:
             )
         self.name = name
         self.config = (config if config is not None else Config()).copy()
-        self.capacity = int(capacity if capacity is not None else self.config["node_capacity"])
+        wanted = self.config["node_capacity"] if capacity is None else capacity
+        self.capacity = int(check_value("node_capacity", wanted))  # >= 1, or a ConfigError
         self.session = secrets.token_hex(8)
         self.job_directory = Path(job_directory or self.config["job_directory"])
         self._storage_spec = storage
@@ -132,6 +133,8 @@ class Node:
         self.kick = self._runner.kick
         #: An attempt begins (the core's port): counted before its ``run_at`` moves.
         self.starting = self.metrics.attempt_started
+        #: A job ends cancelled without running (the core's port): counted as cancelled.
+        self.cancelled = self.metrics.record_cancelled
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -150,6 +153,10 @@ class Node:
         self._answered = asyncio.Event()
         if self.registry is None:
             self.registry = load_jobs(self.job_directory)
+        host, port = self._metrics_at  # first of what start() opens: a busy port leaves nothing
+        if port is not None:
+            health = Health(loop, ready=lambda: not_ready(self.core), holder=self._runner.holding)
+            self.metrics_server = self.metrics.serve(port, host, health=health)
         self._executor = ThreadPoolExecutor(
             max_workers=int(self.config["defer_threads"]),
             thread_name_prefix=f"reactor-{self.name}-defer",
@@ -205,10 +212,6 @@ class Node:
         self._tick()
         self._runner.watch(self.config, self._links)
         self.metrics.read_state(lambda: metrics_state(self.core, self._links.values()))
-        host, port = self._metrics_at
-        if port is not None:
-            health = Health(loop, ready=lambda: not_ready(self.core), holder=self._runner.holding)
-            self.metrics_server = self.metrics.serve(port, host, health=health)
         log.info(
             "node %s started: %d jobs known, capacity %d, %s storage, distributors %s",
             self.name,

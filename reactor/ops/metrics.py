@@ -25,6 +25,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from reactor.core.routing import JobState
+from reactor.errors import MetricsPortError
 from reactor.jobs import record as R
 from reactor.jobs.record import JobRecord
 from reactor.ops.health import Health, serve
@@ -202,6 +204,12 @@ class Metrics:
         if outcome is not None:
             t.counts[outcome] += 1
 
+    def record_cancelled(self, record: JobRecord | JobState) -> None:
+        """A job ended cancelled without an attempt that ran: on a node, ``handle.cancel()`` of a
+        waiting job or ``reactor monitor destroy``; at a distributor, a cancel of a job no node
+        holds (a cancelled attempt is counted by its end)."""
+        self.tally(record.name).counts[CANCELLED] += 1
+
     def record_failed(self, record: JobRecord) -> None:
         """A job failed without running (unknown name, args that do not decode)."""
         self.tally(record.name).counts[FAILED] += 1
@@ -310,12 +318,15 @@ class Metrics:
             The running server; ``close()`` it to stop.
 
         Raises:
-            OSError: the address cannot be bound.
+            MetricsPortError: the address cannot be bound (the port is busy, ...).
         """
-        if health is not None:
-            server, thread = serve(self.registry, health, port, host)
-        else:
-            server, thread = start_http_server(port, addr=host, registry=self.registry)
+        try:
+            if health is not None:
+                server, thread = serve(self.registry, health, port, host)
+            else:
+                server, thread = start_http_server(port, addr=host, registry=self.registry)
+        except OSError as exc:
+            raise MetricsPortError(host, port, exc.strerror or str(exc)) from None
         return _Server(server, thread)
 
 

@@ -4,17 +4,27 @@ storage, the jobs from a directory or from plain functions."""
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 from reactor.app.runtime import Runtime
 from reactor.config import Config
+from reactor.core.routing import JobState
+from reactor.distributor.drain import summary
 from reactor.distributor.driver import Distributor
 from reactor.distributor.handle import JobHandle
 from reactor.errors import ReactorError
 from reactor.node.driver import Node
 from reactor.testing.facade import facade_routed_to
 from reactor.testing.jobs import Jobs, registry_from
+
+log = logging.getLogger("reactor.testing")
+
+#: Seconds a teardown waits for the nodes to store jobs just enqueued (they take milliseconds).
+STORE_WAIT = 0.5
+#: Seconds a teardown lets a running job finish before its node stops anyway.
+STOP_GRACE = 1.0
 
 
 class Cluster:
@@ -90,13 +100,37 @@ class Cluster:
             self._routing.enter_context(facade_routed_to(self.distributor))
 
     async def stop(self) -> None:
-        """Stop the nodes (handing back what they hold), then the distributor."""
+        """Stop the distributor, then the nodes, at once: a job a test leaves behind (deferred,
+        retrying, still running) is reported at WARNING, not waited for.
+
+        The distributor goes first, so the nodes keep what they stored instead of handing it
+        back to a distributor that would then wait ``drain_timeout`` for it and log it as lost.
+        """
         if self._routing is not None:
             self._routing.close()
             self._routing = None
+        await self.distributor.drain(STORE_WAIT)  # jobs just sent: let the nodes store them
+        left = self.left_behind()
+        if left:
+            log.warning(
+                "cluster teardown: %d job(s) the test left unfinished end with the cluster: %s",
+                len(left),
+                summary(left),
+            )
+        if self.distributor.unstored_count():
+            self.distributor.stop_in_loop()  # no drain: what no node stored is reported above
+        else:
+            await self.distributor.stop(drain_timeout=0.0)
         for node in self.nodes:
-            await node.stop(grace=1.0)
-        await self.distributor.stop()
+            await node.stop(grace=STOP_GRACE)
+
+    def left_behind(self) -> list[JobState]:
+        """The jobs enqueued to this cluster that have not finished (call on its loop)."""
+        core = self.distributor.core
+        held = {} if core is None else dict(core.jobs)
+        for job in self.distributor.unstored():
+            held.setdefault(job.id, job)
+        return list(held.values())
 
     async def until_idle(self, timeout: float = 10.0) -> None:
         """Wait until no node has a job ready or running (jobs on timers may remain)."""

@@ -35,6 +35,7 @@ def test_a_wrong_password_exits_non_zero_within_5s_naming_authentication(
     assert code == 2  # a start error, not a crash
     output = node.output()
     assert "StorageAuthError" in output and "authentication" in output, output[-2000:]
+    assert "Task was destroyed but it is pending" not in output, output[-2000:]  # issue 22
     assert "wrong-password" not in output, "the password must not be logged"
 
 

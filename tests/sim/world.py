@@ -398,6 +398,9 @@ class Process:
             self.kicked = True
             self.later(self.world.clock.now, self._run)
 
+    def cancelled(self, job: JobRecord) -> None:
+        pass
+
     def starting(self, job: JobRecord, wall: float) -> None:
         pass
 
