@@ -13,6 +13,7 @@ from typing import Any
 
 from reactor.app.runtime import new_event_loop
 from reactor.cli.options import env_help, env_int, env_list, from_env
+from reactor.cli.supervisor import add_processes_argument, maybe_supervise
 from reactor.config import DEFAULTS, Config, apply_settings
 from reactor.errors import ConfigError, ReactorError
 from reactor.node.driver import Node
@@ -106,6 +107,7 @@ def add_parser(sub: Any) -> None:
         ),
     )
     add_curve_arguments(p)
+    add_processes_argument(p)
     p.set_defaults(func=run)
 
 
@@ -144,6 +146,9 @@ def curve_client(ns: argparse.Namespace) -> Any:
 
 def run(ns: argparse.Namespace) -> int:
     """Run the node until a signal; 0 on a graceful stop."""
+    supervised = maybe_supervise(ns)  # --processes N: a supervisor of N node processes
+    if supervised is not None:
+        return supervised
     extend_import_path(ns.path)
     try:
         config = Config()  # defaults, then REACTOR_<KEY> variables, then --set
