@@ -10,7 +10,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from benchmarks import peer_cases, reactor_cases
+from benchmarks import cpu_bound, peer_cases, reactor_cases
 from benchmarks.harness import Options, Result, note
 from benchmarks.profiling import py_spy
 from benchmarks.report import Figures, header, json_line, peer_table, reactor_table
@@ -26,13 +26,22 @@ CASES: dict[str, tuple[CaseFn, bool, bool]] = {
     "latency": (reactor_cases.latency, False, False),
     "timers": (reactor_cases.timers, False, False),
     "memory": (reactor_cases.memory, False, False),
+    "cpu_bound": (cpu_bound.cpu_bound, False, False),
     "dramatiq": (lambda o, s: peer_cases.run_peer("dramatiq", o, s), True, True),
     "celery": (lambda o, s: peer_cases.run_peer("celery", o, s), True, True),
 }
 GROUPS = {
     "drain": ("drain_memory", "drain_redis"),
     "peers": ("dramatiq", "celery"),
-    "reactor": ("drain_memory", "drain_redis", "enqueue", "latency", "timers", "memory"),
+    "reactor": (
+        "drain_memory",
+        "drain_redis",
+        "enqueue",
+        "latency",
+        "timers",
+        "memory",
+        "cpu_bound",
+    ),
 }
 
 

@@ -153,13 +153,29 @@ def reactor_table(by: Figures) -> str:
         "distributor RSS per waiting job",
         lambda f: f"{_n(f['distributor_bytes_per_job'])} B (n={_n(f['n'])})",
     )
+    row(
+        "cpu_bound",
+        "CPU-bound jobs (2 ms), --processes 1 / 2",
+        _cpu_show,
+        ">= 1.6x with 2 processes",
+        lambda f: bool(f["speedup"] >= 1.6),
+    )
     shown = {"drain_memory", "drain_redis", "enqueue", "latency", "timers", "memory_node"}
-    shown |= {"memory_distributor"}
+    shown |= {"memory_distributor", "cpu_bound"}
     for case, fig in by.items():
         if case not in shown and fig.get("_failed") and not case.startswith(("dramatiq", "celery")):
             rows.append([case, "FAILED: " + str(fig.get("note", ""))[:60], "", "MISSED", "-"])
     headers = ["reactor", "figure", "target", "verdict", "exactly once"]
     return str(tabulate(rows, headers=headers, tablefmt="github"))
+
+
+def _cpu_show(f: dict[str, Any]) -> str:
+    one, two = f["runs_processes_1_jobs_per_s"], f["runs_processes_2_jobs_per_s"]
+    text = f"{_n(f['processes_1_jobs_per_s'])} / {_n(f['processes_2_jobs_per_s'])} jobs/s"
+    text += f", {f['speedup']:.2f}x (n={_n(f['n'])})"
+    if len(one) > 1:
+        text += f" (runs {' / '.join(_n(r) for r in one)} vs {' / '.join(_n(r) for r in two)})"
+    return text
 
 
 def _rate_runs(f: dict[str, Any], threads: int) -> str:
