@@ -208,6 +208,8 @@ class Supervisor:
     handlers write to (``signal.set_wakeup_fd``), so it sleeps until something happens.
     """
 
+    _selector: selectors.BaseSelector  # made in run(), closed when it returns
+
     def __init__(
         self, name: str, count: int, *, argv: Sequence[str], metrics_port: int | None
     ) -> None:
@@ -218,7 +220,6 @@ class Supervisor:
         ]
         self.signals = 0
         self.failure: str | None = None
-        self._selector = selectors.DefaultSelector()
         self._setup = _die_with_parent()
 
     # -- the loop -------------------------------------------------------------------------------
@@ -226,6 +227,7 @@ class Supervisor:
     def run(self) -> int:
         """Start every child and supervise them; returns the exit code (0 after a signal once
         every child stopped gracefully, 1 after a crash loop or a forced stop)."""
+        self._selector = selectors.DefaultSelector()
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_r, False)
         os.set_blocking(wake_w, False)
@@ -289,7 +291,13 @@ class Supervisor:
             return  # SIGCHLD: only wakes the loop, which reaps
         self.signals += 1
         running = [c for c in self.children if c.proc is not None]
-        if self.signals == 1:
+        if self.signals == 1 and self.failure is not None:  # they already got a SIGTERM
+            log.info(
+                "supervisor: %s received; already stopping the node processes (signal again to "
+                "kill them)",
+                signal.Signals(signum).name,
+            )
+        elif self.signals == 1:
             log.info(
                 "supervisor: %s received; stopping %d node processes gracefully (signal again "
                 "to kill them)",
