@@ -216,3 +216,20 @@ async def test_a_job_directory_that_does_not_load_stops_the_supervisor_with_one_
     last = sup.output().strip().splitlines()[-1]
     assert last.startswith("reactor node: stopped: w-"), last
     assert "configuration error" in last and "SyntaxError" in last and "broken.py" in last
+
+
+@pytest.mark.slow
+async def test_a_child_that_keeps_dying_is_a_crash_loop(
+    distributor: Distributor, start_node: NodeFactory, tmp_path: Path
+) -> None:
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    (jobs / "dies.py").write_text("import os\n\nos._exit(3)  # dies as the node loads it\n")
+    # argparse keeps the last value, even abbreviated: two children, each given --processes 1
+    sup = start_node("w", [distributor.address], jobs=jobs, extra=["--processes", "1", "--proc=2"])
+    assert await asyncio.to_thread(sup.wait, 90) == 1
+    log = sup.output()
+    assert log.count("exited with code 3; restarting it in") >= S.CRASH_DEATHS - 1, log[-3000:]
+    last = log.strip().splitlines()[-1]
+    assert last.startswith("reactor node: stopped: w-"), last
+    assert last.endswith("died 5 times within 60 s, last exited with code 3"), last
