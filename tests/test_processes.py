@@ -233,3 +233,22 @@ async def test_a_child_that_keeps_dying_is_a_crash_loop(
     last = log.strip().splitlines()[-1]
     assert last.startswith("reactor node: stopped: w-"), last
     assert last.endswith("died 5 times within 60 s, last exited with code 3"), last
+
+
+@pytest.mark.slow
+async def test_a_second_signal_kills_the_children(
+    strict: Distributor, start_node: NodeFactory, tmp_path: Path
+) -> None:
+    sup = await _supervised(strict, start_node)
+    pids = [await _pid_of(strict, f"w-{i}") for i in (1, 2)]
+    path = tmp_path / "started.txt"
+    strict.enqueue("async_sleep", {"seconds": 60, "path": str(path)}, node="w-1")
+    await async_wait_until(lambda: len(lines(path)) == 1, 15)
+    sup.signal(signal.SIGTERM)  # w-1 waits for its running job
+    await async_wait_until(lambda: "stopping 2 node processes gracefully" in sup.output(), 15)
+    sup.signal(signal.SIGTERM)
+    assert await asyncio.to_thread(sup.wait, 15) == 1
+    assert sup.output().strip().splitlines()[-1] == (
+        "reactor node: stopped: second signal; node processes killed"
+    )
+    await async_wait_until(lambda: all(_gone(p) for p in pids), 15)
