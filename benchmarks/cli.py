@@ -27,12 +27,14 @@ CASES: dict[str, tuple[CaseFn, bool, bool]] = {
     "timers": (reactor_cases.timers, False, False),
     "memory": (reactor_cases.memory, False, False),
     "cpu_bound": (cpu_bound.cpu_bound, False, False),
+    "cpu_bound_peers": (cpu_bound.peers, True, False),  # skips itself under --skip-peers
     "dramatiq": (lambda o, s: peer_cases.run_peer("dramatiq", o, s), True, True),
     "celery": (lambda o, s: peer_cases.run_peer("celery", o, s), True, True),
 }
 GROUPS = {
     "drain": ("drain_memory", "drain_redis"),
-    "peers": ("dramatiq", "celery"),
+    "peers": ("dramatiq", "celery", "cpu_bound_peers"),
+    "cpu": ("cpu_bound", "cpu_bound_peers"),
     "reactor": (
         "drain_memory",
         "drain_redis",

@@ -195,7 +195,11 @@ def _ms(f: dict[str, Any], prefix: str) -> str:
 
 def peer_table(by: Figures) -> str:
     """reactor against Dramatiq and Celery, with ratios reactor/peer."""
-    peers = [p for p in ("dramatiq", "celery") if f"{p}_drain" in by or f"{p}_latency" in by]
+    peers = [
+        p
+        for p in ("dramatiq", "celery")
+        if f"{p}_drain" in by or f"{p}_latency" in by or f"{p}_cpu_bound" in by
+    ]
     if not peers:
         return ""
 
@@ -212,11 +216,17 @@ def peer_table(by: Figures) -> str:
         ("start latency p50 ms", ("latency", "start_p50_ms"), ("latency", "start_p50_ms"), False),
         ("start latency p99 ms", ("latency", "start_p99_ms"), ("latency", "start_p99_ms"), False),
         ("start latency max ms", ("latency", "start_max_ms"), ("latency", "start_max_ms"), False),
+        (
+            "CPU-bound jobs/s, 2 processes",
+            ("cpu_bound", "processes_2_pace_per_s"), ("cpu_bound", "jobs_per_s"), True,
+        ),
     ]  # fmt: skip
     rows = []
     for label, (rcase, rkey), (psuffix, pkey), higher in metrics:
         mine = get(rcase, rkey)
         theirs = [get(f"{p}_{psuffix}", pkey) for p in peers]
+        if mine is None and not any(theirs):
+            continue  # a case this run left out
         row = [label, _fmt(mine)] + [_fmt(t) for t in theirs]
         for t in theirs:
             if mine is None or t is None or t == 0 or mine == 0:
