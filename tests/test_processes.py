@@ -56,6 +56,8 @@ def test_each_child_runs_the_same_arguments_under_its_own_name_and_port() -> Non
         ("w-2", 9101),
         ("w-3", 9102),
     ]
+    assert [S.child_port(0, i) for i in (1, 2)] == [0, 0]  # each a free port
+    assert S.child_port(None, 2) is None
 
 
 def test_restarts_back_off_doubling_to_the_cap_and_reset_after_a_healthy_run() -> None:

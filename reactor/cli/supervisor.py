@@ -54,7 +54,7 @@ def add_processes_argument(p: argparse.ArgumentParser) -> None:
             "--processes",
             "run N node processes named NAME-1 .. NAME-N under a supervisor that restarts them "
             "('auto' = one per core; default 1: this process is the node); with --metrics-port "
-            "P, child i serves its metrics on port P+i-1",
+            "P, child i serves its metrics on port P+i-1 (0: each a free port)",
         ),
     )
 
@@ -106,6 +106,11 @@ def child_command(argv: Sequence[str], name: str, metrics_port: int | None) -> l
     if metrics_port is not None:
         cmd += ["--metrics-port", str(metrics_port)]
     return cmd
+
+
+def child_port(base: int | None, i: int) -> int | None:
+    """Child ``i``'s metrics port: ``base + i - 1`` (0 stays 0: each child takes a free port)."""
+    return None if base is None else base and base + i - 1
 
 
 @dataclass
@@ -215,8 +220,7 @@ class Supervisor:
     ) -> None:
         self.argv = list(argv)
         self.children = [
-            Child(f"{name}-{i}", None if metrics_port is None else metrics_port + i - 1)
-            for i in range(1, count + 1)
+            Child(f"{name}-{i}", child_port(metrics_port, i)) for i in range(1, count + 1)
         ]
         self.signals = 0
         self.failure: str | None = None
