@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import sys
+import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from reactor import Config, Distributor
 from reactor.cli import build_parser
 from reactor.cli import supervisor as S
 from reactor.errors import ConfigError
-from reactor.testing.support import NodeProcess, async_wait_until
+from reactor.testing.support import NodeProcess, async_wait_until, free_port
 
 from .conftest import FAST, NodeFactory, lines, wait_for_node
 
@@ -254,3 +255,26 @@ async def test_a_second_signal_kills_the_children(
         "reactor node: stopped: second signal; node processes killed"
     )
     await async_wait_until(lambda: all(_gone(p) for p in pids), 15)
+
+
+@pytest.mark.slow
+async def test_each_child_serves_metrics_on_its_own_port(
+    strict: Distributor, start_node: NodeFactory
+) -> None:
+    base = free_port()
+    sup = start_node("w", [strict.address], extra=["--processes", "2", "--metrics-port", str(base)])
+    for i in (1, 2):
+        await wait_for_node(strict, f"w-{i}", timeout=30, proc=sup)
+    await _pid_of(strict, "w-2")
+    pages = [
+        await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/metrics")
+        for port in (base, base + 1)
+    ]
+    assert all("reactor_jobs_started" in page for page in pages)
+    # the job pinned to w-2 shows on w-2's port only
+    assert 'job_name="record"' in pages[1] and 'job_name="record"' not in pages[0]
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return str(response.read().decode())
