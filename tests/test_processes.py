@@ -169,7 +169,7 @@ async def test_a_killed_child_is_restarted_under_its_name_and_jobs_keep_flowing(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 async def test_a_signal_stops_every_child_gracefully_and_exits_zero(
     sig: signal.Signals, strict: Distributor, start_node: NodeFactory, tmp_path: Path
 ) -> None:
