@@ -1,6 +1,7 @@
-"""The peers' job body, the same as reactor's benchmark job: append ``"<i> <start time>"`` to the
-file named by ``REACTOR_BENCH_OUT`` with one ``write`` to an O_APPEND descriptor (safe across
-threads and forked processes)."""
+"""The peers' job bodies, the same as reactor's benchmark jobs: :func:`append_line` appends
+``"<i> <start time>"`` to the file named by ``REACTOR_BENCH_OUT`` with one ``write`` to an
+O_APPEND descriptor (safe across threads and forked processes); :func:`burn` is the CPU-bound
+case's work."""
 
 from __future__ import annotations
 
@@ -20,3 +21,12 @@ def append_line(i: int) -> None:
             return
         _fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     os.write(_fd, b"%d %.6f\n" % (i, started))
+
+
+def burn(loops: int) -> int:
+    """``loops`` rounds of pure Python: the CPU-bound job's work (the twin of reactor's
+    ``bench_cpu`` in benchmarks/jobs/bench_jobs.py)."""
+    total = 0
+    for k in range(loops):
+        total += k * k
+    return total

@@ -10,7 +10,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from benchmarks import instructions, peer_cases, reactor_cases
+from benchmarks import cpu_bound, instructions, peer_cases, reactor_cases
 from benchmarks.harness import Options, Result, note
 from benchmarks.profiling import py_spy
 from benchmarks.report import Figures, header, json_line, peer_table, reactor_table
@@ -27,13 +27,24 @@ CASES: dict[str, tuple[CaseFn, bool, bool]] = {
     "timers": (reactor_cases.timers, False, False),
     "memory": (reactor_cases.memory, False, False),
     "instructions": (instructions.instructions, False, False),
+    "cpu_bound": (cpu_bound.cpu_bound, False, False),
+    "cpu_bound_peers": (cpu_bound.peers, True, False),  # skips itself under --skip-peers
     "dramatiq": (lambda o, s: peer_cases.run_peer("dramatiq", o, s), True, True),
     "celery": (lambda o, s: peer_cases.run_peer("celery", o, s), True, True),
 }
 GROUPS = {
     "drain": ("drain_memory", "drain_redis"),
-    "peers": ("dramatiq", "celery"),
-    "reactor": ("drain_memory", "drain_redis", "enqueue", "latency", "timers", "memory"),
+    "peers": ("dramatiq", "celery", "cpu_bound_peers"),
+    "cpu": ("cpu_bound", "cpu_bound_peers"),
+    "reactor": (
+        "drain_memory",
+        "drain_redis",
+        "enqueue",
+        "latency",
+        "timers",
+        "memory",
+        "cpu_bound",
+    ),
 }
 #: Cases that run only when named with --only (callgrind takes minutes).
 OPT_IN = frozenset({"instructions"})

@@ -10,7 +10,7 @@ import os
 
 from celery import Celery
 
-from benchmarks.appendline import append_line
+from benchmarks.appendline import append_line, burn
 
 if "BENCH_REDIS_URL" not in os.environ:
     raise RuntimeError("set BENCH_REDIS_URL to the benchmark's throwaway Redis")
@@ -27,3 +27,10 @@ app.conf.update(
 def bench_noop(i: int) -> None:
     """Append this job's line."""
     append_line(i)
+
+
+@app.task(name="bench_cpu")
+def bench_cpu(i: int, loops: int) -> None:
+    """Append this job's line, then burn ``loops`` rounds of pure Python."""
+    append_line(i)
+    burn(loops)

@@ -11,7 +11,7 @@ import os
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
-from benchmarks.appendline import append_line
+from benchmarks.appendline import append_line, burn
 
 if "BENCH_REDIS_URL" not in os.environ:
     raise RuntimeError("set BENCH_REDIS_URL to the benchmark's throwaway Redis")
@@ -24,3 +24,10 @@ dramatiq.set_broker(broker)
 def bench_noop(i: int) -> None:
     """Append this job's line."""
     append_line(i)
+
+
+@dramatiq.actor(max_retries=0)
+def bench_cpu(i: int, loops: int) -> None:
+    """Append this job's line, then burn ``loops`` rounds of pure Python."""
+    append_line(i)
+    burn(loops)

@@ -160,13 +160,29 @@ def reactor_table(by: Figures) -> str:
         "<= 150k",
         lambda f: bool(f["instructions_per_job"] <= 150_000),
     )
+    row(
+        "cpu_bound",
+        "CPU-bound jobs (2 ms), --processes 1 / 2",
+        _cpu_show,
+        ">= 1.6x with 2 processes",
+        lambda f: bool(f["speedup"] >= 1.6),
+    )
     shown = {"drain_memory", "drain_redis", "enqueue", "latency", "timers", "memory_node"}
-    shown |= {"memory_distributor", "instructions"}
+    shown |= {"memory_distributor", "cpu_bound", "instructions"}
     for case, fig in by.items():
         if case not in shown and fig.get("_failed") and not case.startswith(("dramatiq", "celery")):
             rows.append([case, "FAILED: " + str(fig.get("note", ""))[:60], "", "MISSED", "-"])
     headers = ["reactor", "figure", "target", "verdict", "exactly once"]
     return str(tabulate(rows, headers=headers, tablefmt="github"))
+
+
+def _cpu_show(f: dict[str, Any]) -> str:
+    one, two = f["runs_processes_1_jobs_per_s"], f["runs_processes_2_jobs_per_s"]
+    text = f"{_n(f['processes_1_jobs_per_s'])} / {_n(f['processes_2_jobs_per_s'])} jobs/s"
+    text += f", {f['speedup']:.2f}x (n={_n(f['n'])})"
+    if len(one) > 1:
+        text += f" (runs {' / '.join(_n(r) for r in one)} vs {' / '.join(_n(r) for r in two)})"
+    return text
 
 
 def _rate_runs(f: dict[str, Any], threads: int) -> str:
@@ -186,7 +202,11 @@ def _ms(f: dict[str, Any], prefix: str) -> str:
 
 def peer_table(by: Figures) -> str:
     """reactor against Dramatiq and Celery, with ratios reactor/peer."""
-    peers = [p for p in ("dramatiq", "celery") if f"{p}_drain" in by or f"{p}_latency" in by]
+    peers = [
+        p
+        for p in ("dramatiq", "celery")
+        if f"{p}_drain" in by or f"{p}_latency" in by or f"{p}_cpu_bound" in by
+    ]
     if not peers:
         return ""
 
@@ -203,11 +223,17 @@ def peer_table(by: Figures) -> str:
         ("start latency p50 ms", ("latency", "start_p50_ms"), ("latency", "start_p50_ms"), False),
         ("start latency p99 ms", ("latency", "start_p99_ms"), ("latency", "start_p99_ms"), False),
         ("start latency max ms", ("latency", "start_max_ms"), ("latency", "start_max_ms"), False),
+        (
+            "CPU-bound jobs/s, 2 processes",
+            ("cpu_bound", "processes_2_pace_per_s"), ("cpu_bound", "jobs_per_s"), True,
+        ),
     ]  # fmt: skip
     rows = []
     for label, (rcase, rkey), (psuffix, pkey), higher in metrics:
         mine = get(rcase, rkey)
         theirs = [get(f"{p}_{psuffix}", pkey) for p in peers]
+        if mine is None and not any(theirs):
+            continue  # a case this run left out
         row = [label, _fmt(mine)] + [_fmt(t) for t in theirs]
         for t in theirs:
             if mine is None or t is None or t == 0 or mine == 0:

@@ -34,3 +34,14 @@ def bench_timed(args: dict[str, Any]) -> None:
     """The latency and timer job: also hand its start time back in the feedback args."""
     started = args["started"] = time.time()
     _append(args["i"], started)
+
+
+@job("bench_cpu")
+def bench_cpu(args: dict[str, Any]) -> None:
+    """The CPU-bound job: ``loops`` rounds of pure Python (about 2 ms; see
+    :func:`benchmarks.cpu_bound.burn`, its twin), then record that it ran."""
+    started = time.time()
+    total = 0
+    for k in range(args["loops"]):
+        total += k * k
+    _append(args["i"], started)

@@ -14,6 +14,7 @@ from typing import Any
 from reactor.app.runtime import new_event_loop
 from reactor.cli import exits
 from reactor.cli.options import env_help, env_int, env_list, from_env
+from reactor.cli.supervisor import add_processes_argument, maybe_supervise
 from reactor.config import DEFAULTS, Config, apply_settings
 from reactor.errors import ConfigError, MetricsPortError, ReactorError
 from reactor.node.driver import Node
@@ -107,6 +108,7 @@ def add_parser(sub: Any) -> None:
         ),
     )
     add_curve_arguments(p)
+    add_processes_argument(p)
     p.set_defaults(func=run)
 
 
@@ -169,6 +171,9 @@ def node_options(ns: argparse.Namespace) -> dict[str, Any]:
 
 def run(ns: argparse.Namespace) -> int:
     """Run the node until a signal; 0 on a graceful stop (exit codes: :mod:`reactor.cli.exits`)."""
+    supervised = maybe_supervise(ns)  # --processes N: a supervisor of N node processes
+    if supervised is not None:
+        return supervised
     extend_import_path(ns.path)
     try:
         config = Config()  # defaults, then REACTOR_<KEY> variables, then --set

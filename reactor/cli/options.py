@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+from collections.abc import Sequence
 from typing import Any, Final
 
 from reactor.config import ENV_PREFIX
@@ -93,6 +95,15 @@ class CommandParser(argparse.ArgumentParser):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.subcommand_groups: list[Any] = []
+
+    def parse_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: Any = None
+    ) -> argparse.Namespace:
+        """As :meth:`argparse.ArgumentParser.parse_args`, keeping the arguments as ``argv``
+        (``reactor node --processes N`` gives them to its node processes)."""
+        ns: argparse.Namespace = super().parse_args(args, namespace)
+        ns.argv = list(sys.argv[1:] if args is None else args)
+        return ns
 
     def add_subparsers(self, **kwargs: Any) -> Any:
         """As :meth:`argparse.ArgumentParser.add_subparsers`, remembering the group."""
