@@ -202,7 +202,7 @@ def _die_with_parent() -> Callable[[], None]:
         if prctl is not None:
             prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
             if os.getppid() != parent:  # the supervisor died before prctl took effect
-                os._exit(1)
+                os._exit(exits.FAILURE)
 
     return setup
 
