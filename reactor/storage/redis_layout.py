@@ -105,6 +105,12 @@ def index_key(prefix: str, node: str) -> str:
     return f"{prefix}:{{{node}}}:jobs"
 
 
+def kept_key(prefix: str, node: str, status: str) -> str:
+    """The sorted set of one node's kept records of a final ``status``, scored by the epoch
+    time each finished: pruning reads it instead of scanning the node's records."""
+    return f"{prefix}:{{{node}}}:kept:{status}"
+
+
 def tombstone_key(prefix: str, node: str, job_id: str) -> str:
     """Left by a destroy for :data:`TOMBSTONE_TTL` seconds: the record is gone on purpose."""
     return f"{prefix}:{{{node}}}:destroyed:{job_id}"

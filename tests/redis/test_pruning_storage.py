@@ -1,0 +1,90 @@
+"""Pruning kept records through every storage backend (memory, Redis, Redis Cluster), and the
+node's pruner on a timer: by age, by count, dry runs, and never an unfinished or re-run job."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from reactor.jobs.record import COMPLETE, FAILED, NEW, JobRecord
+from reactor.node.keeper import Pruner
+from reactor.ops.metrics import Metrics
+from reactor.storage.base import Storage
+from reactor.testing.support import async_wait_until
+from tests.redis.conftest import StorageOpener as Opener
+from tests.redis.conftest import make_job
+
+
+async def finish(storage: Storage, job: JobRecord, status: str = FAILED) -> None:
+    """End ``job`` with ``status`` (kept), written before the next one finishes."""
+    job.status = status
+    storage.update(job)
+    await storage.flush()
+
+
+async def test_prune_by_count_and_age_never_touches_unfinished_or_rerun_jobs(
+    open_storage: Opener,
+) -> None:
+    storage = await open_storage()
+    rerun, f1, f2, f3, waiting = (make_job(i) for i in ("rerun", "f1", "f2", "f3", "waiting"))
+    await storage.add([rerun, f1, f2, f3, waiting])
+    for job in (rerun, f1, f2, f3):
+        await finish(storage, job)
+    rerun.status = NEW  # run again since it failed (monitor retry): no longer a kept record
+    storage.update(rerun)
+    await storage.flush()
+
+    dry = await storage.prune(FAILED, keep_last=1, dry_run=True)
+    assert [job_id for job_id, _name, _at in dry.removed] == ["f1", "f2"]
+    assert all(name == "test_job" for _id, name, _at in dry.removed)
+    assert await storage.exists([rerun, f1, f2, f3, waiting]) == [True] * 5
+
+    done = await storage.prune(FAILED, keep_last=1)
+    assert [job_id for job_id, _name, _at in done.removed] == ["f1", "f2"]
+    assert await storage.exists([rerun, f1, f2, f3, waiting]) == [True, False, False, True, True]
+    assert done.left == 1 and done.oldest is not None and done.oldest <= time.time()
+
+    assert (await storage.prune(FAILED, before=done.oldest)).removed == []  # not older
+    last = await storage.prune(FAILED, before=time.time() + 1)
+    assert [job_id for job_id, _name, _at in last.removed] == ["f3"]
+    assert last.left == 0 and last.oldest is None
+    assert await storage.exists([rerun, f3, waiting]) == [True, False, True]
+
+
+async def test_prune_keeps_statuses_apart(open_storage: Opener) -> None:
+    storage = await open_storage()
+    done, failed = make_job("done"), make_job("failed")
+    await storage.add([done, failed])
+    await finish(storage, done, COMPLETE)
+    await finish(storage, failed, FAILED)
+    pruned = await storage.prune(COMPLETE, before=time.time() + 1)
+    assert [job_id for job_id, _name, _at in pruned.removed] == ["done"]
+    assert await storage.exists([done, failed]) == [False, True]
+
+
+async def test_pruner_removes_records_when_they_expire_and_counts_them(
+    open_storage: Opener,
+) -> None:
+    storage = await open_storage()
+    metrics = Metrics()
+    tasks: set[asyncio.Task[object]] = set()
+    pruner = Pruner(
+        "worker_1", storage, ttl=0.5, most=None, metrics=metrics, spawn=lambda c: tasks.add(
+            asyncio.ensure_future(c)
+        )
+    )  # fmt: skip
+    pruner.start()
+    try:
+        old, waiting = make_job("old"), make_job("waiting")
+        await storage.add([old, waiting])
+        await finish(storage, old)
+        failed_at = time.monotonic()
+        await async_wait_until(lambda: metrics.pruned[FAILED] == 1, 5)
+        took = time.monotonic() - failed_at
+        assert 0.4 <= took <= 2.0, took
+        assert await storage.exists([old, waiting]) == [False, True]
+        assert b'reactor_jobs_pruned_total{status="failed"} 1.0' in metrics.exposition()
+    finally:
+        pruner.close()
+        for task in tasks:
+            task.cancel()
