@@ -70,6 +70,10 @@ async def load_unfinished(
 ) -> list[JobRecord]:
     """The node's resumable records, sorted by ``run_at``; corrupt ones are quarantined.
 
+    Finished records missing from their status's index of kept records (kept before the index
+    existed) are added to it (``ZADD NX``, scored by ``failed_at`` or ``run_at``), so pruning
+    sees them: this start-up read is the one pass that touches every record anyway.
+
     Raises:
         RedisError: a failure that is not one record's fault (the caller decides what it means).
     """
@@ -77,15 +81,20 @@ async def load_unfinished(
     seen: set[bytes] = set()
     chunk: list[bytes] = []
     stale: list[str] = []
+    kept: dict[str, dict[str, float]] = {}
     async for member in client.sscan_iter(index_key(prefix, node), count=CHUNK):
         if member not in seen:
             seen.add(member)
             chunk.append(member)
         if len(chunk) >= CHUNK:
-            await _load_chunk(client, prefix, node, chunk, report, found, stale)
+            await _load_chunk(client, prefix, node, chunk, report, (found, stale, kept))
             chunk = []
     if chunk:
-        await _load_chunk(client, prefix, node, chunk, report, found, stale)
+        await _load_chunk(client, prefix, node, chunk, report, (found, stale, kept))
+    for status, scores in kept.items():
+        for i in range(0, len(scores), CHUNK):
+            part = dict(list(scores.items())[i : i + CHUNK])
+            await client.zadd(kept_key(prefix, node, status), part, nx=True)
     if stale:
         await _forget_stale(client, prefix, node, stale)
     found.sort(key=lambda job: job.run_at)
@@ -98,11 +107,12 @@ async def _load_chunk(
     node: str,
     ids: list[bytes],
     report: Report,
-    found: list[JobRecord],
-    stale: list[str],
+    into: tuple[list[JobRecord], list[str], dict[str, dict[str, float]]],
 ) -> None:
-    """Read one chunk of the node's index: unfinished records go to ``found``, ids whose record
-    is missing to ``stale``, and corrupt records to quarantine."""
+    """Read one chunk of the node's index: unfinished records go to ``found``, finished ones to
+    ``kept`` (status -> id -> finish time), ids whose record is missing to ``stale``, and
+    corrupt records to quarantine."""
+    found, stale, kept = into
     pipe = client.pipeline(transaction=False)
     for member in ids:
         pipe.hgetall(job_key(prefix, node, member.decode(errors="replace")))
@@ -118,6 +128,9 @@ async def _load_chunk(
         if record is not None:
             if record.status in UNFINISHED:
                 found.append(record)
+            else:
+                finished = record.failed_at or record.run_at or record.enqueued_at
+                kept.setdefault(record.status, {})[job_id] = finished
         elif reason == "missing":  # a removal cut short between DEL and SREM
             stale.append(job_id)
         else:

@@ -6,13 +6,16 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
+
 from reactor.jobs.record import COMPLETE, FAILED, NEW, JobRecord
 from reactor.node.keeper import Pruner
 from reactor.ops.metrics import Metrics
 from reactor.storage.base import Storage
+from reactor.storage.redis import RedisStorage
 from reactor.testing.support import async_wait_until
 from tests.redis.conftest import StorageOpener as Opener
-from tests.redis.conftest import make_job
+from tests.redis.conftest import make_job, store_many
 
 
 async def finish(storage: Storage, job: JobRecord, status: str = FAILED) -> None:
@@ -88,3 +91,19 @@ async def test_pruner_removes_records_when_they_expire_and_counts_them(
         pruner.close()
         for task in tasks:
             task.cancel()
+
+
+@pytest.mark.redis
+async def test_records_kept_before_the_index_are_indexed_at_resume(redis_url: str) -> None:
+    store_many(redis_url, "w1", 50, failed_every=5)  # 10 failed, 40 complete, never indexed
+    storage = RedisStorage(redis_url)
+    await storage.start("w1")
+    try:
+        assert (await storage.prune(FAILED, keep_last=3, dry_run=True)).removed == []
+        assert await storage.unfinished() == []  # the start-up read indexes what it finds
+        pruned = await storage.prune(FAILED, keep_last=3)
+        assert len(pruned.removed) == 7 and pruned.left == 3
+        done = await storage.prune(COMPLETE, keep_last=40, dry_run=True)
+        assert done.removed == [] and done.left == 40
+    finally:
+        await storage.close()
