@@ -51,6 +51,7 @@ async def test_failed_records_vanish_two_to_four_seconds_after_failing(
 
         await async_wait_until(all_gone, 10, interval=0.05)
         lifetimes = [vanished[i] - failed_at[n] for n, i in enumerate(doomed)]
+        print("kept_jobs_ttl=2: failed records vanished after", [f"{t:.2f}s" for t in lifetimes])
         assert all(1.9 <= t <= 4.0 for t in lifetimes), lifetimes
         record = monitor.load(waiting.id)
         assert record is not None and record["status"] != FAILED  # unfinished: untouched
