@@ -32,7 +32,7 @@ RETRY_WAIT = 5.0
 #: Seconds between a record kept and the count check it triggers: records kept in a burst are
 #: pruned in one pass, not one pass each.
 COUNT_DELAY: Final = 0.5
-#: Seconds before a pass is tried again after storage was unavailable.
+#: Seconds before a pass is tried again after it failed (storage unavailable).
 RETRY_DELAY: Final = 5.0
 #: The shortest wait the timer is armed for (a record just past its expiry).
 MIN_DELAY: Final = 0.05
@@ -139,8 +139,11 @@ class Pruner:
                 removed[status] = count
                 if wait is not None:
                     next_in = wait if next_in is None else min(next_in, wait)
-        except StorageUnavailableError as exc:
-            log.warning("node %s: pruning kept records failed (%s); trying again", self.name, exc)
+        except Exception as exc:  # storage down, or a broken index key: never stop pruning
+            log.warning(
+                "node %s: pruning kept records failed (%s: %s); trying again in %.0fs",
+                self.name, type(exc).__name__, exc, RETRY_DELAY,
+            )  # fmt: skip
             next_in = RETRY_DELAY
         finally:
             self._running = False

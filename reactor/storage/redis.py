@@ -54,7 +54,7 @@ from reactor.storage.redis_batch import (
     fail_waiters,
     write_batch,
 )
-from reactor.storage.redis_errors import AUTH, classify
+from reactor.storage.redis_errors import AUTH, POISON, classify
 from reactor.storage.redis_errors import describe as _describe
 from reactor.storage.redis_health import Availability, check_eviction, probe_writes
 from reactor.storage.redis_layout import (
@@ -451,7 +451,8 @@ class RedisStorage(Storage):
             return await prune_kept(self._redis, self.prefix, self._node, status, before=before,
                                     keep_last=keep_last, dry_run=dry_run)  # fmt: skip
         except (RedisError, OSError) as exc:
-            self._mark_down(exc)
+            if not isinstance(exc, RedisError) or classify(exc) != POISON:  # not one key's fault
+                self._mark_down(exc)
             raise self._unavailable(exc) from exc
 
     retries = True

@@ -129,3 +129,23 @@ async def test_a_pass_over_ten_thousand_kept_records(
     assert len(pruned.removed) == 10_000 and pruned.left == 0
     assert await storage.exists([jobs[0], jobs[-1], waiting]) == [False, False, True]
     assert took < 10.0
+
+
+@pytest.mark.redis
+async def test_a_broken_index_key_fails_the_pass_not_the_storage(redis_url: str) -> None:
+    import redis as redis_lib
+
+    from reactor.errors import StorageUnavailableError
+    from reactor.storage.redis_layout import kept_key
+
+    with redis_lib.Redis.from_url(redis_url) as client:
+        client.set(kept_key("reactor", "w1", FAILED), b"not a sorted set")
+    storage = RedisStorage(redis_url)
+    await storage.start("w1")
+    try:
+        with pytest.raises(StorageUnavailableError, match="WRONGTYPE"):
+            await storage.prune(FAILED, keep_last=1)
+        assert storage.available  # one key's fault: jobs are still taken
+        assert (await storage.prune(COMPLETE, keep_last=1)).removed == []
+    finally:
+        await storage.close()
