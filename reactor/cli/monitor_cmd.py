@@ -41,8 +41,8 @@ def add_parser(sub: Any) -> None:
     """Register the `monitor` subcommand and its actions."""
     p = sub.add_parser(
         "monitor",
-        help="inspect, retry and delete jobs stored in Redis",
-        description="Inspect, retry and delete the jobs nodes keep in Redis storage.",
+        help="inspect, retry, delete and prune jobs stored in Redis",
+        description="Inspect, retry, delete and prune the jobs nodes keep in Redis storage.",
     )
     p.add_argument(
         "--redis",
