@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from reactor.jobs.record import FINISHED, JobRecord
+from reactor.jobs.record import FINISHED, IS_FINISHED, JobRecord
 from reactor.storage.base import Pruned, Storage
 
 
@@ -37,7 +37,7 @@ class MemoryStorage(Storage):
     def update(self, job: JobRecord) -> None:
         if job.id in self._jobs:  # a deleted record stays deleted: that is how a job is cancelled
             self._jobs[job.id] = job
-            if job.status in FINISHED:  # kept: index it for pruning
+            if job.status in IS_FINISHED:  # kept: index it for pruning
                 self._kept[job.status].setdefault(job.id, time.time())
                 if self.on_kept is not None:
                     self.on_kept(job.status)

@@ -42,7 +42,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
 from reactor.errors import ConfigError, StorageAuthError, StorageUnavailableError
-from reactor.jobs.record import FINISHED, JobRecord
+from reactor.jobs.record import IS_FINISHED, JobRecord
 from reactor.storage.base import Pruned, Storage
 from reactor.storage.redis_batch import (
     Ack,
@@ -307,7 +307,7 @@ class RedisStorage(Storage):
     def update(self, job: JobRecord) -> None:
         """Queue the job's current state; a record deleted meanwhile stays deleted."""
         self._queue(job.id, OP_UPDATE, job, [])
-        if self.on_kept is not None and job.status in FINISHED:
+        if self.on_kept is not None and job.status in IS_FINISHED:
             self.on_kept(job.status)
 
     def remove(self, job: JobRecord) -> None:

@@ -12,7 +12,7 @@ from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 
 from reactor.errors import PoisonedRecordsError, StorageUnavailableError
-from reactor.jobs.record import FINISHED, JobRecord
+from reactor.jobs.record import IS_FINISHED, JobRecord
 from reactor.storage.redis_errors import AUTH, DOWN, NOSCRIPT, POISON, classify, describe
 from reactor.storage.redis_layout import (
     ADD_SHA,
@@ -164,7 +164,7 @@ def _index_kept(
     now = 0.0
     for job_id, op in ops.items():
         job = op.job
-        if job is not None and op.kind != OP_REMOVE and job.status in FINISHED:
+        if job is not None and op.kind != OP_REMOVE and job.status in IS_FINISHED:
             now = now or time.time()
             kept.setdefault(job.status, {})[job_id] = now
     for status, scores in kept.items():
