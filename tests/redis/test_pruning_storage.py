@@ -149,3 +149,18 @@ async def test_a_broken_index_key_fails_the_pass_not_the_storage(redis_url: str)
         assert (await storage.prune(COMPLETE, keep_last=1)).removed == []
     finally:
         await storage.close()
+
+
+async def test_age_and_count_together_spare_the_newest_even_when_old(open_storage: Opener) -> None:
+    storage = await open_storage()
+    jobs = [make_job(f"k{i}") for i in range(5)]
+    await storage.add(jobs)
+    for job in jobs:
+        await finish(storage, job)
+    listed = await storage.prune(FAILED, keep_last=2, dry_run=True)
+    third_finished = listed.removed[2][2]
+    older = await storage.prune(FAILED, before=third_finished, keep_last=2, dry_run=True)
+    assert [i for i, _n, _at in older.removed] == ["k0", "k1"]  # old enough, and not newest
+    both = await storage.prune(FAILED, before=time.time() + 1, keep_last=2)
+    assert [i for i, _n, _at in both.removed] == ["k0", "k1", "k2"]  # all old: the 2 newest stay
+    assert await storage.exists(jobs) == [False, False, False, True, True]
