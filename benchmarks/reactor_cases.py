@@ -3,6 +3,7 @@ and memory per job. Each starts its own application (distributor thread) and nod
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import statistics
@@ -31,6 +32,8 @@ from benchmarks.profiling import Profiler
 from benchmarks.services import DB_REACTOR, Services
 
 WARMUP = 200
+#: Comma-separated tags every drained job gets (unset: untagged), to measure what tags cost.
+TAGS_ENV = "REACTOR_BENCH_TAGS"
 
 
 def _warm_up(app: App) -> None:
@@ -46,6 +49,7 @@ def drain(opts: Options, services: Services, *, redis: bool) -> Result:
     ``repeat`` times on the same node; the median run is reported."""
     case = "drain_redis" if redis else "drain_memory"
     n, repeat = opts.n, opts.repeat
+    tags = [t for t in os.environ.get(TAGS_ENV, "").split(",") if t]
     storage = services.redis_url(DB_REACTOR) if redis else "memory"
     profiler: Profiler | None = None
     runs: list[float] = []
@@ -66,6 +70,8 @@ def drain(opts: Options, services: Services, *, redis: bool) -> Result:
             pids["redis"] = services.redis().pid or 0
         meter = CpuMeter(pids)
         enqueue = app.distributor.enqueue
+        if tags:  # the cost of tags per job (issue 23); untagged runs call enqueue as before
+            enqueue = functools.partial(enqueue, tags=tags)
         for run in range(repeat):
             counter = Counter(n)
             started = time.perf_counter()

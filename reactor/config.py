@@ -43,6 +43,10 @@ DEFAULTS: dict[str, Any] = {
     # A node's result store (a Redis URL): where it keeps the final outcomes its distributor may
     # never hear of, so a result outlives the process that enqueued the job.
     "result_store": None,
+    # Pruning of kept records (complete/failed/cancelled kept by ``remove_*_jobs`` False): seconds
+    # after which one is removed, and the most kept per status per node (None: no limit).
+    "kept_jobs_ttl": None,
+    "kept_jobs_max": None,
 }
 
 _BOOL_KEYS = {k for k, v in DEFAULTS.items() if isinstance(v, bool)}
@@ -55,6 +59,8 @@ _POSITIVE_INT_KEYS = {
     "max_message_size",
     "defer_threads",
 }
+_OPTIONAL_DURATION_KEYS = {"kept_jobs_ttl"}  # None, seconds > 0, or "90s" "30m" "12h" "7d" "2w"
+_OPTIONAL_COUNT_KEYS = {"kept_jobs_max"}  # None, or a whole number >= 1
 _NON_NEGATIVE_NUM_KEYS = {"retry_multiplier", "shutdown_grace", "drain_timeout"}
 _POSITIVE_NUM_KEYS = {
     "heartbeat_interval",
@@ -66,11 +72,58 @@ _POSITIVE_NUM_KEYS = {
 }
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a number or a string such as ``"45"``, ``"90s"``, ``"30m"``, ``"12h"``,
+    ``"7d"``, ``"2w"`` or ``"1.5h"`` (one number, one optional unit).
+
+    Raises:
+        ValueError: not a positive, finite duration; the message says what is accepted.
+    """
+    seconds: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        unit = _UNITS.get(text[-1:], 0) if text else 0
+        number = text[:-1] if unit else text
+        try:
+            seconds = float(number) * (unit or 1)
+        except ValueError:
+            seconds = None
+    if seconds is None or not 0 < seconds < float("inf"):
+        raise ValueError(
+            f"{value!r} is not a duration: use seconds > 0, or a number with s, m, h, d or w "
+            "(90s, 30m, 12h, 7d)"
+        )
+    return seconds
+
+
+def _check_optional(key: str, value: Any) -> Any:
+    """Check a key whose value may be None: a duration or a count (see :data:`DEFAULTS`)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
+        return None
+    if key in _OPTIONAL_DURATION_KEYS:
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            raise ConfigError(f"config[{key!r}]: {exc}, or None") from None
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"config[{key!r}] must be a whole number >= 1 or None, not {value!r}")
+    return value
+
+
 def check_value(key: str, value: Any) -> Any:
     """Return ``value`` if it suits config ``key``, else raise ConfigError saying what is
     expected (also for settings given as arguments, such as ``Node(capacity=)``)."""
     if key not in DEFAULTS:
         raise ConfigError(f"unknown config key {key!r}; valid keys: {', '.join(sorted(DEFAULTS))}")
+    if key in _OPTIONAL_DURATION_KEYS or key in _OPTIONAL_COUNT_KEYS:
+        return _check_optional(key, value)
     if key in _BOOL_KEYS:
         if not isinstance(value, bool):
             raise ConfigError(f"config[{key!r}] must be True or False, not {value!r}")

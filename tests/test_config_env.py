@@ -37,7 +37,11 @@ def test_every_key_round_trips_through_its_variable(monkeypatch: pytest.MonkeyPa
         str: ("somewhere", "somewhere"),
     }
     #: Keys whose value is not typed after their default (None: unset).
-    overrides = {"result_store": ("redis://db:6379/2", "redis://db:6379/2")}
+    overrides = {
+        "result_store": ("redis://db:6379/2", "redis://db:6379/2"),
+        "kept_jobs_ttl": ("7d", 604800.0),
+        "kept_jobs_max": ("500", 500),
+    }
     for key, default in DEFAULTS.items():
         text, value = overrides.get(key) or samples[type(default)]
         monkeypatch.setenv(env_name(key), text)

@@ -1,4 +1,5 @@
-"""`reactor monitor`: list nodes and jobs stored in Redis, show one job, retry or delete jobs.
+"""`reactor monitor`: list nodes and jobs stored in Redis, show one job, retry, delete or prune
+jobs.
 
 Tables go to stdout (or one JSON document with ``--json``); progress bars, questions and errors
 to stderr. Exit codes (reactor.cli.exits): 0 done, 1 no such job or node / refused, 2 a bad
@@ -8,15 +9,19 @@ option or Redis URL, or Redis unreachable.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pprint import pformat
 from typing import Any
 
+from redis.cluster import RedisCluster
+from redis.exceptions import RedisError
 from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -24,18 +29,22 @@ from rich.table import Table
 
 from reactor.cli import exits
 from reactor.cli.options import env_help, from_env
-from reactor.config import DEFAULTS, env_name
+from reactor.config import DEFAULTS, env_name, parse_duration
 from reactor.errors import ConfigError, StorageUnavailableError
-from reactor.jobs.record import FAILED, STATUSES, UNFINISHED
+from reactor.jobs.record import FAILED, FINISHED, STATUSES, UNFINISHED
 from reactor.ops.monitor import RETRYABLE, RedisMonitor
+from reactor.storage.base import Pruned
+from reactor.storage.client import make_client
+from reactor.storage.redis_layout import safe_url
+from reactor.storage.redis_resume import prune_kept
 
 
 def add_parser(sub: Any) -> None:
     """Register the `monitor` subcommand and its actions."""
     p = sub.add_parser(
         "monitor",
-        help="inspect, retry and delete jobs stored in Redis",
-        description="Inspect, retry and delete the jobs nodes keep in Redis storage.",
+        help="inspect, retry, delete and prune jobs stored in Redis",
+        description="Inspect, retry, delete and prune the jobs nodes keep in Redis storage.",
     )
     p.add_argument(
         "--redis",
@@ -61,6 +70,12 @@ def add_parser(sub: Any) -> None:
         help=f"only jobs in this status (repeatable): {', '.join(STATUSES)}",
     )
     jobs.add_argument("--name", help="only jobs of this job name")
+    jobs.add_argument(
+        "--tag",
+        action="append",
+        metavar="T",
+        help="only jobs carrying this tag (repeatable: every one must match)",
+    )
     jobs.add_argument(
         "--unfinished", action="store_true", help="only new/in progress/queued/error jobs"
     )
@@ -89,6 +104,24 @@ def add_parser(sub: Any) -> None:
     destroy_all = actions.add_parser("destroy-all", help="delete every job of one node")
     destroy_all.add_argument("node", metavar="NODE")
     destroy_all.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    prune = actions.add_parser(
+        "prune",
+        help="delete one node's kept complete/failed/cancelled records by age and count",
+        description="Delete kept records as kept_jobs_ttl / kept_jobs_max do, by hand: those "
+        "finished longer ago than --older-than, sparing the --keep-last newest. Unfinished "
+        "jobs are never touched.",
+    )
+    prune.add_argument("node", metavar="NODE")
+    prune.add_argument(
+        "--status",
+        action="append",
+        metavar="S",
+        help=f"records in this status (repeatable; required): {', '.join(FINISHED)}",
+    )
+    prune.add_argument("--older-than", metavar="AGE", help="finished before this: 3600, 90m, 7d")
+    prune.add_argument("--keep-last", metavar="N", help="spare the N newest of each status")
+    prune.add_argument("--dry-run", action="store_true", help="list what would go, delete nothing")
+    _json_option(prune)
     p.set_defaults(func=run)
 
 
@@ -181,7 +214,7 @@ def _jobs(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
         print("reactor monitor: --limit must be >= 1", file=sys.stderr)
         return exits.USAGE
     records, next_cursor = monitor.jobs_page(
-        ns.node, status=statuses, name=ns.name, limit=ns.limit, cursor=ns.cursor
+        ns.node, status=statuses, name=ns.name, limit=ns.limit, cursor=ns.cursor, tags=ns.tag
     )
     if ns.json:
         _print_json({"node": ns.node, "jobs": records, "next_cursor": next_cursor})
@@ -189,10 +222,11 @@ def _jobs(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
     if not records:
         print(f"no matching jobs stored for node {ns.node!r}", file=sys.stderr)
         return exits.FAILURE
-    table = _table("id", "status", "name", "attempt", "due (UTC)", "last error")
+    table = _table("id", "status", "name", "attempt", "due (UTC)", "tags", "last error")
     for r in sorted(records, key=lambda r: (r["run_at"] or 0.0, r["id"])):
         table.add_row(
             r["id"], r["status"], r["name"], str(r["attempt"]), _when(r["run_at"]),
+            ",".join(r.get("tags") or ()),
             (r["last_error"] or "").partition("\n")[0],  # the summary, not the traceback
         )  # fmt: skip
     _out().print(table)
@@ -297,6 +331,83 @@ def _destroy_all(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
     return exits.OK
 
 
+def _prune_limits(ns: argparse.Namespace) -> tuple[list[str], float | None, int | None]:
+    """``prune``'s statuses, age in seconds and count, checked.
+
+    Raises:
+        ValueError: one line saying what is wrong.
+    """
+    if not ns.status:
+        raise ValueError(f"--status is required: {', '.join(FINISHED)} (repeatable)")
+    wrong = [s for s in ns.status if s not in FINISHED]
+    if wrong:
+        raise ValueError(f"only kept records are pruned: --status {', '.join(FINISHED)}, "
+                         f"not {wrong[0]!r}")  # fmt: skip
+    if ns.older_than is None and ns.keep_last is None:
+        raise ValueError("give --older-than AGE, --keep-last N, or both")
+    older_than = None if ns.older_than is None else parse_duration(ns.older_than)
+    keep_last = None
+    if ns.keep_last is not None:
+        if not ns.keep_last.strip().isdigit():
+            raise ValueError(f"--keep-last takes a whole number >= 0, not {ns.keep_last!r}")
+        keep_last = int(ns.keep_last)
+    return list(dict.fromkeys(ns.status)), older_than, keep_last
+
+
+def _prune_kept(
+    monitor: RedisMonitor, node: str, statuses: list[str], before: float | None,
+    keep_last: int | None, dry_run: bool,
+) -> dict[str, Pruned]:  # fmt: skip
+    """Prune each status with an async client of the monitor's Redis (a Cluster client when
+    the monitor found one behind a plain URL)."""
+    url = monitor.url
+    if isinstance(monitor.redis, RedisCluster) and "+cluster://" not in url:
+        url = url.replace("://", "+cluster://", 1)
+
+    async def run() -> dict[str, Pruned]:
+        client = make_client(url)
+        try:
+            return {
+                status: await prune_kept(client, monitor.prefix, node, status, before=before,
+                                         keep_last=keep_last, dry_run=dry_run)
+                for status in statuses
+            }  # fmt: skip
+        finally:
+            await client.aclose()
+
+    try:
+        return asyncio.run(run())
+    except (RedisError, OSError) as exc:
+        raise StorageUnavailableError(
+            f"cannot reach Redis at {safe_url(url)} ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+def _prune(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
+    try:
+        statuses, older_than, keep_last = _prune_limits(ns)
+    except ValueError as exc:
+        print(f"reactor monitor prune: {exc}", file=sys.stderr)
+        return exits.USAGE
+    before = None if older_than is None else time.time() - older_than
+    pruned = _prune_kept(monitor, ns.node, statuses, before, keep_last, ns.dry_run)
+    rows = [(status, *row) for status, p in pruned.items() for row in p.removed]
+    if ns.json:
+        removed = [{"id": i, "name": n, "status": s, "finished_at": at} for s, i, n, at in rows]
+        _print_json({"node": ns.node, "dry_run": ns.dry_run, "removed": removed})
+        return exits.OK
+    verb = "would remove" if ns.dry_run else "removed"
+    if ns.dry_run and rows:
+        table = _table("id", "status", "name", "finished (UTC)")
+        for status, job_id, name, at in rows:
+            table.add_row(job_id, status, name, _when(at))
+        _out().print(table)
+    counts = ", ".join(f"{len(p.removed)} {s}" for s, p in pruned.items())
+    print(f"{verb} {len(rows)} kept records of node {ns.node!r} ({counts})"
+          + (" (dry run: nothing deleted)" if ns.dry_run else ""))  # fmt: skip
+    return exits.OK
+
+
 @contextmanager
 def _progress(description: str, total: int) -> Iterator[Callable[[int], None]]:
     """A progress bar on stderr (shown only on a terminal); yields ``advance(n)``."""
@@ -353,4 +464,5 @@ _ACTIONS: dict[str, Callable[[RedisMonitor, argparse.Namespace], int]] = {
     "retry-failed": _retry_failed,
     "destroy": _destroy,
     "destroy-all": _destroy_all,
+    "prune": _prune,
 }

@@ -15,6 +15,10 @@ CANCELLED: Final = "cancelled"
 STATUSES: Final = (NEW, IN_PROGRESS, QUEUED, COMPLETE, ERROR, FAILED, CANCELLED)
 #: Statuses a restarted node resumes (DESIGN §3).
 UNFINISHED: Final = frozenset({NEW, IN_PROGRESS, QUEUED, ERROR})
+#: Final statuses whose record a node may keep (``remove_*_jobs`` False); only these are pruned.
+FINISHED: Final = (COMPLETE, FAILED, CANCELLED)
+#: :data:`FINISHED` as a set, for the membership test on every storage write (half the cost).
+IS_FINISHED: Final = frozenset(FINISHED)
 
 #: The persisted fields, in a stable order (storage backends and the monitor use it).
 FIELDS: Final = (

@@ -197,6 +197,8 @@ class Node:
             serving=lambda: not self._stopping and not self._closed,
             result_store=self.config["result_store"],
             result_ttl=float(self.config["result_ttl"]),
+            kept_ttl=self.config["kept_jobs_ttl"],
+            kept_max=self.config["kept_jobs_max"],
         )
         self.storage.on_poisoned = keeper.on_poisoned
         ahead = WriteAhead(core, self.storage, kick=self.kick) if self.storage.durable else None

@@ -1,6 +1,7 @@
 """A node's storage interplay beyond plain writes: storing received jobs, checking that due jobs
 still exist, poisoned records, an outage and its end, jobs the monitor retries, and the final
-outcomes kept in the result store when their distributor may never hear of them.
+outcomes kept in the result store when their distributor may never hear of them, and the
+pruning of kept records by age and count (:class:`Pruner`).
 
 The node's port methods ``store`` and ``exists`` come here when storage cannot answer at once;
 the answers go back to the core from tasks.
@@ -8,17 +9,19 @@ the answers go back to the core from tasks.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Final
 
 from reactor.core.node import NodeCore
 from reactor.errors import PoisonedRecordsError, StorageUnavailableError
 from reactor.jobs import record as R
-from reactor.jobs.record import JobRecord
+from reactor.jobs.record import FINISHED, JobRecord
 from reactor.ops.metrics import Metrics
 from reactor.storage import Storage
+from reactor.storage.base import Pruned
 from reactor.storage.results import ResultWriter
 from reactor.wire import protocol as P
 
@@ -26,6 +29,157 @@ log = logging.getLogger("reactor.node")
 
 #: Seconds one wait for retried jobs lasts (a retry still starts at once: the wait is a BLPOP).
 RETRY_WAIT = 5.0
+#: Seconds between a record kept and the count check it triggers: records kept in a burst are
+#: pruned in one pass, not one pass each.
+COUNT_DELAY: Final = 0.5
+#: Seconds before a pass is tried again after it failed (storage unavailable).
+RETRY_DELAY: Final = 5.0
+#: The shortest wait the timer is armed for (a record just past its expiry).
+MIN_DELAY: Final = 0.05
+
+
+class Pruner:
+    """Prunes one node's kept records (complete, failed, cancelled) older than
+    ``kept_jobs_ttl`` or beyond ``kept_jobs_max`` per status, on a timer.
+
+    No polling loop and no scan: storage keeps a per-status index ordered by finish time
+    (:meth:`~reactor.storage.Storage.prune`), and the timer is armed for the moment the oldest
+    kept record expires, or shortly after new records are kept when a count limit applies.
+    Unfinished jobs are never in the index, so they are never touched.
+
+    Args:
+        name: the node's name (for logs).
+        storage: the node's started storage; the pruner sets its ``on_kept`` hook.
+        ttl: ``config["kept_jobs_ttl"]``: seconds a kept record lives (None: forever).
+        most: ``config["kept_jobs_max"]``: records kept per status (None: no limit).
+        metrics: counts what was removed (``reactor_jobs_pruned_total``).
+        spawn: runs a coroutine as one of the node's tasks (cancelled when the node closes).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        storage: Storage,
+        *,
+        ttl: float | None,
+        most: int | None,
+        metrics: Metrics,
+        spawn: Callable[[Coroutine[Any, Any, Any]], None],
+    ) -> None:
+        self.name = name
+        self.storage = storage
+        self.ttl = ttl
+        self.most = most
+        self.metrics = metrics
+        self.spawn = spawn
+        self._handle: asyncio.TimerHandle | None = None
+        self._due = float("inf")  # loop time the armed timer fires at
+        self._running = False
+        self._kept_since = False  # records were kept since the current pass began
+        self._loop: asyncio.AbstractEventLoop | None = None
+        #: Passes run so far (tests and benchmarks).
+        self.passes = 0
+
+    def start(self) -> None:
+        """Hook into storage and run a first pass at once (records kept before a restart)."""
+        self._loop = asyncio.get_running_loop()
+        self.storage.on_kept = self.kept
+        self._arm(0.0)
+
+    def close(self) -> None:
+        """Disarm the timer and unhook from storage (a running pass is one of the node's tasks,
+        cancelled with them)."""
+        if self.storage.on_kept == self.kept:
+            self.storage.on_kept = None
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self._loop = None
+
+    def kept(self, status: str) -> None:
+        """Storage kept a finished record (its ``on_kept`` hook): arm the timer if needed."""
+        if self._running:
+            self._kept_since = True
+        elif self.most is not None:
+            self._arm(COUNT_DELAY)
+        elif self.ttl is not None:
+            self._arm(self.ttl)  # nothing older is armed for, or the timer would be sooner
+
+    def _arm(self, delay: float) -> None:
+        """Fire a pass in ``delay`` seconds, unless one is armed sooner already."""
+        loop = self._loop
+        if loop is None:
+            return
+        due = loop.time() + delay
+        if self._handle is not None:
+            if self._due <= due:
+                return
+            self._handle.cancel()
+        self._due = due
+        self._handle = loop.call_later(delay, self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        self._due = float("inf")
+        if not self._running:
+            self.spawn(self.run())
+
+    async def run(self) -> dict[str, int]:
+        """One pass over every final status; the timer is armed again for the next one.
+
+        Returns:
+            How many records of each status were removed.
+        """
+        self._running, self._kept_since = True, False
+        removed: dict[str, int] = {}
+        next_in: float | None = None
+        try:
+            for status in FINISHED:
+                count, wait = await self._prune(status)
+                removed[status] = count
+                if wait is not None:
+                    next_in = wait if next_in is None else min(next_in, wait)
+        except Exception as exc:  # storage down, or a broken index key: never stop pruning
+            log.warning(
+                "node %s: pruning kept records failed (%s: %s); trying again in %.0fs",
+                self.name, type(exc).__name__, exc, RETRY_DELAY,
+            )  # fmt: skip
+            next_in = RETRY_DELAY
+        finally:
+            self._running = False
+            self.passes += 1
+        if self._kept_since:  # kept during the pass: maybe not in what it read
+            soon = COUNT_DELAY if self.most is not None or self.ttl is None else self.ttl
+            next_in = soon if next_in is None else min(next_in, soon)
+        if next_in is not None:
+            self._arm(max(MIN_DELAY, next_in))
+        return removed
+
+    async def _prune(self, status: str) -> tuple[int, float | None]:
+        """Prune one status by age, then by count; ``(removed, seconds until the next pass)``."""
+        found: list[Pruned] = []
+        if self.ttl is not None:
+            found.append(await self.storage.prune(status, before=time.time() - self.ttl))
+        if self.most is not None:
+            found.append(await self.storage.prune(status, keep_last=self.most))
+        count = sum(len(p.removed) for p in found)
+        if count:
+            self.metrics.jobs_pruned(status, count)
+            log.info(
+                "node %s: pruned %d kept %s records (kept_jobs_ttl=%s, kept_jobs_max=%s)",
+                self.name,
+                count,
+                status,
+                self.ttl,
+                self.most,
+            )
+        last = found[-1]
+        wait: float | None = None
+        if self.ttl is not None and last.oldest is not None:
+            wait = last.oldest + self.ttl - time.time()
+        if self.most is not None and last.left > self.most:
+            wait = COUNT_DELAY  # records indexed during the pass: count again soon
+        return count, wait
 
 
 class StorageKeeper:
@@ -40,6 +194,8 @@ class StorageKeeper:
         serving: whether the node still serves (the retried-jobs loop ends when it does not).
         result_store: the Redis URL of the result store (``config["result_store"]``), or None.
         result_ttl: seconds a kept outcome lasts there.
+        kept_ttl: ``config["kept_jobs_ttl"]``: seconds a kept record lives (None: forever).
+        kept_max: ``config["kept_jobs_max"]``: kept records per status (None: no limit).
     """
 
     def __init__(
@@ -53,6 +209,8 @@ class StorageKeeper:
         serving: Callable[[], bool],
         result_store: str | None = None,
         result_ttl: float = 86400.0,
+        kept_ttl: float | None = None,
+        kept_max: int | None = None,
     ) -> None:
         self.results: ResultWriter | None = None
         if result_store:
@@ -64,6 +222,12 @@ class StorageKeeper:
         self.metrics = metrics
         self.spawn = spawn
         self.serving = serving
+        self.pruner: Pruner | None = None
+        if kept_ttl is not None or kept_max is not None:
+            self.pruner = Pruner(
+                name, storage, ttl=kept_ttl, most=kept_max, metrics=metrics, spawn=spawn
+            )
+            self.pruner.start()
 
     def keep_result(self, name: str, message: list[Any]) -> None:
         """Keep a final outcome its distributor may never hear of (the core's port)."""
@@ -71,7 +235,9 @@ class StorageKeeper:
             self.results.record(message[P.FEEDBACK_ID], name, P.Feedback(*message[1:]))
 
     async def close(self) -> None:
-        """Write the kept outcomes still pending, then close the result store's client."""
+        """Stop pruning; write the kept outcomes still pending, then close the result store."""
+        if self.pruner is not None:
+            self.pruner.close()
         if self.results is not None:
             await self.results.close()
 

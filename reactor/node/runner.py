@@ -277,5 +277,6 @@ class Runner:
                 "run_at": job.run_at,
                 "period": job.period,
                 "defer": job.defer,
+                "tags": list(job.tags) if job.tags else [],
             }
         return args

@@ -3,7 +3,8 @@ with a private registry, and :meth:`Metrics.serve` to expose it over HTTP.
 
 Every name starts with ``reactor_``. The only label is the job name (``job_name``), whose values
 are the job names the node knows, so the number of series stays bounded: never a job id, a node
-name or an error message. The drivers add to plain counters (:mod:`reactor.ops.tally`); the
+name or an error message (``reactor_jobs_pruned_total`` alone is labelled by ``status``, one of
+three final statuses). The drivers add to plain counters (:mod:`reactor.ops.tally`); the
 exposition is built from them, and from the driver's own state, only when ``/metrics`` is read.
 """
 
@@ -147,6 +148,8 @@ class Metrics:
         self._waiting: Counter[str] = Counter()
         self._storage_down = False
         self._rejected = 0
+        #: Kept records the node's pruner removed, by status (``reactor_jobs_pruned_total``).
+        self.pruned: Counter[str] = Counter()
         self._reader: Callable[[], State] | None = None
         self.registry.register(_Collector(self))
 
@@ -275,6 +278,10 @@ class Metrics:
         self.storage_write.add(max(0.0, seconds))
         self._storage_down = False
 
+    def jobs_pruned(self, status: str, count: int) -> None:
+        """The pruner removed ``count`` kept records of ``status`` (kept_jobs_ttl/_max)."""
+        self.pruned[status] += count
+
     def storage_down(self, down: bool = True) -> None:
         """Storage became unreachable (``down=False``: reachable again)."""
         self._storage_down = down
@@ -341,7 +348,15 @@ class _Collector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         m = self._metrics
-        return self._families(m.tallies(), m.state(), m.reconnects, m.storage_write)
+        yield from self._families(m.tallies(), m.state(), m.reconnects, m.storage_write)
+        pruned = CounterMetricFamily(
+            "reactor_jobs_pruned",
+            "Kept records removed by the node's pruner (kept_jobs_ttl, kept_jobs_max).",
+            labels=["status"],
+        )
+        for status, count in sorted(dict(m.pruned).items()):
+            pruned.add_metric([status], count)
+        yield pruned
 
     @staticmethod
     def _families(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -27,6 +28,8 @@ from reactor.errors import ProtocolError, StorageUnavailableError
 from reactor.jobs.record import CANCELLED, ERROR, FAILED, STATUSES, UNFINISHED
 from reactor.storage.client import make_sync_client
 from reactor.storage.redis_layout import (
+    MATCH_LUA,
+    RETRY_LUA,
     TOMBSTONE_TTL,
     decode_record,
     index_key,
@@ -53,42 +56,6 @@ _SKIP_BASE = 1 << 32
 #: Statuses :meth:`RedisMonitor.retry` accepts.
 RETRYABLE = frozenset({FAILED, ERROR, CANCELLED})
 
-#: KEYS: the job's hash, the node's retry list. ARGV: now (epoch seconds), retryable statuses.
-#: Returns 1 when the record was reset and queued, 0 when it is missing or not retryable.
-_RETRY_LUA = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return 0 end
-local ok = false
-for i = 2, #ARGV do if ARGV[i] == status then ok = true end end
-if not ok then return 0 end
-redis.call('HSET', KEYS[1], 'status', 'new', 'attempt', '0', 'run_at', ARGV[1])
-redis.call('HDEL', KEYS[1], 'failed_at', 'last_error')
-redis.call('RPUSH', KEYS[2], redis.call('HGET', KEYS[1], 'id'))
-return 1
-"""
-
-
-#: KEYS: job hashes of one node. ARGV: how many matches are wanted, the job name ('' for any),
-#: then the statuses (none for any). Returns {ids read, 1-based positions of the matches...}:
-#: the filter runs inside Redis, so scanning thousands of jobs for a rare status stays cheap.
-_MATCH_LUA = """
-local wanted = tonumber(ARGV[1])
-local name = ARGV[2]
-local statuses, any_status = {}, true
-for i = 3, #ARGV do statuses[ARGV[i]] = true; any_status = false end
-local found, read = {}, 0
-for i, key in ipairs(KEYS) do
-  read = i
-  local v = redis.call('HMGET', key, 'status', 'name')
-  if v[1] and (any_status or statuses[v[1]]) and (name == '' or v[2] == name) then
-    found[#found + 1] = i
-    if #found >= wanted then break end
-  end
-end
-table.insert(found, 1, read)
-return found
-"""
-
 
 class RedisMonitor:
     """Look at, count and delete stored jobs.
@@ -105,8 +72,8 @@ class RedisMonitor:
         self.url = url
         self.prefix = prefix
         self.redis = make_sync_client(url, timeout=30.0, detect_cluster=True)
-        self._retry_script = self.redis.register_script(_RETRY_LUA)
-        self._match_script = self.redis.register_script(_MATCH_LUA)
+        self._retry_script = self.redis.register_script(RETRY_LUA)
+        self._match_script = self.redis.register_script(MATCH_LUA)
 
     def close(self) -> None:
         """Close the connection pool."""
@@ -204,6 +171,7 @@ class RedisMonitor:
         name: str | None = None,
         limit: int = 20,
         cursor: int = 0,
+        tags: Collection[str] | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
         """One page of ``node``'s jobs, read with SSCAN a few hundred ids at a time.
 
@@ -217,6 +185,7 @@ class RedisMonitor:
             node: the node's exact name.
             status: only jobs in this status (or in one of these statuses).
             name: only jobs of this job name.
+            tags: only jobs carrying every one of these tags.
             limit: at most this many records (>= 1).
             cursor: 0 for the first page, then the ``next_cursor`` of the previous page.
 
@@ -232,6 +201,7 @@ class RedisMonitor:
         if limit < 1 or cursor < 0:
             raise ValueError(f"need limit >= 1 and cursor >= 0, not {limit} and {cursor}")
         statuses = {status} if isinstance(status, str) else None if status is None else set(status)
+        wanted = _Filter(statuses, name, sorted(set(tags or ())))
         scan, skip = divmod(cursor, _SKIP_BASE)
         found: list[dict[str, Any]] = []
         index = index_key(self.prefix, node)
@@ -241,8 +211,8 @@ class RedisMonitor:
                 ids = [_text(m) for m in members][skip:]
                 read = skip
                 skip = 0
-                if statuses is not None or name is not None:
-                    ids, read = self._matching(node, ids, read, statuses, name, limit - len(found))
+                if wanted.any:
+                    ids, read = self._matching(node, ids, read, wanted, limit - len(found))
                 else:
                     ids = ids[: limit - len(found)]
                     read += len(ids)
@@ -252,7 +222,7 @@ class RedisMonitor:
                         pipe.hgetall(job_key(self.prefix, node, job_id))
                     for raw in pipe.execute():
                         record = _as_dict(raw)
-                        if record is not None and _wanted(record, statuses, name):
+                        if record is not None and wanted.matches(record):
                             found.append(record)
                 if read < len(members):  # stopped inside this batch: resume inside it
                     return found, scan * _SKIP_BASE + read
@@ -267,18 +237,18 @@ class RedisMonitor:
         node: str,
         ids: list[str],
         read: int,
-        statuses: set[str] | None,
-        name: str | None,
-        wanted: int,
+        wanted: _Filter,
+        count: int,
     ) -> tuple[list[str], int]:
-        """The first ``wanted`` of ``ids`` whose status and name match, and how many ids of the
-        batch are read once they are found (``read`` counts those skipped before ``ids``)."""
+        """The first ``count`` of ``ids`` whose status, name and tags match, and how many ids of
+        the batch are read once they are found (``read`` counts those skipped before ``ids``)."""
         if not ids:
             return [], read
         reply = self._match_script(
             keys=[job_key(self.prefix, node, job_id) for job_id in ids],
-            args=[wanted, name or "", *sorted(statuses or ())],
-        )
+            args=[count, wanted.name or "", len(wanted.tags), *wanted.tags,
+                  *sorted(wanted.statuses or ())],
+        )  # fmt: skip
         return [ids[int(i) - 1] for i in reply[1:]], read + int(reply[0])
 
     def retry(self, job_id: str) -> bool:
@@ -351,7 +321,7 @@ class RedisMonitor:
                     pipe = self.redis.pipeline(transaction=False)
                     for job_id in chosen:  # EVAL as a command: a Cluster pipeline takes that
                         key = job_key(self.prefix, node, job_id)
-                        args = (_RETRY_LUA, 2, key, queue, now, *wanted)
+                        args = (RETRY_LUA, 2, key, queue, now, *wanted)
                         pipe.execute_command("EVAL", *args)
                     retried += sum(int(done) for done in pipe.execute())
                 if progress is not None:
@@ -469,11 +439,27 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _wanted(record: dict[str, Any], statuses: set[str] | None, name: str | None) -> bool:
-    """Whether a record read after its status and name were matched still matches."""
-    if statuses is not None and record["status"] not in statuses:
-        return False
-    return name is None or record["name"] == name
+@dataclass(frozen=True, slots=True)
+class _Filter:
+    """What a page's records must match: a status among ``statuses`` (None: any), the job
+    ``name`` (None: any), and every one of ``tags``."""
+
+    statuses: set[str] | None
+    name: str | None
+    tags: list[str]
+
+    @property
+    def any(self) -> bool:
+        """Whether anything is filtered at all."""
+        return self.statuses is not None or self.name is not None or bool(self.tags)
+
+    def matches(self, record: dict[str, Any]) -> bool:
+        """Whether a record read after it was matched in Redis still matches."""
+        if self.statuses is not None and record["status"] not in self.statuses:
+            return False
+        if self.name is not None and record["name"] != self.name:
+            return False
+        return set(self.tags) <= set(record.get("tags") or ())
 
 
 def _text(value: bytes | str) -> str:

@@ -7,8 +7,23 @@ import logging
 from abc import ABC, abstractmethod
 from asyncio import Future
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from reactor.jobs.record import JobRecord
+
+
+@dataclass(slots=True)
+class Pruned:
+    """What one :meth:`Storage.prune` call removed (or, dry, would remove) of one status.
+
+    ``removed`` holds ``(job id, job name, finished at)``, oldest first; ``oldest`` is when the
+    oldest record of the status still kept finished (None: none is left), and ``left`` how many
+    are left, so the node knows when its next pass is due.
+    """
+
+    removed: list[tuple[str, str, float]] = field(default_factory=list)
+    oldest: float | None = None
+    left: int = 0
 
 
 class Storage(ABC):
@@ -35,6 +50,11 @@ class Storage(ABC):
     #: batch, with how long it took (metrics). Backends that write nothing leave it uncalled.
     on_written: Callable[[float], None] | None = None
 
+    #: Called on the event loop's thread as ``on_kept(status)`` when a finished record is kept
+    #: (written with a status of :data:`~reactor.jobs.record.FINISHED`): the node's pruner
+    #: arms its timer from it. Unset (None) when nothing is pruned.
+    on_kept: Callable[[str], None] | None = None
+
     #: True when :meth:`take_retried` can return jobs (a store the monitor can retry jobs in).
     retries: bool = False
 
@@ -47,6 +67,26 @@ class Storage(ABC):
         """
         await asyncio.sleep(wait)
         return []
+
+    async def prune(
+        self,
+        status: str,
+        *,
+        before: float | None = None,
+        keep_last: int | None = None,
+        dry_run: bool = False,
+    ) -> Pruned:
+        """Remove kept records of ``status`` (complete, failed or cancelled), oldest first.
+
+        A record goes when it finished before ``before`` (epoch seconds; None: any age) and is
+        not among the ``keep_last`` newest (None: none is spared). Each record's status is
+        checked as it goes, so a job run again since (``monitor retry``) is never touched.
+        Backends without an index of kept records remove nothing.
+
+        Raises:
+            StorageUnavailableError: the backend cannot be reached.
+        """
+        return Pruned()
 
     async def start(self, node_name: str) -> None:
         """Connect and prepare to hold ``node_name``'s jobs."""

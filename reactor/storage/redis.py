@@ -21,15 +21,8 @@ bytes, floats are ``repr(float)`` (fractions kept), ints decimal, bools ``"1"``/
 as is, and None is an absent field. An update only touches a hash that still exists, so a
 record deleted by the monitor (a cancellation) is never brought back.
 
-Failures (see :mod:`reactor.storage.redis_errors`): connection errors, READONLY, OOM, NOPERM,
-LOADING and MASTERDOWN make the storage unavailable until it has taken writes for a short
-stable period; authentication errors make :meth:`RedisStorage.start` raise
-:class:`~reactor.errors.StorageAuthError`; a write that fails for one job's key (WRONGTYPE) is
-dropped and reported for that job alone. :meth:`RedisStorage.write_ahead` rides on the same
-batches: its future waits across outages and names the poisoned jobs. At start, a
-``maxmemory-policy`` that can evict job keys (``allkeys-*``) is logged as a WARNING;
-``volatile-*`` only evicts keys with a TTL, and job keys have none, so it is accepted (only
-tombstones could be evicted).
+Failures, write-ahead and eviction: see :mod:`reactor.storage.redis_errors`. Kept records are
+pruned through ``{prefix}:{<node>}:kept:<status>`` (see :mod:`reactor.storage.redis_resume`).
 """
 
 from __future__ import annotations
@@ -38,7 +31,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
@@ -49,10 +42,19 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
 from reactor.errors import ConfigError, StorageAuthError, StorageUnavailableError
-from reactor.jobs.record import JobRecord
-from reactor.storage.base import Storage
-from reactor.storage.redis_batch import Ack, BatchFailedError, Client, Op, Reads, write_batch
-from reactor.storage.redis_errors import AUTH, classify
+from reactor.jobs.record import IS_FINISHED, JobRecord
+from reactor.storage.base import Pruned, Storage
+from reactor.storage.redis_batch import (
+    Ack,
+    BatchFailedError,
+    Client,
+    Op,
+    Reads,
+    fail_reads,
+    fail_waiters,
+    write_batch,
+)
+from reactor.storage.redis_errors import AUTH, POISON, classify
 from reactor.storage.redis_errors import describe as _describe
 from reactor.storage.redis_health import Availability, check_eviction, probe_writes
 from reactor.storage.redis_layout import (
@@ -67,7 +69,7 @@ from reactor.storage.redis_layout import (
     safe_url,
     tombstone_key,
 )
-from reactor.storage.redis_resume import load_unfinished, quarantine
+from reactor.storage.redis_resume import load_unfinished, prune_kept, quarantine
 from reactor.storage.redis_retry import take_retried
 
 log = logging.getLogger("reactor.storage")
@@ -225,7 +227,7 @@ class RedisStorage(Storage):
                 await self._writer_task
         self._writer_task = None
         error = StorageUnavailableError("Redis storage closed")
-        self._fail_waiters(
+        fail_waiters(
             list(self._pending.values()) + list(self._inflight.values()), error, closing=True
         )
         await self._release()
@@ -305,6 +307,8 @@ class RedisStorage(Storage):
     def update(self, job: JobRecord) -> None:
         """Queue the job's current state; a record deleted meanwhile stays deleted."""
         self._queue(job.id, OP_UPDATE, job, [])
+        if self.on_kept is not None and job.status in IS_FINISHED:
+            self.on_kept(job.status)
 
     def remove(self, job: JobRecord) -> None:
         """Queue the deletion of the job's record."""
@@ -339,9 +343,9 @@ class RedisStorage(Storage):
                 await self._wake.wait()
                 await asyncio.sleep(0)  # let the rest of this loop iteration queue its writes
             if not self._health.up:
-                self._fail_reads(self._reads, self._unavailable())
+                fail_reads(self._reads, self._unavailable())
                 self._reads = []
-                self._fail_waiters(list(self._pending.values()), self._unavailable())
+                fail_waiters(list(self._pending.values()), self._unavailable())
                 await self._health.wait()
                 continue
             ops, reads = self._pending, self._reads
@@ -359,8 +363,8 @@ class RedisStorage(Storage):
                     later = self._pending.pop(job_id, None)
                     self._pending[job_id] = op if later is None else op.then(later)
                 error = self._unavailable(exc.cause)
-                self._fail_reads(reads, error)
-                self._fail_waiters(list(self._pending.values()), error)
+                fail_reads(reads, error)
+                fail_waiters(list(self._pending.values()), error)
                 self._mark_down(exc.cause)
             else:
                 self._inflight = {}
@@ -395,30 +399,6 @@ class RedisStorage(Storage):
     def _rows(self, ops: list[tuple[str, Op]]) -> list[tuple[list[bytes | str], list[str]]]:
         """The encoded records of ``ops`` (a seam tests use to write a malformed row)."""
         return [encode_record(op.job) for _id, op in ops if op.job is not None]
-
-    def _fail_waiters(
-        self, ops: Iterable[Op], error: StorageUnavailableError, *, closing: bool = False
-    ) -> None:
-        """Fail the ``add`` calls waiting on ``ops``; their jobs are then forgotten again.
-
-        Write-aheads keep waiting (their writes stay queued) unless the storage is ``closing``.
-        """
-        for op in ops:
-            failing = [ack for ack in op.acks if closing or not ack.ahead]
-            if not failing:
-                continue
-            for ack in failing:
-                if not ack.future.done():
-                    ack.future.set_exception(error)
-            op.acks = [ack for ack in op.acks if ack not in failing]
-            if op.kind == OP_ADD:  # not acknowledged: do not resume it after a restart
-                op.kind, op.job = OP_REMOVE, None
-
-    @staticmethod
-    def _fail_reads(reads: Reads, error: StorageUnavailableError) -> None:
-        for _keys, future in reads:
-            if not future.done():
-                future.set_exception(error)
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -459,6 +439,21 @@ class RedisStorage(Storage):
             self._mark_down(exc)
             raise self._unavailable(exc) from exc
         return [bool(reply) for reply in replies]
+
+    async def prune(
+        self, status: str, *, before: float | None = None, keep_last: int | None = None,
+        dry_run: bool = False,
+    ) -> Pruned:  # fmt: skip
+        """See :meth:`Storage.prune` and :mod:`reactor.storage.redis_resume`."""
+        if self._redis is None or not self.available:
+            raise self._unavailable()
+        try:
+            return await prune_kept(self._redis, self.prefix, self._node, status, before=before,
+                                    keep_last=keep_last, dry_run=dry_run)  # fmt: skip
+        except (RedisError, OSError) as exc:
+            if not isinstance(exc, RedisError) or classify(exc) != POISON:  # not one key's fault
+                self._mark_down(exc)
+            raise self._unavailable(exc) from exc
 
     retries = True
 

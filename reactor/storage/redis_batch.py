@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
 
-from reactor.errors import PoisonedRecordsError
-from reactor.jobs.record import JobRecord
+from reactor.errors import PoisonedRecordsError, StorageUnavailableError
+from reactor.jobs.record import IS_FINISHED, JobRecord
 from reactor.storage.redis_errors import AUTH, DOWN, NOSCRIPT, POISON, classify, describe
 from reactor.storage.redis_layout import (
     ADD_SHA,
@@ -27,6 +28,7 @@ from reactor.storage.redis_layout import (
     index_key,
     job_key,
     job_node_key,
+    kept_key,
     nodes_key,
     pack_rows,
 )
@@ -145,11 +147,28 @@ def queue_writes(
         pairs = (item for job_id, _op in added for item in (job_id, node))
         pipe.execute_command("HSET", job_node_key(prefix), *pairs)
         pipe.sadd(nodes_key(prefix), node)
+    _index_kept(pipe, prefix, node, ops)
     if removed:
         pipe.delete(*(job_key(prefix, node, job_id) for job_id in removed))
         pipe.srem(node_index, *removed)
         # Only where job-node still names this node: the job may have been reassigned since.
         pipe.execute_command("EVALSHA", UNMAP_SHA, 1, job_node_key(prefix), node, *removed)
+
+
+def _index_kept(
+    pipe: Pipeline | ClusterPipeline, prefix: str, node: str, ops: dict[str, Op]
+) -> None:
+    """Score the records written with a final status (kept ones) by now in their status's
+    sorted set, the index pruning reads (one ZADD per status in the batch)."""
+    kept: dict[str, dict[str, float]] = {}
+    now = 0.0
+    for job_id, op in ops.items():
+        job = op.job
+        if job is not None and op.kind != OP_REMOVE and job.status in IS_FINISHED:
+            now = now or time.time()
+            kept.setdefault(job.status, {})[job_id] = now
+    for status, scores in kept.items():
+        pipe.zadd(kept_key(prefix, node, status), scores)
 
 
 async def find_poisoned(
@@ -253,3 +272,29 @@ async def _load_scripts(client: Client, poisoned: dict[str, tuple[Op, str]]) -> 
             await client.script_load(body)
     except Exception as exc:
         raise BatchFailedError(exc, poisoned) from exc
+
+
+def fail_waiters(
+    ops: Iterable[Op], error: StorageUnavailableError, *, closing: bool = False
+) -> None:
+    """Fail the ``add`` calls waiting on ``ops``; their jobs are then forgotten again.
+
+    Write-aheads keep waiting (their writes stay queued) unless the storage is ``closing``.
+    """
+    for op in ops:
+        failing = [ack for ack in op.acks if closing or not ack.ahead]
+        if not failing:
+            continue
+        for ack in failing:
+            if not ack.future.done():
+                ack.future.set_exception(error)
+        op.acks = [ack for ack in op.acks if ack not in failing]
+        if op.kind == OP_ADD:  # not acknowledged: do not resume it after a restart
+            op.kind, op.job = OP_REMOVE, None
+
+
+def fail_reads(reads: Reads, error: StorageUnavailableError) -> None:
+    """Fail the EXISTS checks waiting in ``reads`` (Redis is unavailable)."""
+    for _keys, future in reads:
+        if not future.done():
+            future.set_exception(error)

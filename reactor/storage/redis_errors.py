@@ -9,6 +9,13 @@ Three kinds matter (DESIGN §3 "Durable nodes"):
   permission. Retrying cannot help: ``start()`` raises :class:`~reactor.errors.StorageAuthError`.
 * **poison**: anything else the server answered (``WRONGTYPE`` because a job hash was replaced by
   a string, a script error): a property of the keys one write touched, not of Redis.
+
+What RedisStorage makes of them: down makes it unavailable until it has taken writes for a short
+stable period; auth makes ``start()`` raise; a poisoned write is dropped and reported for that job
+alone. ``RedisStorage.write_ahead`` rides on the same batches: its future waits across outages
+and names the poisoned jobs. At start, a ``maxmemory-policy`` that can evict job keys
+(``allkeys-*``) is logged as a WARNING; ``volatile-*`` only evicts keys with a TTL, and job keys
+have none, so it is accepted (only tombstones could be evicted).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The Redis key layout and record encoding shared by RedisStorage and RedisMonitor.
 
 See ``reactor.storage.redis`` for the layout itself; this module holds the key names, the
-field encoding, and the two Lua scripts that write batches of jobs.
+field encoding, the Lua scripts that write batches of jobs, and the monitor's scripts (retry a
+job, match records by status, name and tags inside Redis).
 """
 
 from __future__ import annotations
@@ -91,6 +92,55 @@ redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
 redis.call('SREM', KEYS[4], ARGV[1])
 return 1
 """
+# -- the monitor's scripts (reactor.ops.monitor) -------------------------------------------------
+
+#: KEYS: the job's hash, the node's retry list. ARGV: now (epoch seconds), retryable statuses.
+#: Returns 1 when the record was reset and queued, 0 when it is missing or not retryable.
+RETRY_LUA: Final = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return 0 end
+local ok = false
+for i = 2, #ARGV do if ARGV[i] == status then ok = true end end
+if not ok then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'new', 'attempt', '0', 'run_at', ARGV[1])
+redis.call('HDEL', KEYS[1], 'failed_at', 'last_error')
+redis.call('RPUSH', KEYS[2], redis.call('HGET', KEYS[1], 'id'))
+return 1
+"""
+
+
+#: KEYS: job hashes of one node. ARGV: how many matches are wanted, the job name ('' for any),
+#: how many tags every match must carry, those tags, then the statuses (none for any). Returns
+#: {ids read, 1-based positions of the matches...}: the filter runs inside Redis, so scanning
+#: thousands of jobs for a rare status or tag stays cheap. Tags are stored msgpack-encoded.
+MATCH_LUA: Final = """
+local wanted = tonumber(ARGV[1])
+local name = ARGV[2]
+local ntags = tonumber(ARGV[3])
+local statuses, any_status = {}, true
+for i = 4 + ntags, #ARGV do statuses[ARGV[i]] = true; any_status = false end
+local function tagged(packed)
+  if ntags == 0 then return true end
+  if not packed then return false end
+  local have = {}
+  for _, tag in ipairs(cmsgpack.unpack(packed)) do have[tag] = true end
+  for i = 4, 3 + ntags do if not have[ARGV[i]] then return false end end
+  return true
+end
+local found, read = {}, 0
+for i, key in ipairs(KEYS) do
+  read = i
+  local v = redis.call('HMGET', key, 'status', 'name', 'tags')
+  if v[1] and (any_status or statuses[v[1]]) and (name == '' or v[2] == name) and tagged(v[3]) then
+    found[#found + 1] = i
+    if #found >= wanted then break end
+  end
+end
+table.insert(found, 1, read)
+return found
+"""
+
+
 #: How long a destroyed job's tombstone lives: longer than any timer a node arms in practice.
 TOMBSTONE_TTL: Final = 7 * 24 * 3600
 
@@ -103,6 +153,12 @@ def job_key(prefix: str, node: str, job_id: str) -> str:
 def index_key(prefix: str, node: str) -> str:
     """The set of one node's job ids."""
     return f"{prefix}:{{{node}}}:jobs"
+
+
+def kept_key(prefix: str, node: str, status: str) -> str:
+    """The sorted set of one node's kept records of a final ``status``, scored by the epoch
+    time each finished: pruning reads it instead of scanning the node's records."""
+    return f"{prefix}:{{{node}}}:kept:{status}"
 
 
 def tombstone_key(prefix: str, node: str, job_id: str) -> str:

@@ -48,6 +48,7 @@ class CapturingDistributor(OfflineDistributor):
         args: dict[str, Any] | None = None,
         count: int | None = None,
         after_between: tuple[float, float] | None = None,
+        tags: list[str] | tuple[str, ...] | None = None,
     ) -> list[EnqueuedJob]:
         """Assert that jobs named ``name`` were enqueued, and return them.
 
@@ -57,6 +58,8 @@ class CapturingDistributor(OfflineDistributor):
             count: exactly this many matching jobs (default: at least one); 0 asserts none.
             after_between: ``(lo, hi)``: only jobs due between ``lo`` and ``hi`` seconds after
                 their enqueue (``after=`` or ``run_at=``), bounds included.
+            tags: only jobs carrying every one of these tags (others they carry too are fine);
+                ``[]`` asserts jobs enqueued without tags.
 
         Raises:
             AssertionError: the matching jobs are not as asked; the message lists what was
@@ -69,11 +72,15 @@ class CapturingDistributor(OfflineDistributor):
         if after_between is not None:
             lo, hi = after_between
             matching = [j for j in matching if lo <= j.delay <= hi]
+        if tags is not None:
+            matching = [j for j in matching if _tagged(j, tags)]
         if (count is None and not matching) or (count is not None and len(matching) != count):
             wanted = f"{count}" if count is not None else "at least one"
             what = f"{name!r}" + (f" with args {args!r}" if args is not None else "")
             if after_between is not None:
                 what += f" due {after_between[0]}-{after_between[1]} s after enqueue"
+            if tags is not None:
+                what += f" tagged {list(tags)!r}"
             raise AssertionError(
                 f"expected {wanted} job(s) {what}, found {len(matching)}; enqueued: "
                 + (self._listing() or "nothing")
@@ -81,4 +88,15 @@ class CapturingDistributor(OfflineDistributor):
         return matching
 
     def _listing(self) -> str:
-        return "; ".join(f"{j.name}({j.args!r}, due in {j.delay:.3g} s)" for j in self.jobs[:20])
+        return "; ".join(
+            f"{j.name}({j.args!r}, due in {j.delay:.3g} s"
+            + (f", tags {j.tags!r})" if j.tags else ")")
+            for j in self.jobs[:20]
+        )
+
+
+def _tagged(job: EnqueuedJob, tags: list[str] | tuple[str, ...]) -> bool:
+    """Whether ``job`` carries every one of ``tags`` (``[]``: whether it carries none)."""
+    if not tags:
+        return not job.tags
+    return set(tags) <= set(job.tags or ())

@@ -6,11 +6,14 @@ import itertools
 import os
 import signal
 import subprocess
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 
 import pytest
 
 from reactor.jobs.record import JobRecord
+from reactor.storage.base import Storage
+from reactor.storage.memory import MemoryStorage
+from reactor.storage.redis import RedisStorage
 from reactor.testing.support import async_wait_until, wait_until
 
 __all__ = ["async_wait_until", "make_job", "store_many", "wait_until"]
@@ -62,6 +65,35 @@ def redis_cluster_url(redis_cluster: RedisClusterServers) -> Iterator[str]:
     redis_cluster.flush()
     yield redis_cluster.url
     redis_cluster.flush()
+
+
+#: Opens a started storage of the backend under test (``open_storage``).
+StorageOpener = Callable[..., Awaitable[Storage]]
+
+
+@pytest.fixture(
+    params=[
+        "memory",
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("redis-cluster", marks=pytest.mark.redis),
+    ]
+)
+async def open_storage(request: pytest.FixtureRequest) -> AsyncIterator[StorageOpener]:
+    """Open started storages of one backend (memory, Redis, Redis Cluster); a second open for
+    the same node is a restart. Shared by the contract suite and the pruning tests."""
+    opened: list[Storage] = []
+    fixtures = {"memory": "", "redis": "redis_url", "redis-cluster": "redis_cluster_url"}
+    url = request.getfixturevalue(fixtures[request.param]) if request.param != "memory" else ""
+
+    async def opener(node: str = "worker_1") -> Storage:
+        storage: Storage = MemoryStorage() if not url else RedisStorage(url, retry_base=0.05)
+        await storage.start(node)
+        opened.append(storage)
+        return storage
+
+    yield opener
+    for storage in opened:
+        await storage.close()
 
 
 ServerFactory = Callable[..., RedisServer]

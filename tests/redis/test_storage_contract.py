@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-
-import pytest
 
 from reactor.jobs.record import (
     CANCELLED,
@@ -18,36 +15,10 @@ from reactor.jobs.record import (
     STATUSES,
     JobRecord,
 )
-from reactor.storage.base import Storage
 from reactor.storage.memory import MemoryStorage
 from reactor.storage.redis import RedisStorage
+from tests.redis.conftest import StorageOpener as Opener
 from tests.redis.conftest import make_job
-
-Opener = Callable[..., Awaitable[Storage]]
-
-
-@pytest.fixture(
-    params=[
-        "memory",
-        pytest.param("redis", marks=pytest.mark.redis),
-        pytest.param("redis-cluster", marks=pytest.mark.redis),
-    ]
-)
-async def open_storage(request: pytest.FixtureRequest) -> AsyncIterator[Opener]:
-    """Open started storages of one backend; a second open for the same node is a restart."""
-    opened: list[Storage] = []
-    fixtures = {"memory": "", "redis": "redis_url", "redis-cluster": "redis_cluster_url"}
-    url = request.getfixturevalue(fixtures[request.param]) if request.param != "memory" else ""
-
-    async def opener(node: str = "worker_1") -> Storage:
-        storage: Storage = MemoryStorage() if not url else RedisStorage(url, retry_base=0.05)
-        await storage.start(node)
-        opened.append(storage)
-        return storage
-
-    yield opener
-    for storage in opened:
-        await storage.close()
 
 
 def same(a: JobRecord, b: JobRecord) -> None:

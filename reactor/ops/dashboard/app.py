@@ -22,6 +22,7 @@ from aiohttp import BasicAuth, web
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from reactor.jobs.record import STATUSES
+from reactor.wire.messages import MAX_TAG_LEN, MAX_TAGS
 
 from .chart import rate_chart
 from .source import Source
@@ -164,20 +165,20 @@ async def node_jobs(request: web.Request) -> web.Response:
     node = request.match_info["node"]
     status = request.query.get("status", "")
     name = request.query.get("name", "")
+    tags = [t for t in request.query.getall("tag", []) if t]  # ?tag=a&tag=b: both must match
     try:
         cursor = int(request.query.get("cursor", "0"))
     except ValueError:
         raise web.HTTPBadRequest(text="cursor must be a number") from None
     if status and status not in STATUSES:
         raise web.HTTPBadRequest(text=f"unknown status {status!r}; valid: {', '.join(STATUSES)}")
+    if len(tags) > MAX_TAGS or any(len(t) > MAX_TAG_LEN for t in tags):
+        raise web.HTTPBadRequest(text=f"at most {MAX_TAGS} tags of {MAX_TAG_LEN} characters")
     records, next_cursor = await request.app[SOURCE].jobs_page(
-        node, status=status, name=name, cursor=cursor
+        node, status=status, name=name, cursor=cursor, tags=tags
     )
-    more = (
-        f"/nodes/{node}?" + urlencode({"status": status, "name": name, "cursor": next_cursor})
-        if next_cursor
-        else ""
-    )
+    query = [("status", status), ("name", name), *(("tag", t) for t in tags)]
+    more = f"/nodes/{node}?" + urlencode([*query, ("cursor", next_cursor)]) if next_cursor else ""
     return _render(
         request,
         "node",
@@ -185,6 +186,7 @@ async def node_jobs(request: web.Request) -> web.Response:
         records=records,
         status=status,
         name=name,
+        tags=tags,
         more=more,
         statuses=STATUSES,
     )

@@ -172,15 +172,24 @@ class Source:
         )
 
     async def jobs_page(
-        self, node: str, *, status: str | None, name: str | None, cursor: int, limit: int = 20
+        self,
+        node: str,
+        *,
+        status: str | None,
+        name: str | None,
+        cursor: int,
+        limit: int = 20,
+        tags: list[str] | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
-        """One page of a node's jobs (SSCAN paging, filtered inside Redis)."""
+        """One page of a node's jobs (SSCAN paging, filtered inside Redis; ``tags``: every one
+        must match)."""
         self.viewed_at = time.monotonic()
         return await asyncio.to_thread(
             lambda: self.monitor.jobs_page(
-                node, status=status or None, name=name or None, limit=limit, cursor=cursor
+                node, status=status or None, name=name or None, limit=limit, cursor=cursor,
+                tags=tags or None,
             )
-        )
+        )  # fmt: skip
 
     async def job(self, job_id: str) -> dict[str, Any] | None:
         """One job's record, args decoded, or None."""
