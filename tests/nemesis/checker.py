@@ -2,9 +2,10 @@
 
 For every accepted job: exactly one final outcome (heard by its application's ``on_success`` /
 ``on_error``, or kept in the result store for an application that died), never two different
-ones; no outcome nobody caused (a success needs a run that ended ``ok``; an error needs a run
-that failed or never ended, i.e. a crash; nobody cancels); no job lost; ``not_node`` never
-violated by any run. Jobs that ran more than once are counted (delivery is at-least-once).
+ones (in the callbacks, the kept value and every value published to the store); no outcome
+nobody caused (a success needs a run that ended ``ok``; an error needs a run that failed or
+never ended, i.e. a crash; nobody cancels); no job lost; ``not_node`` never violated by any run.
+Jobs that ran more than once are counted (delivery is at-least-once).
 
 A job held only in memory is allowed to be lost when every process holding it died (DESIGN §3,
 "Memory storage trades durability for speed"): a job whose application incarnation died
@@ -49,6 +50,7 @@ class Verdict:
     ran_more_than_once: int = 0
     failed_by_crashes: int = 0
     outcomes_from_store_only: int = 0
+    stored_more_than_once: int = 0  # the same outcome published twice (harmless, counted)
     errors: dict[str, int] = field(default_factory=dict)
     examples: list[str] = field(default_factory=list)
 
@@ -94,11 +96,13 @@ class Checker:
         self,
         ledgers: Ledgers,
         store: dict[str, str],
+        published: dict[str, list[str]],
         deaths: list[Death],
         memory_nodes: set[str],
     ) -> None:
         self.ledgers = ledgers
         self.store = store
+        self.published = published
         self.deaths = deaths
         self.memory_nodes = memory_nodes
         self.verdict = Verdict(accepted=len(ledgers.accepted))
@@ -112,7 +116,8 @@ class Checker:
             heard = self.ledgers.callbacks.get(job.job_id, [])
             self.verdict.examples.append(
                 f"{what}: {job.job_id} ({job.kind}, app {job.app}, not_node {job.not_node}) "
-                f"callbacks={heard} store={self.store.get(job.job_id)} runs=[{runs}]"
+                f"callbacks={heard} store={self.store.get(job.job_id)} "
+                f"published={self.published.get(job.job_id, [])} runs=[{runs}]"
             )
 
     def check(self) -> Verdict:
@@ -142,6 +147,8 @@ class Checker:
         v.outcomes += 1
         v.outcomes_from_store_only += not heard
         kinds = {s.split(":", 1)[0] for s in seen}
+        kinds |= set(self.published.get(job.job_id, []))
+        v.stored_more_than_once += len(self.published.get(job.job_id, [])) > 1
         if len(heard) > 1 or len(kinds) > 1:
             v.duplicate_outcomes += 1
             self._example("duplicate outcome", job)

@@ -45,6 +45,8 @@ NODE_SETTINGS: dict[str, object] = {
 }
 #: A supervised process that exited is started again no sooner than this.
 RESTART_PAUSE = 0.5
+#: A process still running this long after SIGTERM is killed (drain_timeout + shutdown_grace).
+TERM_LIMIT = 15.0
 #: Applications listen below Linux's ephemeral range (32768-60999), so no outgoing connection
 #: (and no proxy, which binds port 0) can take an application's port while it restarts.
 APP_PORTS = range(21_000, 31_000)
@@ -79,6 +81,7 @@ class Proc:
     frozen: bool = False
     starts: int = 0
     exited_at: float | None = None
+    termed_at: float | None = None  # when it was sent SIGTERM, while it has not exited
     _log: IO[bytes] | None = None
 
     @property
@@ -87,9 +90,10 @@ class Proc:
 
     def start(self) -> None:
         self.wanted, self.frozen, self.exited_at = True, False, None
-        if self.running:
+        if self.running:  # terminated but not gone yet: the supervisor starts it once it is
             return
         self.close_log()
+        self.termed_at = None
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed when the process is gone
         self.popen = subprocess.Popen(
             self.command,
@@ -191,6 +195,7 @@ class Cluster:
         proc.frozen = False
         proc.signal(signal.SIGCONT)
         proc.signal(signal.SIGTERM)
+        proc.termed_at = time.monotonic()
 
     def freeze(self, name: str) -> None:
         self.procs[name].frozen = True
@@ -201,12 +206,9 @@ class Cluster:
         self.procs[name].frozen = False
 
     def restart(self, name: str) -> str:
-        """Start ``name`` again; says whether a lingering process had to be killed first."""
+        """Start ``name`` again (once a terminated one has exited: it may still be draining)."""
         proc = self.procs[name]
-        note = ""
-        if proc.running and not proc.wanted:
-            note = " (still running after SIGTERM: killed)"
-            proc.kill()
+        note = " (still stopping: started once it exits)" if proc.running else ""
         proc.start()
         return note
 
@@ -226,6 +228,11 @@ class Cluster:
         done = []
         now = time.monotonic()
         for proc in self.procs.values():
+            if proc.termed_at is not None and now - proc.termed_at > TERM_LIMIT and proc.running:
+                proc.kill()
+                done.append(
+                    f"supervisor: {proc.name} still running {TERM_LIMIT}s after SIGTERM: killed"
+                )
             if not proc.wanted or proc.running or proc.popen is None:
                 continue
             if proc.exited_at is None:
