@@ -11,6 +11,7 @@ import signal
 import sys
 
 from tests.nemesis.runner import Nemesis
+from tests.nemesis.schedule import KINDS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,12 +23,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=3.0, help="jobs per second per application")
     parser.add_argument("--quiesce", type=float, default=120.0, help="seconds to wait for outcomes")
     parser.add_argument("--keep", action="store_true", help="keep the run's directory (logs)")
+    parser.add_argument(
+        "--kinds", help=f"comma-separated fault kinds to draw (default: all of {','.join(KINDS)})"
+    )
     opts = parser.parse_args(argv)
+    unknown = set(opts.kinds.split(",") if opts.kinds else ()) - set(KINDS)
+    if unknown:
+        parser.error(f"unknown fault kinds {sorted(unknown)}; valid: {', '.join(KINDS)}")
     # SIGTERM (a test's timeout) unwinds the run, which kills what it started and cleans up.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     result = Nemesis(
         seed=opts.seed, minutes=opts.minutes, apps=opts.apps, nodes=opts.nodes, rate=opts.rate,
-        quiesce=opts.quiesce, keep=opts.keep, say=lambda line: print(line, flush=True),
+        quiesce=opts.quiesce, keep=opts.keep, kinds=opts.kinds.split(",") if opts.kinds else None,
+        say=lambda line: print(line, flush=True),
     ).run()  # fmt: skip
     print(json.dumps(result, sort_keys=True), flush=True)
     return 0 if result["clean"] else 1

@@ -99,23 +99,27 @@ class Checker:
         published: dict[str, list[str]],
         deaths: list[Death],
         memory_nodes: set[str],
+        t0: float = 0.0,
     ) -> None:
         self.ledgers = ledgers
         self.store = store
         self.published = published
         self.deaths = deaths
         self.memory_nodes = memory_nodes
+        self.t0 = t0  # the wall-clock time of the schedule's start: examples give offsets
         self.verdict = Verdict(accepted=len(ledgers.accepted))
         self._errors: Counter[str] = Counter()
 
     def _example(self, what: str, job: Accepted) -> None:
         if len(self.verdict.examples) < 10:
             runs = " ".join(
-                f"{r.event}@{r.node}#{r.attempt}" for r in self.ledgers.runs.get(job.job_id, [])
+                f"{r.event}@{r.node}#{r.attempt}@{r.at - self.t0:.2f}s"
+                for r in self.ledgers.runs.get(job.job_id, [])
             )
             heard = self.ledgers.callbacks.get(job.job_id, [])
             self.verdict.examples.append(
-                f"{what}: {job.job_id} ({job.kind}, app {job.app}, not_node {job.not_node}) "
+                f"{what}: {job.job_id} ({job.kind}, app {job.app}, accepted at "
+                f"{job.at - self.t0:.2f}s, not_node {job.not_node}) "
                 f"callbacks={heard} store={self.store.get(job.job_id)} "
                 f"published={self.published.get(job.job_id, [])} runs=[{runs}]"
             )

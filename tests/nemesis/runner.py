@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 from tests.nemesis import ledger
 from tests.nemesis.checker import DEATHS, Checker, Death, excused
 from tests.nemesis.cluster import Cluster
-from tests.nemesis.schedule import Fault, Schedule
+from tests.nemesis.schedule import KINDS, Fault, Schedule
 from tests.nemesis.watcher import StoreWatcher, read_store
 
 #: How long the outcome count must stay unchanged before the check (late duplicates show up).
@@ -40,6 +40,7 @@ class Nemesis:
         rate: float = 3.0,
         quiesce: float = 120.0,
         keep: bool = False,
+        kinds: list[str] | None = None,
         say: Callable[[str], None] = print,
     ) -> None:
         self.seed = seed
@@ -53,11 +54,11 @@ class Nemesis:
             self.dir, apps=apps, nodes=nodes, seed=seed, rate=rate,
             lifetime=self.seconds + quiesce + 600.0,
         )  # fmt: skip
-        self.schedule = Schedule(
-            seed, self.seconds, self.cluster.app_names, self.cluster.node_names
-        )
+        c = self.cluster
+        self.schedule = Schedule(seed, self.seconds, c.app_names, c.node_names, kinds)
         self.deaths: list[Death] = []
         self.t0 = time.monotonic()
+        self.t0_wall = time.time()
         self.store: dict[str, str] = {}
         self.watcher = StoreWatcher(self.cluster.redis.client)
 
@@ -114,6 +115,7 @@ class Nemesis:
                 events.append((fault.ends, 1, fault))
         events.sort(key=lambda e: (e[0], e[1]))
         self.t0 = t0 = time.monotonic()  # printed offsets are the schedule's from here on
+        self.t0_wall = time.time()
         while True:
             now = time.monotonic() - t0
             while events and events[0][0] <= now and events[0][0] < self.seconds:
@@ -228,6 +230,14 @@ class Nemesis:
         self.say(f"{what} (after {time.monotonic() - began:.1f}s)")
         return True
 
+    def _mentions(self, job_id: str) -> str:
+        """Every log line that names ``job_id`` (applications and nodes)."""
+        found = []
+        for path in sorted(self.dir.glob("*.log")):
+            lines = path.read_text(errors="replace").splitlines()
+            found += [f"  {path.stem}: {line}" for line in lines if job_id in line]
+        return "\n".join(found[:40]) or f"  (no log line names {job_id})"
+
     def _check(self) -> dict[str, Any]:
         seen = ledger.read(self.dir)
         with self.cluster.redis.client() as client:
@@ -235,9 +245,10 @@ class Nemesis:
         self.watcher.stop()
         published = self.watcher.kinds()
         memory = self.cluster.memory_nodes
-        verdict = Checker(seen, self.store, published, self.deaths, memory).check()
+        verdict = Checker(seen, self.store, published, self.deaths, memory, self.t0_wall).check()
         for line in verdict.examples:
             self.say(line)
+            self._say(self._mentions(line.split(": ", 1)[1].split()[0]))
         if not verdict.clean:
             self._say(self.cluster.tail([*self.cluster.app_names, *self.cluster.node_names]))
         return {
@@ -252,4 +263,5 @@ class Nemesis:
             "supervisor_restarts": self.cluster.supervisor_restarts,
             "store_resubscribed": self.watcher.resubscribed,
             "clean": verdict.clean,
+            **({"kinds": self.schedule.kinds} if self.schedule.kinds != list(KINDS) else {}),
         }

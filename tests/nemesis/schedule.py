@@ -72,15 +72,28 @@ class Schedule:
         seed: the seed of ``random.Random``.
         seconds: how long faults are drawn for.
         apps: the applications' names; nodes: the nodes' names.
+        kinds: the kinds of fault drawn (all of :data:`KINDS` when None).
     """
 
-    def __init__(self, seed: int, seconds: float, apps: list[str], nodes: list[str]) -> None:
+    def __init__(
+        self,
+        seed: int,
+        seconds: float,
+        apps: list[str],
+        nodes: list[str],
+        kinds: list[str] | None = None,
+    ) -> None:
+        unknown = set(kinds or ()) - set(KINDS)
+        if unknown:
+            raise ValueError(f"unknown fault kinds {sorted(unknown)}; valid: {sorted(KINDS)}")
         self.seed = seed
-        self.faults = self._draw(random.Random(seed), seconds, apps, nodes)
+        self.kinds = list(kinds or KINDS)
+        self.faults = self._draw(random.Random(seed), seconds, apps, nodes, self.kinds)
 
     @staticmethod
-    def _draw(rng: random.Random, seconds: float, apps: list[str], nodes: list[str]) -> list[Fault]:
-        kinds = list(KINDS)
+    def _draw(
+        rng: random.Random, seconds: float, apps: list[str], nodes: list[str], kinds: list[str]
+    ) -> list[Fault]:
         weights = [KINDS[k][0] for k in kinds]
         busy: dict[str, float] = {}  # target -> when it may be faulted again
         faults: list[Fault] = []
