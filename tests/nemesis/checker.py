@@ -118,7 +118,7 @@ class Checker:
             )
             heard = self.ledgers.callbacks.get(job.job_id, [])
             self.verdict.examples.append(
-                f"{what}: {job.job_id} ({job.kind}, app {job.app}, accepted at "
+                f"{what}: {job.job_id} ({job.kind}, {job.nid}, accepted at "
                 f"{job.at - self.t0:.2f}s, not_node {job.not_node}) "
                 f"callbacks={heard} store={self.store.get(job.job_id)} "
                 f"published={self.published.get(job.job_id, [])} runs=[{runs}]"
