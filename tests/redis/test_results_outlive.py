@@ -6,6 +6,11 @@ its address as a member of its group: a new session, which the node's feedback c
 The node, which has the result store too (``config["result_store"]``), keeps the final outcome
 its distributor will never hear of; a third process reads it with ``JR.result``. Memory and
 Redis node storage.
+
+``kill-restart``: the application is SIGKILLed and started again on its address (no outbox)
+before the job ends, so the node's feedback reaches the new distributor before the node knows of
+the restart. The new one acknowledged it as a stranger's, and the outcome was dropped (found by
+the nemesis); now it asks the node to say hello, and the node keeps the outcome in the store.
 """
 
 from __future__ import annotations
@@ -37,10 +42,12 @@ url, port, mode = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 JR.config.update(heartbeat_interval=0.2, heartbeat_timeout=2.0)
 extra = {"outbox": url, "group": "shop"} if mode in ("kill-outbox", "rejoin") else {}
 JR.start_distributor("127.0.0.1", port, result_store=url, **extra)
-if mode == "rejoin":
+if mode in ("rejoin", "restart"):
     print(json.dumps({"rejoined": True}), flush=True)
     time.sleep(600)
-handle = JR.enqueue("async_sleep", {"seconds": 1.5, "who": "app"})
+# kill-restart: the job ends while the application is dead, before its successor is up
+seconds = 0.3 if mode == "kill-restart" else 1.5
+handle = JR.enqueue("async_sleep", {"seconds": seconds, "who": "app"})
 if JR.drain(timeout=20) != 0:
     sys.exit("the job was not stored")
 print(json.dumps({"id": handle.id}), flush=True)
@@ -77,7 +84,7 @@ async def _app(redis_url: str, port: int, mode: str) -> tuple[subprocess.Popen[s
 
 
 @pytest.mark.parametrize("storage", ["memory", "redis"])
-@pytest.mark.parametrize("mode", ["exit", "kill", "kill-outbox"])
+@pytest.mark.parametrize("mode", ["exit", "kill", "kill-outbox", "kill-restart"])
 async def test_the_result_reaches_the_store_after_the_enqueuer_is_gone(
     redis_url: str, start_node: NodeFactory, storage: str, mode: str
 ) -> None:
@@ -91,6 +98,8 @@ async def test_the_result_reaches_the_store_after_the_enqueuer_is_gone(
         assert mode.startswith("kill") or app.returncode == 0, app.communicate()[1][-2000:]
         if mode == "kill-outbox":
             again, _ = await _app(redis_url, port, "rejoin")
+        elif mode == "kill-restart":  # on its address within a heartbeat: the nemesis's bug 1
+            again, _ = await _app(redis_url, port, "restart")
         client = make_client(redis_url)
         try:
             # The job's 1.5 s, the node noticing its distributor is gone (heartbeat_timeout 2 s).
@@ -109,7 +118,8 @@ async def test_the_result_reaches_the_store_after_the_enqueuer_is_gone(
                 if proc.poll() is None:
                     proc.kill()
                 proc.communicate()
-    assert result["who"] == "app" and result["finished"] - result["began"] >= 1.4
+    seconds = 0.3 if mode == "kill-restart" else 1.5
+    assert result["who"] == "app" and result["finished"] - result["began"] >= seconds - 0.1
 
 
 async def test_a_result_read_by_a_third_process_with_jr_result(
