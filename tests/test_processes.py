@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import signal
+import socket
 import sys
 import urllib.request
 from collections.abc import AsyncIterator
@@ -16,9 +18,30 @@ from reactor import Config, Distributor
 from reactor.cli import build_parser
 from reactor.cli import supervisor as S
 from reactor.errors import ConfigError
-from reactor.testing.support import NodeProcess, async_wait_until, free_port
+from reactor.testing.support import NodeProcess, async_wait_until
 
 from .conftest import FAST, NodeFactory, lines, wait_for_node
+
+
+def two_free_ports() -> int:
+    """A port P with P and P + 1 both free, below Linux's ephemeral range (32768-60999) and
+    above the Cluster fixture's bands (11000-30999), so no outgoing connection can take P + 1
+    between this check and the child's bind (a free_port() base lost P + 1 so, once)."""
+    for _ in range(500):
+        port = random.randrange(31_000, 32_700)
+        if all(_bindable(p) for p in (port, port + 1)):
+            return port
+    raise RuntimeError("no two consecutive free ports in 31000-32700")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
 
 # -- the restart rule, on a fake clock -----------------------------------------------------------
 
@@ -261,7 +284,7 @@ async def test_a_second_signal_kills_the_children(
 async def test_each_child_serves_metrics_on_its_own_port(
     strict: Distributor, start_node: NodeFactory
 ) -> None:
-    base = free_port()
+    base = two_free_ports()
     sup = start_node("w", [strict.address], extra=["--processes", "2", "--metrics-port", str(base)])
     for i in (1, 2):
         await wait_for_node(strict, f"w-{i}", timeout=30, proc=sup)
