@@ -85,16 +85,19 @@ def test_a_bye_of_another_session_changes_nothing() -> None:
     assert _run_all(core, 0.03) == [] and not any(type(m) is P.Bye for m in port.sent)
 
 
-def test_an_outcome_a_lapsed_distributor_never_acknowledged_is_kept_once() -> None:
+def test_a_final_outcome_is_written_through_at_once_and_kept_once() -> None:
+    """Kept as it ends, not when the lease lapses: a node killed in between (its distributor
+    already gone) took the only copy with it (the nemesis found it). The distributor's own
+    write overwrites it; the node's is SET NX."""
     port = RecordingPort()
     core = _core(port)
     _welcome(core, "ds", 0.0)
     core.on_messages(D, [P.SyncReply(1, [], True)], 0.0, 0.0)
     core.on_messages(D, [_job("a")], 0.01, 0.01)
     assert _run_all(core, 0.02) == ["a"]
-    assert port.kept == []  # its distributor is there: it writes the result itself
-    assert core.jobs["a"].phase == R.DONE  # the final feedback awaits its acknowledgement
-    for step in range(1, 20):  # silence: the lease lapses; the outcome is kept once
+    assert [m[P.FEEDBACK_ID] for _, m in port.kept] == ["a"]  # at once
+    assert core.jobs["a"].phase == R.DONE  # the final feedback still awaits its ack
+    for step in range(1, 20):  # silence: the lease lapses; nothing is kept twice
         core.tick(0.02 + 0.2 * step)
     assert [m[P.FEEDBACK_ID] for _, m in port.kept] == ["a"]
     _welcome(core, "ds2", 4.5)  # a restarted distributor: the old feedback is dropped

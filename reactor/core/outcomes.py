@@ -221,10 +221,13 @@ class Outcomes:
         if final:
             job.phase = R.DONE
             job.final_key = key
+            # Written through (SET NX; the distributor's own write, which overwrites, has the
+            # last word): kept only until its ack, an outcome died with a node killed before
+            # the distributor, already gone, was missed (the nemesis's Redis node SIGKILLed
+            # just after finishing the job of a SIGKILLed application).
+            self.keep(job, message)
         if link.welcomed:
             self.port.send(link.key, message)
-        elif final:
-            self.keep(job, message)
 
     # -- outcomes their distributor may never hear of ----------------------------------------------
 
