@@ -218,8 +218,8 @@ class DistributorCore:
         """After a node's batch: acknowledge its feedback, then send out what has room."""
         if self._strangers:
             log.info(
-                "left %d feedbacks from unknown node session %r unacknowledged and asked it "
-                "to say hello (sent to this distributor's predecessor?)",
+                "left %d feedbacks from unknown node %r unacknowledged and asked it to say "
+                "hello (sent to this distributor's predecessor?)",
                 self._strangers,
                 name,
             )
@@ -239,13 +239,8 @@ class DistributorCore:
         return node
 
     def _from_stranger(self, name: str, peer: bytes, msg: P.Message, now: float) -> None:
-        """A message from a node session this distributor does not know (it restarted since).
-
-        Its feedback is not acknowledged: an ack would make the node drop the outcome, and the
-        job it belongs to was this address's predecessor's, which nobody will hear of now. The
-        node says hello instead, learns of the restart from the welcome and keeps those outcomes
-        in its result store (nemesis: an application SIGKILLed and restarted on its address
-        within a heartbeat lost the outcomes its nodes sent meanwhile)."""
+        """A message from a node session unknown here (we restarted). Feedback gets no ack (the
+        node would drop it): the node says hello, learns of the restart, keeps the outcome."""
         if type(msg) is P.Feedback:
             self.stats["feedback_received"] += 1
             self.stats["feedback_unknown"] += 1
