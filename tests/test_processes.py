@@ -6,7 +6,6 @@ import asyncio
 import os
 import random
 import signal
-import socket
 import sys
 import urllib.request
 from collections.abc import AsyncIterator
@@ -18,6 +17,7 @@ from reactor import Config, Distributor
 from reactor.cli import build_parser
 from reactor.cli import supervisor as S
 from reactor.errors import ConfigError
+from reactor.testing.redis_server import bindable
 from reactor.testing.support import NodeProcess, async_wait_until
 
 from .conftest import FAST, NodeFactory, lines, wait_for_node
@@ -29,18 +29,9 @@ def two_free_ports() -> int:
     between this check and the child's bind (a free_port() base lost P + 1 so, once)."""
     for _ in range(500):
         port = random.randrange(31_000, 32_700)
-        if all(_bindable(p) for p in (port, port + 1)):
+        if all(bindable(p) for p in (port, port + 1)):
             return port
     raise RuntimeError("no two consecutive free ports in 31000-32700")
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 # -- the restart rule, on a fake clock -----------------------------------------------------------

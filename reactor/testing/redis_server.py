@@ -47,7 +47,8 @@ _CLUSTER_CLIENT_PORTS = range(11_000, 21_000)
 _BUS_OFFSET = 10_000  # Redis's cluster bus port is the client port + 10000
 
 
-def _bindable(port: int) -> bool:
+def bindable(port: int) -> bool:
+    """Whether ``port`` on 127.0.0.1 can be bound now (free for a server of a test's own)."""
     with socket.socket() as sock:
         try:
             sock.bind(("127.0.0.1", port))
@@ -61,7 +62,7 @@ def _cluster_ports(count: int) -> list[int]:
     ports: list[int] = []
     for _ in range(200 * count):
         port = random.choice(_CLUSTER_CLIENT_PORTS)
-        if port in ports or not (_bindable(port) and _bindable(port + _BUS_OFFSET)):
+        if port in ports or not (bindable(port) and bindable(port + _BUS_OFFSET)):
             continue
         ports.append(port)
         if len(ports) == count:
