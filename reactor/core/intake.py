@@ -111,6 +111,9 @@ class Intake:
         """The distributor gave us again a job we hold under an older assignment: take it."""
         old = job.asg
         job.asg = asg
+        # Current again: a copy revoked while it ran (its node was lost, then came back and got
+        # the job again) would drop the outcome of the run under way, and nothing would rerun it.
+        job.revoked = False
         link = self.links.get(job.distributor)
         if job.phase == R.HANDING:
             if link is not None:
@@ -246,3 +249,67 @@ class Intake:
         job.run_at = wall
         self.port.write(job)
         return True
+
+    # -- a distributor session that restarted, stopped or went silent ----------------------------
+
+    def orphan(self, link: LinkState, now: float, why: str) -> None:
+        """The distributor restarted or left: its session's jobs here have nobody to answer to.
+
+        Their feedback is dropped (the new session would drop it too), and jobs handed back
+        but never acknowledged stay here and run under the node's own authority.
+        """
+        log.info(
+            "distributor %s %s; %d feedbacks for its previous session dropped",
+            link.key,
+            why,
+            len(link.feedback),
+        )
+        self.outcomes.keep_pending(link)
+        link.feedback.clear()
+        for job_id in list(link.handbacks):
+            del link.handbacks[job_id]
+            job = self.jobs.get(job_id)
+            if job is not None and job.phase == R.HANDING:
+                self.queue.schedule(job, job.due, now)
+        for job in [
+            j for j in self.jobs.values() if j.phase == R.DONE and j.distributor == link.key
+        ]:
+            self.forget(job)
+
+    def take_over(self, link: LinkState, now: float, why: str) -> None:
+        """The distributor said bye: the jobs its session left here are the node's own from
+        now on. They run without its lease (nobody is left to reassign them), and their
+        outcomes, which nobody will hear of, go to the result store (if any)."""
+        self.orphan(link, now, why)
+        for job in self.jobs.values():
+            if job.distributor == link.key and job.dsession == link.dsession:
+                job.dsession = ""
+        link.lapse()
+        self.queue.release_held()
+        self.port.kick()
+
+    def stand_in(self, link: LinkState, now: float) -> None:
+        """The distributor has been silent past ``node_lost_after``: its jobs here run without
+        its lease until it is heard again (:meth:`LinkState.runnable`), and their final outcomes
+        go to the result store (if any) besides waiting for it. A SIGKILLed application's jobs
+        that arrived just before it died (before the node's sync) or came due after the lease
+        lapsed waited for it forever (found by tests/redis/test_results_outlive.py). Alive
+        behind a partition, it has reassigned them by now, so they may run twice
+        (at-least-once, DESIGN §3); when it is heard again the node's sync revokes the copies
+        it reassigned."""
+        link.given_up = link.lease_until
+        self.outcomes.keep_pending(link)
+        session = link.dsession
+        count = sum(
+            1 for j in self.jobs.values() if j.distributor == link.key and j.dsession == session
+        )
+        log.warning(
+            "distributor %s silent past node_lost_after (%gs): node %s runs the %d jobs it left "
+            "here without its lease until it is heard again",
+            link.key,
+            self.core.lost_after,
+            self.core.name,
+            count,
+        )
+        self.queue.release_held()
+        self.port.kick()

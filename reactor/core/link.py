@@ -25,6 +25,7 @@ class LinkState:
     __slots__ = (
         "dsession",
         "feedback",
+        "given_up",
         "handbacks",
         "hello_at",
         "key",
@@ -42,6 +43,7 @@ class LinkState:
         self.welcomed = False
         self.synced = False
         self.lease_until = 0.0
+        self.given_up = -1.0  # == lease_until: silent past node_lost_after, jobs run anyway
         self.sync_id = 0
         self.sync_at = 0.0
         self.hello_at = -1e18
@@ -52,8 +54,22 @@ class LinkState:
         self.handbacks: dict[str, list[Any]] = {}
 
     def runnable(self, now: float) -> bool:
-        """Whether jobs of this distributor's current session may start now."""
-        return self.synced and now < self.lease_until
+        """Whether jobs of this distributor's current session may start now: within a synced
+        lease, or on the node's own authority once it was silent past ``node_lost_after``
+        (:meth:`abandoned`) and until it is heard again (a welcome renews the lease)."""
+        return (self.synced and now < self.lease_until) or self.given_up == self.lease_until
+
+    def abandoned(self, now: float, timeout: float, lost_after: float) -> bool:
+        """Whether the distributor's session has been silent past ``lost_after`` since it last
+        echoed this node (once per silence). Alive behind a partition, it has declared the node
+        lost and given its jobs to other nodes by now; dead, it never will, and nobody but this
+        node is left to run them."""
+        return (
+            bool(self.dsession)
+            and not self.welcomed
+            and self.given_up != self.lease_until
+            and now - (self.lease_until - LEASE_SHARE * timeout) >= lost_after
+        )
 
     def renew(self, stamp: float, timeout: float, now: float) -> None:
         """The distributor echoed our clock reading ``stamp``: extend the lease (a reading from

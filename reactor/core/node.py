@@ -122,6 +122,7 @@ class NodeCore:
         self.where = where
         self.interval = float(config["heartbeat_interval"])
         self.timeout = float(config["heartbeat_timeout"])
+        self.lost_after = max(float(config["node_lost_after"]), self.timeout)
         self.rto = 2 * self.interval
         self.max_attempt = int(config["max_attempt"])
         self.retry_multiplier = float(config["retry_multiplier"])
@@ -260,6 +261,8 @@ class NodeCore:
                 link.lapse()
                 self.outcomes.keep_pending(link)
             if not link.welcomed:
+                if link.abandoned(now, self.timeout, self.lost_after):
+                    self.intake.stand_in(link, now)
                 if now - link.hello_at >= 0.9 * self.interval:
                     link.hello_at = now
                     self.port.send(link.key, self.hello(now))
@@ -313,7 +316,7 @@ class NodeCore:
         link = self.links.pop(key, None)
         if link is None:
             return
-        self._orphan(link, now, "withdrawn")
+        self.intake.orphan(link, now, "withdrawn")
         self.queue.release_held()
 
     # -- messages ---------------------------------------------------------------------------------
@@ -365,7 +368,7 @@ class NodeCore:
             link.renew(msg.echo, self.timeout, now)
             return
         if link.dsession and msg.session != link.dsession:
-            self._orphan(link, now, "restarted")
+            self.intake.orphan(link, now, "restarted")
         link.dsession = msg.session
         link.welcomed = True
         link.renew(msg.echo, self.timeout, now)
@@ -378,30 +381,6 @@ class NodeCore:
                 entry[2] = now
             self.port.send(link.key, P.HandBack([e[1] for e in link.handbacks.values()], "again"))
         self._sync(link, now)
-
-    def _orphan(self, link: LinkState, now: float, why: str) -> None:
-        """The distributor restarted or left: its session's jobs here have nobody to answer to.
-
-        Their feedback is dropped (the new session would drop it too), and jobs handed back
-        but never acknowledged stay here and run under the node's own authority.
-        """
-        log.info(
-            "distributor %s %s; %d feedbacks for its previous session dropped",
-            link.key,
-            why,
-            len(link.feedback),
-        )
-        self.outcomes.keep_pending(link)
-        link.feedback.clear()
-        for job_id in list(link.handbacks):
-            del link.handbacks[job_id]
-            job = self.jobs.get(job_id)
-            if job is not None and job.phase == R.HANDING:
-                self.queue.schedule(job, job.due, now)
-        for job in [
-            j for j in self.jobs.values() if j.phase == R.DONE and j.distributor == link.key
-        ]:
-            self.intake.forget(job)
 
     def _sync(self, link: LinkState, now: float) -> None:
         """List every assignment held for this distributor session, so it can revoke stale ones."""
@@ -436,14 +415,8 @@ class NodeCore:
         waited for a sync that never came, forever (issue 18)."""
         if not link.dsession or msg.session != link.dsession:
             return
-        self._orphan(link, now, "stopped")
-        for job in self.jobs.values():
-            if job.distributor == link.key and job.dsession == msg.session:
-                job.dsession = ""
+        self.intake.take_over(link, now, "stopped")
         self.port.send(link.key, P.Bye(self.session))  # the answer its stop waits for
-        link.lapse()
-        self.queue.release_held()
-        self.port.kick()
 
     def _on_feedback_ack(self, link: LinkState, msg: P.FeedbackAck, now: float) -> None:
         feedback = link.feedback

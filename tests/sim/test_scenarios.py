@@ -209,3 +209,22 @@ def test_a_crash_during_a_durable_job_counts_as_an_attempt(
     other = d.enqueue({"dur": 0.01})  # the node serves again: no crash loop
     _settle(world, 15.0)
     assert _outcomes(world)[other] == ["success"]
+
+
+@pytest.mark.parametrize("durable", [False, True])
+def test_a_node_cut_off_from_its_distributor_runs_the_jobs_it_stored(durable: bool) -> None:
+    """A deferred job stored on ``a``, then the distributor silent for good (a SIGKILLed
+    application, here a cut): once the job is due, ``a`` held it for the lapsed link's sync,
+    forever. Past node_lost_after the node runs it on its own; the cut heals later, and the
+    distributor, which declared ``a`` lost, has it run again: at-least-once, nothing lost."""
+    world = _world(("a", durable, 4))
+    d = world.distributors[0]
+    world.clock.run_until(0.5)
+    job = d.enqueue({"dur": 0.05}, node="a", after=1.0)
+    world.clock.at(0.8, lambda: world.net.cut.add(("d0", "a")))
+    world.clock.run_until(0.8 + LOST_AFTER + 1.0)
+    assert [r[2] for r in world.runs[job].runs] == ["ok"], "the stored job never ran"
+    assert _outcomes(world)[job] == []  # nobody could tell the distributor
+    world.clock.at(world.clock.now, lambda: world.net.cut.discard(("d0", "a")))
+    _settle(world, 20.0)
+    assert _outcomes(world)[job] == ["success"]

@@ -52,6 +52,10 @@ REGRESSIONS = {
     # seq trailed the last message sent; after a crash the restarted node's final outcome
     # reused that number and the distributor dropped it as a duplicate: the job was lost.
     "crash_outcome_reused_a_sent_feedback_number": 142891,
+    # A node cut off past node_lost_after ran its jobs on its own (as a SIGKILLed application's
+    # node must); back, its running copy was revoked, then assigned to it again: the adoption
+    # kept the revoked flag, and the run's outcome was dropped. The job was lost.
+    "adopted_copy_stayed_revoked": 3787,
 }
 
 
