@@ -64,13 +64,13 @@ if mode.startswith("kill"):
 
 
 async def _app_job(
-    redis_url: str, start_node: NodeFactory, storage: str, mode: str
+    redis_url: str, start_node: NodeFactory, storage: str, mode: str, **node_settings: float
 ) -> tuple[str, subprocess.Popen[str], tuple[NodeProcess, int]]:
     """Start the application and a node dialing it; the id of the job once stored."""
     port = free_port()
     # node_lost_after: a node whose application died before it confirmed the job (its sync)
     # runs the job on its own once the application has been silent that long.
-    settings = {**FAST, "result_store": redis_url, "node_lost_after": 3.0}
+    settings = {**FAST, "result_store": redis_url, "node_lost_after": 3.0, **node_settings}
     node = start_node("w1", [f"127.0.0.1:{port}"], storage=storage, settings=settings)
     app, line = await _app(redis_url, port, mode)
     return json.loads(line)["id"], app, (node, port)
@@ -150,3 +150,28 @@ async def test_a_result_read_by_a_third_process_with_jr_result(
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout.splitlines()[-1])["who"] == "app"
+
+
+async def test_the_node_keeps_the_outcome_as_the_job_ends_not_when_its_lease_lapses(
+    redis_url: str, start_node: NodeFactory
+) -> None:
+    """The nemesis's bug 2: a node kept an outcome nobody acknowledged only once its lease from
+    the dead application lapsed (heartbeat_timeout), so a node killed in between took the only
+    copy along. Here the lease lasts 30 s and the result must be there long before."""
+    job_id, app, (node, _) = await _app_job(
+        redis_url, start_node, redis_url, "kill", heartbeat_timeout=30.0, node_lost_after=60.0
+    )
+    app.send_signal(signal.SIGKILL)
+    await asyncio.to_thread(app.communicate, timeout=30)
+    client = make_client(redis_url)
+    try:
+        try:
+            result = await wait_result(client, job_id, timeout=10)  # the job takes 1.5 s
+        except JobTimeoutError:
+            raise AssertionError(f"no result; the node said:\n{node.output()[-3000:]}") from None
+        node.proc.kill()  # what the nemesis did: the outcome is in Redis, not only in the node
+        await asyncio.to_thread(node.proc.wait, 30)
+        assert await client.exists(result_key(job_id)) == 1
+    finally:
+        await client.aclose()
+    assert result["who"] == "app"
