@@ -23,7 +23,9 @@ from reactor.errors import (
     MessageTooLargeError,
     NodeNameTaken,
     NoSuchJob,
+    OutsideJobError,
     PoisonedRecordsError,
+    ProgressError,
     ProtocolError,
     ReactorError,
     RemoteError,
@@ -32,6 +34,7 @@ from reactor.errors import (
     TimeLimitExceeded,
 )
 from reactor.jobs.backoff import Backoff
+from reactor.jobs.context import JobContext, current_job
 from reactor.jobs.registry import JobRegistry, job, job_callback, job_errback
 from reactor.node.driver import Node
 
@@ -47,6 +50,7 @@ __all__ = [
     "Distributor",
     "JobCancelledError",
     "JobFailed",
+    "JobContext",
     "JobHandle",
     "JobLost",
     "JobRegistry",
@@ -55,7 +59,9 @@ __all__ = [
     "NodeNameTaken",
     "NoSuchJob",
     "Node",
+    "OutsideJobError",
     "PoisonedRecordsError",
+    "ProgressError",
     "ProtocolError",
     "ReactorError",
     "RemoteError",
@@ -67,6 +73,7 @@ __all__ = [
     "drain",
     "enqueue",
     # job definitions
+    "current_job",
     "job",
     "job_callback",
     "job_errback",

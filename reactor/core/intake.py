@@ -165,8 +165,9 @@ class Intake:
                 self.revoke(job_id, asg)
 
     def cancel(self, job_id: str, asg: int, now: float) -> None:
-        """Cancel a job: a waiting one ends now, a ready one when it comes up, a running one
-        after this run, a storing one once stored."""
+        """Cancel a job: a waiting one ends now, a ready one when it comes up, a storing one
+        once stored, a running one is told to stop (it ends cancelled however its attempt
+        ends; one that ended before the cancel came keeps its outcome)."""
         job = self.jobs.get(job_id)
         if job is None or job.asg != asg or job.cancel_requested:
             return
@@ -174,6 +175,9 @@ class Intake:
         if job.phase == R.WAITING:
             self.queue.unarm(job)
             self.outcomes.finish_cancelled(job, now)
+        elif job.phase == R.RUNNING:
+            job.interrupted = True
+            self.port.interrupt(job)
 
     def revoke(self, job_id: str, asg: int) -> None:
         """Drop a stale copy without a word (its job lives elsewhere, or is finished)."""

@@ -18,10 +18,13 @@ from typing import Any
 from reactor.config import Config
 from reactor.core.node import NodeCore
 from reactor.errors import ProtocolError
+from reactor.jobs import context
 from reactor.jobs.chain import run_async, run_sync, run_sync_limited
+from reactor.jobs.outcome import Attempt, Outcome
 from reactor.jobs.record import JobRecord
 from reactor.jobs.registry import JobEntry
 from reactor.net.link import Link
+from reactor.node.attempts import Attempts
 from reactor.node.watchdog import Watchdog
 from reactor.node.write_ahead import WriteAhead
 from reactor.ops import trace_hooks
@@ -30,6 +33,8 @@ from reactor.wire import protocol as P
 
 #: Seconds of ``def`` jobs run back to back before the loop serves I/O again.
 RUN_SLICE = 0.005
+#: What the watchdog handles while a def job holds the loop (the rest waits for the loop).
+_TAKEN = (P.Job, P.Cancel)
 
 
 class Runner:
@@ -65,6 +70,9 @@ class Runner:
         self.watchdog: Watchdog | None = None
         self.scheduled = False
         self.closed = False
+        #: The running attempts: contexts, async tasks, cancels, progress.
+        self.attempts = Attempts()
+        self.interrupt = self.attempts.interrupt
 
     def attach(
         self,
@@ -79,6 +87,7 @@ class Runner:
         self.loop = loop
         self.ahead = ahead
         self.executor = executor
+        self.attempts.attach(core, loop)
 
     def kick(self) -> None:
         """Jobs are ready: run them soon (the core's port)."""
@@ -136,6 +145,7 @@ class Runner:
             fresh = partial(attempt_args, job)
             limit = job.timeout or entry.timeout  # the enqueue's, else the @job's
             scope = None if traced is None else traced(job, self.name)
+            token = context.enter(self.attempts.open(job))
             if watchdog is not None:
                 watchdog.job = job  # what job_started() does, inlined on this hot path
                 watchdog.job_since = now
@@ -148,6 +158,7 @@ class Runner:
                     else run_sync_limited(entry, args, fresh, limit)
                 )
             finally:
+                context.leave(token)
                 if watchdog is not None:
                     watchdog.lock.acquire()
                     watchdog.job_since = 0.0
@@ -157,6 +168,7 @@ class Runner:
             if scope is not None:
                 scope.end(attempt)
             now = time.monotonic()
+            self.attempts.close(job)
             core.finished(job, attempt, now, wall)
             metrics.attempt_ended(job, now - began)
             if now > deadline:
@@ -178,6 +190,7 @@ class Runner:
             slow_warning=float(config["slow_job_warning"]),
         )
         self.watchdog.start()
+        self.attempts.watchdog = self.watchdog
 
     def holding(self) -> str | None:
         """The ``def`` job that holds the loop now and for how long, or None (from any thread:
@@ -223,12 +236,14 @@ class Runner:
     def _take_jobs(
         self, key: str, now: float, _: object, messages: list[P.Message]
     ) -> list[P.Message]:
+        """Jobs are refused here; cancels are handled too, so that the def job holding the
+        loop sees ``current_job().cancelled`` turn True (see :mod:`reactor.node.attempts`)."""
         core = self.core
-        jobs: list[P.Message] = [m for m in messages if type(m) is P.Job]
-        if not jobs or core is None:
+        taken: list[P.Message] = [m for m in messages if type(m) in _TAKEN]
+        if not taken or core is None:
             return messages
-        core.on_messages(key, jobs, now, time.time())
-        return [m for m in messages if type(m) is not P.Job]
+        core.on_messages(key, taken, now, time.time())
+        return [m for m in messages if type(m) not in _TAKEN]
 
     async def run_async(self, job: JobRecord, entry: JobEntry) -> None:
         """Run a begun ``async def`` job or ``defer=True`` body; its slot frees at the end."""
@@ -245,21 +260,39 @@ class Runner:
             began = time.monotonic()
             traced = trace_hooks.process  # the span is current in the task (and its thread)
             scope = None if traced is None else traced(job, self.name)
-            attempt = await run_async(
+            attempt = await self._attempt(job, entry, args)
+            if scope is not None:
+                scope.end(attempt)
+            now = time.monotonic()
+            self.attempts.close(job)
+            core.finished(job, attempt, now, time.time())
+            self.metrics.attempt_ended(job, now - began)
+        finally:
+            core.slot_freed()
+            self.ran()
+
+    async def _attempt(self, job: JobRecord, entry: JobEntry, args: dict[str, Any]) -> Attempt:
+        """Run the chain in this task with the attempt's context current; an ``async def``
+        chain a cancel reaches gets ``CancelledError`` (then it ends cancelled)."""
+        context.enter(self.attempts.open(job))  # this task's own context: no reset needed
+        task = asyncio.current_task()
+        if task is not None and not job.defer:
+            self.attempts.watch_task(job, task)
+        try:
+            return await run_async(
                 entry,
                 args,
                 lambda: self.attempt_args(job),
                 executor=self.executor if job.defer else None,
                 timeout=job.timeout or entry.timeout,
             )
-            if scope is not None:
-                scope.end(attempt)
-            now = time.monotonic()
-            core.finished(job, attempt, now, time.time())
-            self.metrics.attempt_ended(job, now - began)
+        except asyncio.CancelledError:
+            if not job.interrupted or task is None or task.uncancel() > 0:
+                raise  # the node stops: its tasks are cancelled
+            return Attempt(Outcome.CANCELLED, args, None)
         finally:
-            core.slot_freed()
-            self.ran()
+            if job.interrupted and task is not None and task.cancelling():
+                task.uncancel()  # the body swallowed the CancelledError
 
     def attempt_args(self, job: JobRecord) -> dict[str, Any]:
         """The args an attempt of ``job`` runs with (``job_itself`` merged in if configured)."""
