@@ -7,7 +7,10 @@ asyncio objects.
 
 from __future__ import annotations
 
+import functools
+
 from reactor._version import __version__
+from reactor.app.cancel import cancel as _cancel
 from reactor.app.runtime import Runtime
 from reactor.config import BadEnvironmentConfig, Config
 from reactor.distributor.driver import Distributor
@@ -69,6 +72,7 @@ __all__ = [
     "StorageUnavailableError",
     "TimeLimitExceeded",
     # facade
+    "cancel",
     "config",
     "drain",
     "enqueue",
@@ -107,3 +111,4 @@ start_node = _runtime.start_node
 enqueue = _runtime.enqueue
 snapshot = _runtime.snapshot
 result = _runtime.result
+cancel = functools.partial(_cancel, _runtime)

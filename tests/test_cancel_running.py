@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+import reactor as JR
 from reactor import (
     Config,
     JobCancelledError,
@@ -231,6 +232,18 @@ async def test_a_cancel_after_the_end_is_a_no_op() -> None:
         assert (await handle) == result == {"done": True}
         await asyncio.sleep(0.05)
         assert cluster.nodes[0].stats["cancelled"] == 0
+
+
+async def test_jr_cancel_reaches_a_running_attempt_by_id() -> None:
+    async with Cluster(jobs=[sleepy], facade=True) as cluster:
+        handle = JR.enqueue("sleepy", {"key": "facade"})
+        await _wait(_started("facade"))
+        JR.cancel(handle.id)
+        with pytest.raises(JobCancelledError):
+            await asyncio.wait_for(handle, DEADLINE)
+        assert cluster.nodes[0].stats["cancelled"] == 1
+    with pytest.raises(TypeError, match="takes a job id"):
+        JR.cancel(42)  # type: ignore[arg-type]
 
 
 def test_current_job_outside_a_job_is_one_clear_error() -> None:
