@@ -179,6 +179,15 @@ class Intake:
             job.interrupted = True
             self.port.interrupt(job)
 
+    def cancel_here(self, job_id: str, now: float) -> bool:
+        """Cancel the copy of ``job_id`` this node holds, whatever its assignment (the
+        monitor's cancel of a stored job); False when the node holds none."""
+        job = self.jobs.get(job_id)
+        if job is None or job.revoked:
+            return False
+        self.cancel(job_id, job.asg, now)
+        return True
+
     def revoke(self, job_id: str, asg: int) -> None:
         """Drop a stale copy without a word (its job lives elsewhere, or is finished)."""
         job = self.jobs.get(job_id)
@@ -215,6 +224,9 @@ class Intake:
             # final outcome with it lost (simulation seed 142891).
             job.seq += 1
             due = now + (job.run_at - wall) if job.run_at > wall else 0.0
+            if job.cancel_requested:  # the monitor cancelled it while the node was down
+                self.outcomes.finish_cancelled(job, now)
+                continue
             if job.status == R.IN_PROGRESS:
                 if not self._crashed(job, now, wall):
                     continue

@@ -203,7 +203,7 @@ class Node:
         )
         self.storage.on_poisoned = keeper.on_poisoned
         ahead = WriteAhead(core, self.storage, kick=self.kick) if self.storage.durable else None
-        self._runner.attach(core, loop, ahead=ahead, executor=self._executor)
+        self._runner.attach(core, loop, ahead=ahead, executor=self._executor, storage=self.storage)
         if self.config["retry_jobs_at_start"]:
             core.resume(await self.storage.unfinished(), time.monotonic(), time.time())
         core.started = True

@@ -9,11 +9,13 @@ unknown names, capacity, write-ahead) is the core's :meth:`~reactor.core.node.No
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reactor.config import Config
 from reactor.core.node import NodeCore
@@ -29,7 +31,13 @@ from reactor.node.watchdog import Watchdog
 from reactor.node.write_ahead import WriteAhead
 from reactor.ops import trace_hooks
 from reactor.ops.metrics import Metrics
+from reactor.storage.base import Storage
 from reactor.wire import protocol as P
+
+if TYPE_CHECKING:
+    from reactor.node.cancels import StoredCancels
+
+log = logging.getLogger("reactor.node")
 
 #: Seconds of ``def`` jobs run back to back before the loop serves I/O again.
 RUN_SLICE = 0.005
@@ -73,6 +81,8 @@ class Runner:
         #: The running attempts: contexts, async tasks, cancels, progress.
         self.attempts = Attempts()
         self.interrupt = self.attempts.interrupt
+        self.storage: Storage | None = None
+        self.cancels: StoredCancels | None = None  # the monitor's cancels (Redis storage)
 
     def attach(
         self,
@@ -81,12 +91,15 @@ class Runner:
         *,
         ahead: WriteAhead | None,
         executor: ThreadPoolExecutor,
+        storage: Storage | None = None,
     ) -> None:
-        """Run ``core``'s jobs on ``loop`` from now on."""
+        """Run ``core``'s jobs on ``loop`` from now on (``storage``: the node's, whose
+        monitor's cancels it hears when it keeps jobs in Redis)."""
         self.core = core
         self.loop = loop
         self.ahead = ahead
         self.executor = executor
+        self.storage = storage
         self.attempts.attach(core, loop)
 
     def kick(self) -> None:
@@ -191,6 +204,12 @@ class Runner:
         )
         self.watchdog.start()
         self.attempts.watchdog = self.watchdog
+        if self.storage is not None and self.storage.retries:  # jobs the monitor can reach
+            from reactor.node.cancels import StoredCancels
+
+            self.cancels = StoredCancels.of(self.storage, self.name, self._cancel_stored)
+            if self.cancels is not None:
+                self.cancels.start()
 
     def holding(self) -> str | None:
         """The ``def`` job that holds the loop now and for how long, or None (from any thread:
@@ -205,7 +224,10 @@ class Runner:
         return f"def job {job.name!r} ({job.id}) holds the loop for {held:.1f} s"
 
     def unwatch(self) -> None:
-        """Stop the watchdog (the node closes)."""
+        """Stop the watchdog and the monitor's cancels (the node closes)."""
+        if self.cancels is not None:
+            self.cancels.stop()
+            self.cancels = None
         if self.watchdog is not None:
             self.watchdog.stop()
             self.watchdog = None
@@ -218,6 +240,27 @@ class Runner:
         count = core.hand_back_ready(now, "a def job holds the node's loop")
         core.announce(now)
         return count
+
+    def _cancel_stored(self, job_id: str) -> None:
+        """The monitor cancels a stored job (the listener's thread): on the loop, or, while a
+        def job holds it, here under the watchdog's lock, as the watchdog acts for the loop."""
+        watchdog, loop = self.watchdog, self.loop
+        if watchdog is not None and watchdog.job_since and watchdog.lock.acquire(timeout=0.05):
+            try:
+                if watchdog.job_since:  # still held: the loop thread is in a def job's body
+                    self._cancel_here(job_id)
+                    self._flush_links()
+                    return
+            finally:
+                watchdog.lock.release()
+        if loop is not None and not self.closed:
+            with contextlib.suppress(RuntimeError):  # a closed loop: the node is gone
+                loop.call_soon_threadsafe(self._cancel_here, job_id)
+
+    def _cancel_here(self, job_id: str) -> None:
+        core = self.core
+        if core is not None and core.intake.cancel_here(job_id, time.monotonic()):
+            log.info("node %s: job %s cancelled by the monitor", self.name, job_id)
 
     def _flush_links(self) -> None:
         """The watchdog sends what it queued (its thread holds the lock)."""
