@@ -179,6 +179,18 @@ class Intake:
             job.interrupted = True
             self.port.interrupt(job)
 
+    def cancel_running(self, job_id: str, asg: int | None) -> None:
+        """Tell a running attempt of ``job_id`` (of assignment ``asg``, None: any) to stop, and
+        nothing else: what a thread acting for a loop held by a def job may do (no storage, no
+        messages). The cancel itself is handled again on the loop, where it finds this done."""
+        job = self.jobs.get(job_id)
+        if job is None or job.phase != R.RUNNING or job.cancel_requested:
+            return
+        if asg is None or job.asg == asg:
+            job.cancel_requested = True
+            job.interrupted = True
+            self.port.interrupt(job)
+
     def cancel_here(self, job_id: str, now: float) -> bool:
         """Cancel the copy of ``job_id`` this node holds, whatever its assignment (the
         monitor's cancel of a stored job); False when the node holds none."""

@@ -41,8 +41,6 @@ log = logging.getLogger("reactor.node")
 
 #: Seconds of ``def`` jobs run back to back before the loop serves I/O again.
 RUN_SLICE = 0.005
-#: What the watchdog handles while a def job holds the loop (the rest waits for the loop).
-_TAKEN = (P.Job, P.Cancel)
 
 
 class Runner:
@@ -242,15 +240,19 @@ class Runner:
         return count
 
     def _cancel_stored(self, job_id: str) -> None:
-        """The monitor cancels a stored job (the listener's thread): on the loop, or, while a
-        def job holds it, here under the watchdog's lock, as the watchdog acts for the loop."""
+        """The monitor cancels a stored job (the listener's thread): on the loop; a def job
+        holding the loop is told at once, here under the watchdog's lock (as the watchdog acts)."""
         watchdog, loop = self.watchdog, self.loop
-        if watchdog is not None and watchdog.job_since and watchdog.lock.acquire(timeout=0.05):
+        core = self.core
+        if (
+            core is not None
+            and watchdog is not None
+            and watchdog.job_since
+            and watchdog.lock.acquire(timeout=0.05)
+        ):
             try:
                 if watchdog.job_since:  # still held: the loop thread is in a def job's body
-                    self._cancel_here(job_id)
-                    self._flush_links()
-                    return
+                    core.intake.cancel_running(job_id, None)
             finally:
                 watchdog.lock.release()
         if loop is not None and not self.closed:
@@ -279,14 +281,20 @@ class Runner:
     def _take_jobs(
         self, key: str, now: float, _: object, messages: list[P.Message]
     ) -> list[P.Message]:
-        """Jobs are refused here; cancels are handled too, so that the def job holding the
-        loop sees ``current_job().cancelled`` turn True (see :mod:`reactor.node.attempts`)."""
+        """Jobs are refused here; a cancel of the def job holding the loop turns its
+        ``current_job().cancelled`` True now (the cancel is handled on the loop all the same)."""
         core = self.core
-        taken: list[P.Message] = [m for m in messages if type(m) in _TAKEN]
-        if not taken or core is None:
+        if core is None:
             return messages
-        core.on_messages(key, taken, now, time.time())
-        return [m for m in messages if type(m) not in _TAKEN]
+        for message in messages:
+            if type(message) is P.Cancel:
+                for job_id, asg in message.items:
+                    core.intake.cancel_running(job_id, asg)
+        jobs: list[P.Message] = [m for m in messages if type(m) is P.Job]
+        if not jobs:
+            return messages
+        core.on_messages(key, jobs, now, time.time())
+        return [m for m in messages if type(m) is not P.Job]
 
     async def run_async(self, job: JobRecord, entry: JobEntry) -> None:
         """Run a begun ``async def`` job or ``defer=True`` body; its slot frees at the end."""

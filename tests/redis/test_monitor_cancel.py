@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import io
+import threading
 import time
 import urllib.request
 from collections.abc import AsyncIterator
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from reactor import Config, Distributor, JobCancelledError, job
+from reactor import Config, Distributor, JobCancelledError, current_job, job
 from reactor.cli import main
 from reactor.node.driver import Node
 from reactor.ops.monitor import RedisMonitor
@@ -39,6 +40,21 @@ async def long_wait(args: dict[str, Any]) -> None:
         raise
 
 
+polite_started = threading.Event()
+
+
+@job("polite_wait")
+def polite_wait(args: dict[str, Any]) -> None:
+    """A def job on the node's loop that checks the flag."""
+    polite_started.set()
+    ctx = current_job()
+    end = time.monotonic() + DEADLINE
+    while not ctx.cancelled and time.monotonic() < end:
+        time.sleep(0.01)
+    args["saw_cancel"] = ctx.cancelled
+    stopped[args["key"]] = time.monotonic()
+
+
 @contextlib.asynccontextmanager
 async def redis_node(redis_url: str) -> AsyncIterator[tuple[Distributor, Node]]:
     """A distributor and a node keeping its jobs in Redis, on this loop."""
@@ -49,7 +65,7 @@ async def redis_node(redis_url: str) -> AsyncIterator[tuple[Distributor, Node]]:
         "store-1",
         distributors=[distributor.address],
         storage=redis_url,
-        registry=registry_from([long_wait]),
+        registry=registry_from([long_wait, polite_wait]),
         config=config,
     )
     await node.start()
@@ -124,6 +140,25 @@ async def test_a_cancel_while_the_node_is_down_is_read_at_its_restart(redis_url:
         with RedisMonitor(redis_url) as monitor:
             # ended cancelled, then removed (written behind)
             await async_wait_until(lambda: monitor.load(handle.id) is None, DEADLINE)
+
+
+async def test_monitor_cancel_reaches_a_def_job_holding_the_loop(redis_url: str) -> None:
+    asked: list[float] = []
+
+    def cancel_once_started(job_id: str) -> None:
+        assert polite_started.wait(DEADLINE)
+        with RedisMonitor(redis_url) as monitor:
+            asked.append(time.monotonic())
+            assert monitor.cancel(job_id) is True
+
+    async with redis_node(redis_url) as (distributor, _):
+        handle = distributor.enqueue("polite_wait", {"key": "def"})
+        canceller = threading.Thread(target=cancel_once_started, args=(handle.id,))
+        canceller.start()
+        with pytest.raises(JobCancelledError):
+            await asyncio.wait_for(handle, DEADLINE + 5)
+        canceller.join()
+        assert stopped["def"] - asked[0] < 2.0  # not at its 10 s deadline: it saw the flag
 
 
 async def test_the_dashboard_cancel_button_stops_a_running_job(redis_url: str) -> None:
