@@ -114,6 +114,17 @@ async def test_monitor_cancel_stops_a_running_job_stored_in_redis(redis_url: str
         assert code == 1 and "no stored job" in out  # removed (remove_cancelled_jobs)
 
 
+async def test_monitor_cancel_on_a_redis_cluster(redis_cluster_url: str) -> None:
+    async with redis_node(redis_cluster_url) as (distributor, node):
+        handle = distributor.enqueue("long_wait", {"key": "cluster"})
+        await _running(node, handle.id)
+        with RedisMonitor(redis_cluster_url) as monitor:
+            assert await asyncio.to_thread(monitor.cancel, handle.id) is True
+        with pytest.raises(JobCancelledError):
+            await asyncio.wait_for(handle, DEADLINE)
+        assert "cluster" in stopped
+
+
 async def test_monitor_cancel_of_a_waiting_job_means_it_never_starts(redis_url: str) -> None:
     async with redis_node(redis_url) as (distributor, node):
         handle = distributor.enqueue("long_wait", {"key": "waiting"}, after=30)
