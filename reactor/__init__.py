@@ -7,7 +7,10 @@ asyncio objects.
 
 from __future__ import annotations
 
+import functools
+
 from reactor._version import __version__
+from reactor.app.cancel import cancel as _cancel
 from reactor.app.runtime import Runtime
 from reactor.config import BadEnvironmentConfig, Config
 from reactor.distributor.driver import Distributor
@@ -23,7 +26,9 @@ from reactor.errors import (
     MessageTooLargeError,
     NodeNameTaken,
     NoSuchJob,
+    OutsideJobError,
     PoisonedRecordsError,
+    ProgressError,
     ProtocolError,
     ReactorError,
     RemoteError,
@@ -32,6 +37,7 @@ from reactor.errors import (
     TimeLimitExceeded,
 )
 from reactor.jobs.backoff import Backoff
+from reactor.jobs.context import JobContext, current_job
 from reactor.jobs.registry import JobRegistry, job, job_callback, job_errback
 from reactor.node.driver import Node
 
@@ -47,6 +53,7 @@ __all__ = [
     "Distributor",
     "JobCancelledError",
     "JobFailed",
+    "JobContext",
     "JobHandle",
     "JobLost",
     "JobRegistry",
@@ -55,7 +62,9 @@ __all__ = [
     "NodeNameTaken",
     "NoSuchJob",
     "Node",
+    "OutsideJobError",
     "PoisonedRecordsError",
+    "ProgressError",
     "ProtocolError",
     "ReactorError",
     "RemoteError",
@@ -63,10 +72,12 @@ __all__ = [
     "StorageUnavailableError",
     "TimeLimitExceeded",
     # facade
+    "cancel",
     "config",
     "drain",
     "enqueue",
     # job definitions
+    "current_job",
     "job",
     "job_callback",
     "job_errback",
@@ -100,3 +111,4 @@ start_node = _runtime.start_node
 enqueue = _runtime.enqueue
 snapshot = _runtime.snapshot
 result = _runtime.result
+cancel = functools.partial(_cancel, _runtime)

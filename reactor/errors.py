@@ -18,6 +18,8 @@ Tree::
     ├── MetricsPortError (also OSError)                the metrics server cannot bind its port
     ├── JobLost                                        a job's record vanished without a destroy
     ├── TimeLimitExceeded (also TimeoutError)          an attempt ran past its timeout
+    ├── OutsideJobError (also LookupError)             ``current_job()`` called outside a job
+    ├── ProgressError (also ValueError)                ``progress()`` given a bad fraction or note
     └── RemoteError                                    a node's exception, seen by the distributor
 
     CancelJob (BaseException)                          raised by job code to end a job on purpose
@@ -151,6 +153,16 @@ class JobCancelledError(ReactorError):
 
 class JobTimeoutError(ReactorError, TimeoutError):
     """``handle.result(timeout)`` waited longer than its timeout; the job itself goes on."""
+
+
+class OutsideJobError(ReactorError, LookupError):
+    """``current_job()`` was called where no attempt of a job runs (not in a job's body,
+    callback or errback, nor in a thread or task the attempt did not start)."""
+
+
+class ProgressError(ReactorError, ValueError):
+    """``current_job().progress()`` got a fraction that is not a number in [0, 1], or a note
+    that is not a string."""
 
 
 class CancelJob(BaseException):

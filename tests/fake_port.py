@@ -16,6 +16,7 @@ class RecordingPort:
         self.sent: list[Any] = []
         self.armed: list[float] = []
         self.kept: list[tuple[str, list[Any]]] = []
+        self.interrupted: list[str] = []
 
     def send(self, link: str, message: P.Message | list[Any]) -> None:
         self.sent.append(message)
@@ -40,6 +41,9 @@ class RecordingPort:
 
     def cancelled(self, job: JobRecord) -> None:
         pass
+
+    def interrupt(self, job: JobRecord) -> None:
+        self.interrupted.append(job.id)
 
     def starting(self, job: JobRecord, wall: float) -> None:
         pass

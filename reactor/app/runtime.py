@@ -22,7 +22,7 @@ from reactor.app.forkguard import ForkGuard
 from reactor.config import Config
 from reactor.distributor.drain import wait_interruptibly
 from reactor.distributor.driver import Distributor
-from reactor.distributor.handle import Feedback, JobHandle
+from reactor.distributor.handle import Feedback, JobHandle, ProgressFeedback
 from reactor.errors import ReactorError
 from reactor.jobs.options import options_from
 from reactor.node.driver import Node
@@ -442,6 +442,7 @@ class Runtime:
         unique_key: str | None = None,
         unique_for: float | None = None,
         tags: list[str] | None = None,
+        on_progress: ProgressFeedback | None = None,
     ) -> JobHandle:
         """Enqueue through the facade's distributor (see :meth:`Distributor.enqueue`)."""
         distributor = self._current() if self._forked else self.distributor
@@ -451,7 +452,7 @@ class Runtime:
         # fmt: off
         options = options_from((on_success, on_error, after, run_at, period, defer, node,
                                 not_node, timeout, max_attempt, cron, tz, priority, unique_key,
-                                unique_for, tags, None))
+                                unique_for, tags, None, on_progress))
         # fmt: on
         return distributor.submit(name, args, options)
 

@@ -1,5 +1,5 @@
-"""`reactor monitor`: list nodes and jobs stored in Redis, show one job, retry, delete or prune
-jobs.
+"""`reactor monitor`: list nodes and jobs stored in Redis, show one job, retry, cancel, delete
+or prune jobs.
 
 Tables go to stdout (or one JSON document with ``--json``); progress bars, questions and errors
 to stderr. Exit codes (reactor.cli.exits): 0 done, 1 no such job or node / refused, 2 a bad
@@ -96,6 +96,11 @@ def add_parser(sub: Any) -> None:
     retry_failed.add_argument("node", metavar="NODE")
     retry_failed.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     _json_option(retry_failed)
+    cancel = actions.add_parser(
+        "cancel", help="cancel one stored job on its node (running or waiting)"
+    )
+    cancel.add_argument("job_id", metavar="JOB_ID")
+    _json_option(cancel)
     destroy = actions.add_parser(
         "destroy", help="delete one job (cancels a deferred or periodic job)"
     )
@@ -295,6 +300,22 @@ def _retry_failed(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
     return exits.OK
 
 
+def _cancel(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
+    record = monitor.load(ns.job_id)
+    cancelled = record is not None and monitor.cancel(ns.job_id)
+    if ns.json:
+        _print_json({"job_id": ns.job_id, "cancelled": cancelled})
+    if record is None:
+        print(f"no stored job {ns.job_id!r}", file=sys.stderr)
+        return exits.FAILURE
+    if not cancelled:
+        print(f"job {ns.job_id} is {record['status']}: it has ended already", file=sys.stderr)
+        return exits.FAILURE
+    if not ns.json:
+        print(f"job {ns.job_id} cancelled on node {record['node']}")
+    return exits.OK
+
+
 def _destroy(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
     record = monitor.load(ns.job_id)
     if record is None:
@@ -462,6 +483,7 @@ _ACTIONS: dict[str, Callable[[RedisMonitor, argparse.Namespace], int]] = {
     "show": _show,
     "retry": _retry,
     "retry-failed": _retry_failed,
+    "cancel": _cancel,
     "destroy": _destroy,
     "destroy-all": _destroy_all,
     "prune": _prune,

@@ -8,6 +8,7 @@ unstored jobs go elsewhere; past ``node_lost_after`` every job it held goes else
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -15,6 +16,7 @@ from typing import Any, Protocol
 from reactor.config import Config
 from reactor.core.admission import Admission, Sender
 from reactor.core.liveness import Liveness, Verdict
+from reactor.core.resync import on_sync
 from reactor.core.routing import JobState, NodeState, Presence, Router
 from reactor.wire import protocol as P
 from reactor.wire.layout import JOB_ARGS, JOB_ASG, JOB_ATTEMPT, JOB_DELAY, JOB_RUN_AT
@@ -34,6 +36,9 @@ class DistributorPort(Sender, Protocol):
 
     def cancelled(self, job: JobState) -> None:
         """The application's cancel ended ``job`` without a node's feedback."""
+
+    def progress(self, job: JobState, msg: P.Progress) -> None:
+        """A progress report of ``job``'s current assignment (not acknowledged)."""
 
 
 class DistributorCore:
@@ -75,7 +80,8 @@ class DistributorCore:
             P.Parked: self._on_parked,
             P.Rejected: self._on_rejected,
             P.HandBack: self._on_hand_back,
-            P.Sync: self._on_sync,
+            P.Sync: functools.partial(on_sync, self),
+            P.Progress: self._on_progress,
             P.Bye: self._on_bye,
         }
         self._strangers = 0  # feedbacks from unknown sessions in the batch being handled
@@ -153,7 +159,7 @@ class DistributorCore:
             owner.unacked.pop(job.id, None)
             owner.owned.pop(job.id, None)
 
-    def _take_back(self, job: JobState) -> None:
+    def take_back(self, job: JobState) -> None:
         """Undo the current assignment (the job goes back to waiting, or ends if cancelled)."""
         self._unassign(job)
         job.owner = None
@@ -173,7 +179,8 @@ class DistributorCore:
         self._forget(job)
         self.port.cancelled(job)
 
-    def _current(self, node: NodeState, job_id: str, asg: int) -> JobState | None:
+    def current(self, node: NodeState, job_id: str, asg: int) -> JobState | None:
+        """The job if ``(job_id, asg)`` is its current assignment, to ``node``; else None."""
         job = self.jobs.get(job_id)
         if job is not None and job.owner is node and job.wire[JOB_ASG] == asg:
             return job
@@ -294,6 +301,11 @@ class DistributorCore:
             job.wire[JOB_ARGS] = fb.args  # the next run's args, should the job move
         self.port.feedback(job, fb)
 
+    def _on_progress(self, node: NodeState, msg: P.Progress, peer: bytes, now: float) -> None:
+        job = self.current(node, msg.id, msg.asg)
+        if job is not None:  # else a stale copy's, or a finished job's: dropped
+            self.port.progress(job, msg)
+
     def _on_heartbeat(self, node: NodeState, hb: P.Heartbeat, peer: bytes, now: float) -> None:
         if hb.session != node.session or not node.alive:  # a gone node must hello and sync
             self.admission.ask_hello(node.peer, now)
@@ -308,7 +320,7 @@ class DistributorCore:
 
     def _on_parked(self, node: NodeState, msg: P.Parked, peer: bytes, now: float) -> None:
         for job_id, asg, attempt in msg.items:
-            job = self._current(node, job_id, asg)
+            job = self.current(node, job_id, asg)
             if job is not None:
                 job.attempt = attempt
                 self.router.release(job)
@@ -316,9 +328,9 @@ class DistributorCore:
     def _on_rejected(self, node: NodeState, msg: P.Rejected, peer: bytes, now: float) -> None:
         count = 0
         for job_id, asg in msg.items:
-            job = self._current(node, job_id, asg)
+            job = self.current(node, job_id, asg)
             if job is not None and not job.acked:
-                self._take_back(job)
+                self.take_back(job)
                 count += 1
         if count:
             log.warning(
@@ -333,7 +345,7 @@ class DistributorCore:
         taken = 0
         for job_id, asg, attempt, delay in msg.items:
             acks.append((job_id, asg))
-            job = self._current(node, job_id, asg)
+            job = self.current(node, job_id, asg)
             if job is None:
                 continue
             job.wire = job.wire.copy()
@@ -341,7 +353,7 @@ class DistributorCore:
             job.due = now + delay if delay > 0 else 0.0
             job.wire[JOB_DELAY] = 0.0
             job.attempt = attempt
-            self._take_back(job)
+            self.take_back(job)
             taken += 1
         self.port.send(node.peer, P.HandBackAck(acks))
         if taken:
@@ -350,34 +362,6 @@ class DistributorCore:
                 node.name,
                 taken,
                 msg.reason[:200],
-            )
-
-    def _on_sync(self, node: NodeState, msg: P.Sync, peer: bytes, now: float) -> None:
-        if node.sync_id != msg.sync_id:
-            node.sync_id = msg.sync_id
-            node.sync_seen = set()
-        seen = node.sync_seen
-        stale: list[P.Ref] = []
-        for job_id, asg in msg.items:
-            if self._current(node, job_id, asg) is not None:
-                seen.add(job_id)
-            else:
-                stale.append((job_id, asg))
-        if stale:
-            self.stats["revoked"] += len(stale)
-        self.port.send(node.peer, P.SyncReply(msg.sync_id, stale, msg.last))
-        if not msg.last:
-            return
-        missing = [j for j in node.owned.values() if j.acked and j.id not in seen]
-        node.sync_seen = set()
-        for job in missing:
-            self._take_back(job)
-        if missing:
-            log.warning(
-                "node %s no longer holds %d jobs it had stored (it restarted with memory "
-                "storage, or lost records); sending them elsewhere",
-                node.name,
-                len(missing),
             )
 
     def _on_bye(self, node: NodeState, msg: P.Bye, peer: bytes, now: float) -> None:
@@ -455,7 +439,7 @@ class DistributorCore:
         node.presence = Presence.GONE
         moved = list(node.unacked.values())
         for job in moved:
-            self._take_back(job)
+            self.take_back(job)
         if was_up and not node.left:
             log.warning(
                 "node %s declared gone (silent for %.1fs); %d unstored jobs go to other nodes",
@@ -468,7 +452,7 @@ class DistributorCore:
         node.presence = Presence.LOST
         moved = list(node.owned.values())
         for job in moved:
-            self._take_back(job)
+            self.take_back(job)
         log.warning(
             "node %s declared lost (silent for %.1fs); the %d jobs it held go to other nodes",
             node.name,

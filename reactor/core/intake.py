@@ -168,8 +168,9 @@ class Intake:
                 self.revoke(job_id, asg)
 
     def cancel(self, job_id: str, asg: int, now: float) -> None:
-        """Cancel a job: a waiting one ends now, a ready one when it comes up, a running one
-        after this run, a storing one once stored."""
+        """Cancel a job: a waiting one ends now, a ready one when it comes up, a storing one
+        once stored, a running one is told to stop (it ends cancelled however its attempt
+        ends; one that ended before the cancel came keeps its outcome)."""
         job = self.jobs.get(job_id)
         if job is None or job.asg != asg or job.cancel_requested:
             return
@@ -177,6 +178,30 @@ class Intake:
         if job.phase == R.WAITING:
             self.queue.unarm(job)
             self.outcomes.finish_cancelled(job, now)
+        elif job.phase == R.RUNNING:
+            job.interrupted = True
+            self.port.interrupt(job)
+
+    def cancel_running(self, job_id: str, asg: int | None) -> None:
+        """Tell a running attempt of ``job_id`` (of assignment ``asg``, None: any) to stop, and
+        nothing else: what a thread acting for a loop held by a def job may do (no storage, no
+        messages). The cancel itself is handled again on the loop, where it finds this done."""
+        job = self.jobs.get(job_id)
+        if job is None or job.phase != R.RUNNING or job.cancel_requested:
+            return
+        if asg is None or job.asg == asg:
+            job.cancel_requested = True
+            job.interrupted = True
+            self.port.interrupt(job)
+
+    def cancel_here(self, job_id: str, now: float) -> bool:
+        """Cancel the copy of ``job_id`` this node holds, whatever its assignment (the
+        monitor's cancel of a stored job); False when the node holds none."""
+        job = self.jobs.get(job_id)
+        if job is None or job.revoked:
+            return False
+        self.cancel(job_id, job.asg, now)
+        return True
 
     def revoke(self, job_id: str, asg: int) -> None:
         """Drop a stale copy without a word (its job lives elsewhere, or is finished)."""
@@ -214,6 +239,9 @@ class Intake:
             # final outcome with it lost (simulation seed 142891).
             job.seq += 1
             due = now + (job.run_at - wall) if job.run_at > wall else 0.0
+            if job.cancel_requested:  # the monitor cancelled it while the node was down
+                self.outcomes.finish_cancelled(job, now)
+                continue
             if job.status == R.IN_PROGRESS:
                 if not self._crashed(job, now, wall):
                     continue

@@ -109,6 +109,8 @@ def after_attempt(
     For those, ``attempt`` counts consecutive failures and resets after a success (the caller
     resets it).
     """
+    if job.interrupted:  # a cancel reached the attempt: whatever it did next, it stopped
+        return Next.CANCELLED, 0.0
     if outcome is Outcome.DONE:
         if job.period is None and job.cron is None:
             return Next.SUCCEEDED, 0.0

@@ -68,6 +68,9 @@ class NodePort(Protocol):
     def cancelled(self, job: JobRecord) -> None:
         """``job`` ends cancelled without an attempt that ran (a cancel or a destroy)."""
 
+    def interrupt(self, job: JobRecord) -> None:
+        """A cancel reached ``job``'s running attempt: stop it (async) or flag it (def)."""
+
     def unknown(self, job: JobRecord) -> str:
         """The node has no job of this name: the error message it fails with."""
 
@@ -79,13 +82,9 @@ class NodePort(Protocol):
         distributor may never hear of it (only called when :attr:`NodeCore.keeps_results`)."""
 
 
-def _no_body(args: dict[str, Any]) -> None:
-    """The body of the placeholder entries of :func:`inline_kinds`."""
-
-
 def inline_kinds(job_names: list[str]) -> Kinds:
     """Every name in ``job_names`` as a ``def`` job (the default for cores driven by hand)."""
-    entries = {name: JobEntry(name, body=_no_body) for name in job_names}
+    entries = {name: JobEntry(name, body=lambda args: None) for name in job_names}
     return entries.get
 
 

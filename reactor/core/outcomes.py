@@ -102,11 +102,20 @@ class Outcomes:
         elif nxt is Next.STOPPED:
             self.feedback(job, P.SUCCESS, P.pack_result_args(args), None, final=False, now=now)
             self.finish_cancelled(job, now, ran=True)
+        elif job.interrupted:
+            self._interrupted(job, now)
         elif nxt is Next.SELF_CANCELLED:
             self.end(job, P.SUCCESS, P.pack_result_args(args), None, R.CANCELLED, now)
         else:
             assert attempt.error is not None
             self._failed(job, nxt, delay, args, attempt.error, now, wall)
+
+    def _interrupted(self, job: JobRecord, now: float) -> None:
+        """The attempt a cancel reached has ended: the job ends cancelled (no retry)."""
+        if self.log_processing:
+            fields = job.log_fields(self.core.name)
+            log.info("job %s %r cancelled while running", job.id, job.name, extra=fields)
+        self.finish_cancelled(job, now, ran=True)
 
     def _failed(
         self,

@@ -25,7 +25,7 @@ from reactor.distributor import views
 from reactor.distributor.drain import DrainState, report_lost, wait_stored
 from reactor.distributor.farewell import say_goodbye
 from reactor.distributor.feedback import Outcomes
-from reactor.distributor.handle import Feedback, JobHandle
+from reactor.distributor.handle import Feedback, JobHandle, ProgressFeedback
 from reactor.distributor.inbox import Inbox
 from reactor.distributor.listener import open_router, serve_router
 from reactor.distributor.unique import ForeignJobHandle, UniqueKeys
@@ -121,6 +121,7 @@ class Distributor:
         # The core's port for outcomes: the part's own methods, with no call in between.
         self.feedback = self.outcomes.feedback
         self.cancelled = self.outcomes.cancelled
+        self.progress = self.outcomes.progress
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -291,13 +292,15 @@ class Distributor:
         unique_key: str | None = None,
         unique_for: float | None = None,
         tags: list[str] | None = None,
+        on_progress: ProgressFeedback | None = None,
     ) -> JobHandle:
         """Send a job to a node; returns at once with a handle. Safe from any thread.
 
         ``timeout``, ``max_attempt`` override the job's ``@job`` options (and the node's
         settings); ``cron`` (read in ``tz``, UTC by default) runs the job on a schedule, like a
         periodic job; ``priority`` orders waiting jobs, higher first; ``tags`` label the job
-        (found by ``reactor monitor jobs NODE --tag T``). A second enqueue with the
+        (found by ``reactor monitor jobs NODE --tag T``); ``on_progress(fraction, note)`` is
+        called as the running attempt reports progress. A second enqueue with the
         same ``unique_key`` within ``unique_for`` seconds of the first sends nothing and returns
         the first job's handle (its feedback callables are the first enqueue's); see
         :mod:`reactor.distributor.unique`.
@@ -316,7 +319,7 @@ class Distributor:
         # fmt: off
         options = options_from((on_success, on_error, after, run_at, period, defer, node,
                                 not_node, timeout, max_attempt, cron, tz, priority, unique_key,
-                                unique_for, tags, None))
+                                unique_for, tags, None, on_progress))
         # fmt: on
         return self.submit(name, args, options)
 
@@ -349,14 +352,14 @@ class Distributor:
         delay, at, job_options = options.check()
         # One unpack reads every option at the cost of one attribute read.
         (on_success, on_error, _, _, period, defer, node, not_node, _, _,
-         cron, _, priority, unique_key, unique_for, _, _) = options  # fmt: skip
+         cron, _, priority, unique_key, unique_for, _, _, on_progress) = options  # fmt: skip
         period = None if period is None else float(period)
         packed = P.pack_args({} if args is None else args, max_size=self._max_args)
         job_id = f"{self._id_prefix}{next(self._ids):x}"
         wire = P.new_job_wire(
             job_id, name, packed, delay, at, period, bool(defer), time.time(), job_options
         )
-        handle = JobHandle(job_id, name, self, self._lock, on_success, on_error)
+        handle = JobHandle(job_id, name, self, self._lock, on_success, on_error, on_progress)
         if unique_key is not None:
             foreign = functools.partial(
                 ForeignJobHandle,

@@ -99,6 +99,21 @@ class Outcomes:
             self.results.record(job.id, job.name, None)
         job.handle.resolve(None, JobCancelledError(f"job {job.id} ({job.name!r}) was cancelled"))
 
+    def progress(self, job: JobState, msg: P.Progress) -> None:
+        """A progress report of a running attempt: kept on the handle, given to
+        ``on_progress`` (whose exception is logged and goes no further)."""
+        handle = job.handle
+        handle.progress = (msg.fraction, msg.note)
+        if handle.on_progress is not None:
+            try:
+                handle.on_progress(msg.fraction, msg.note)
+            except Exception:
+                log.exception(
+                    "the progress feedback of job %s (%r) raised; the distributor goes on",
+                    job.id,
+                    job.name,
+                )
+
     def stopped(self, jobs: list[JobState]) -> None:
         """The distributor stopped before ``jobs`` finished: their handles raise a ReactorError."""
         error = ReactorError("the distributor stopped before the job finished")

@@ -9,9 +9,9 @@ from collections.abc import Generator
 from typing import Any, Protocol
 
 from reactor.errors import JobTimeoutError
-from reactor.jobs.options import Feedback
+from reactor.jobs.options import Feedback, ProgressFeedback
 
-__all__ = ["Feedback", "JobHandle"]
+__all__ = ["Feedback", "JobHandle", "ProgressFeedback"]
 
 _UNSET: Any = object()
 
@@ -45,7 +45,9 @@ class JobHandle:
         "id",
         "name",
         "on_error",
+        "on_progress",
         "on_success",
+        "progress",
     )
 
     def __init__(
@@ -56,11 +58,16 @@ class JobHandle:
         lock: threading.Lock,
         on_success: Feedback | None = None,
         on_error: Feedback | None = None,
+        on_progress: ProgressFeedback | None = None,
     ) -> None:
         self.id = job_id
         self.name = name
         self.on_success = on_success
         self.on_error = on_error
+        self.on_progress = on_progress
+        #: The latest progress report of the running attempt, ``(fraction, note)``, or None.
+        #: Not durable; reports are coalesced on the node (about ten a second reach here).
+        self.progress: tuple[float, str | None] | None = None
         self._distributor = distributor
         self._lock = lock
         self._value: Any = _UNSET
@@ -76,7 +83,10 @@ class JobHandle:
     def cancel(self) -> None:
         """Stop the job wherever it is: waiting in the distributor, or held by a node.
 
-        A job already running finishes its run; a periodic or retrying job runs no more.
+        A running attempt is told to stop: an ``async def`` job gets ``CancelledError`` at its
+        next await, a ``def`` or ``defer=True`` job sees ``current_job().cancelled`` turn True;
+        it ends cancelled however it then ends. A periodic or retrying job runs no more; a job
+        that finished before the cancel reached its node keeps its outcome (no error).
         ``result()`` then raises :class:`~reactor.errors.JobCancelledError`.
         """
         if not self.done():

@@ -17,6 +17,8 @@ from reactor.wire import protocol as P
 
 #: A feedback callable: called with the job's final (or periodic run's) args.
 Feedback = Callable[[dict[str, Any]], Any]
+#: A progress callable: called with ``(fraction, note)`` as the running attempt reports them.
+ProgressFeedback = Callable[[float, "str | None"], Any]
 
 #: The longest ``unique_key`` (it becomes part of a Redis key).
 MAX_KEY_LEN = 1024
@@ -49,6 +51,7 @@ class EnqueueOptions(NamedTuple):
     unique_for: float | None = None
     tags: list[str] | tuple[str, ...] | None = None
     trace: dict[str, str] | None = None
+    on_progress: ProgressFeedback | None = None
 
     def check(self) -> tuple[float, float, list[Any]]:
         """Refuse a bad option, saying what was wrong; say when the job is due and how it runs.
@@ -64,7 +67,7 @@ class EnqueueOptions(NamedTuple):
         """
         # One unpack reads every field at the cost of one attribute read.
         (on_success, on_error, after, run_at, period, _, node, not_node, timeout, max_attempt,
-         cron, tz, priority, unique_key, unique_for, tags, trace) = self  # fmt: skip
+         cron, tz, priority, unique_key, unique_for, tags, trace, on_progress) = self  # fmt: skip
         if period is not None and (
             isinstance(period, bool)
             or not isinstance(period, int | float)
@@ -76,8 +79,8 @@ class EnqueueOptions(NamedTuple):
             raise TypeError(f"node= must be a node name, not {node!r}")
         if not_node is not None and (type(not_node) is not str or not not_node):
             raise TypeError(f"not_node= must be a node name, not {not_node!r}")
-        if on_success is not None or on_error is not None:
-            check_feedback(on_success, on_error)
+        if on_success is not None or on_error is not None or on_progress is not None:
+            check_feedback(on_success, on_error, on_progress)
         if unique_key is not None:
             check_unique(unique_key, unique_for)
         job_options = []
@@ -112,16 +115,18 @@ options_from: Callable[[tuple[Any, ...]], EnqueueOptions] = functools.partial(
 )
 
 
-def check_feedback(on_success: Any, on_error: Any) -> None:
+def check_feedback(on_success: Any, on_error: Any, on_progress: Any = None) -> None:
     """Refuse a feedback callable that is not callable.
 
     Raises:
-        TypeError: ``on_success`` or ``on_error`` is not None and not callable.
+        TypeError: ``on_success``, ``on_error`` or ``on_progress`` is not None and not callable.
     """
     if on_success is not None and not callable(on_success):
         raise TypeError("on_success= must be callable")
     if on_error is not None and not callable(on_error):
         raise TypeError("on_error= must be callable")
+    if on_progress is not None and not callable(on_progress):
+        raise TypeError("on_progress= must be callable")
 
 
 def timing(after: Any, run_at: Any) -> tuple[float, float]:

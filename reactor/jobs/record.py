@@ -98,6 +98,7 @@ class JobRecord:
         "failed_at",
         "final_key",
         "id",
+        "interrupted",
         "last_error",
         "make_after",
         "max_attempt",
@@ -173,6 +174,7 @@ class JobRecord:
         self.due = 0.0
         self.phase = STORING
         self.cancel_requested = False
+        self.interrupted = False  # a cancel reached its running attempt: it ends cancelled
         self.revoked = False  # a stale copy: its outcome is dropped
         self.result_kept = False  # its final outcome went to the node's result store
         self.final_key: tuple[str, int, int] | None = None  # the final feedback awaiting its ack

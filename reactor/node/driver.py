@@ -129,12 +129,13 @@ class Node:
         self._runner = Runner(
             name, config=self.config, metrics=self.metrics, spawn=self._spawn, ran=self._ran
         )
-        #: Jobs are ready (the core's port): the runner runs them soon.
+        #: The core's ports its parts answer: jobs are ready (the runner runs them soon); an
+        #: attempt begins (counted before its ``run_at`` moves); a job ends cancelled without
+        #: running (counted); a cancel reaches a running attempt (the runner stops or flags it).
         self.kick = self._runner.kick
-        #: An attempt begins (the core's port): counted before its ``run_at`` moves.
         self.starting = self.metrics.attempt_started
-        #: A job ends cancelled without running (the core's port): counted as cancelled.
         self.cancelled = self.metrics.record_cancelled
+        self.interrupt = self._runner.interrupt
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -202,7 +203,7 @@ class Node:
         )
         self.storage.on_poisoned = keeper.on_poisoned
         ahead = WriteAhead(core, self.storage, kick=self.kick) if self.storage.durable else None
-        self._runner.attach(core, loop, ahead=ahead, executor=self._executor)
+        self._runner.attach(core, loop, ahead=ahead, executor=self._executor, storage=self.storage)
         if self.config["retry_jobs_at_start"]:
             core.resume(await self.storage.unfinished(), time.monotonic(), time.time())
         core.started = True
@@ -409,8 +410,7 @@ class Node:
             self.core.fire_timers(time.monotonic(), time.time())
 
     def unknown(self, job: JobRecord) -> str:
-        """The node has no job of this name: counted, and the message it fails with (the core's
-        port)."""
+        """No job of this name here: counted; the message it fails with (the core's port)."""
         self.metrics.record_failed(job)
         return (
             f"node {self.name!r} has no job named {job.name!r}; define it with "

@@ -9,24 +9,35 @@ unknown names, capacity, write-ahead) is the core's :meth:`~reactor.core.node.No
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reactor.config import Config
 from reactor.core.node import NodeCore
 from reactor.errors import ProtocolError
+from reactor.jobs import context
 from reactor.jobs.chain import run_async, run_sync, run_sync_limited
+from reactor.jobs.outcome import Attempt, Outcome
 from reactor.jobs.record import JobRecord
 from reactor.jobs.registry import JobEntry
 from reactor.net.link import Link
+from reactor.node.attempts import Attempts
 from reactor.node.watchdog import Watchdog
 from reactor.node.write_ahead import WriteAhead
 from reactor.ops import trace_hooks
 from reactor.ops.metrics import Metrics
+from reactor.storage.base import Storage
 from reactor.wire import protocol as P
+
+if TYPE_CHECKING:
+    from reactor.node.cancels import StoredCancels
+
+log = logging.getLogger("reactor.node")
 
 #: Seconds of ``def`` jobs run back to back before the loop serves I/O again.
 RUN_SLICE = 0.005
@@ -65,6 +76,11 @@ class Runner:
         self.watchdog: Watchdog | None = None
         self.scheduled = False
         self.closed = False
+        #: The running attempts: contexts, async tasks, cancels, progress.
+        self.attempts = Attempts()
+        self.interrupt = self.attempts.interrupt
+        self.storage: Storage | None = None
+        self.cancels: StoredCancels | None = None  # the monitor's cancels (Redis storage)
 
     def attach(
         self,
@@ -73,12 +89,16 @@ class Runner:
         *,
         ahead: WriteAhead | None,
         executor: ThreadPoolExecutor,
+        storage: Storage | None = None,
     ) -> None:
-        """Run ``core``'s jobs on ``loop`` from now on."""
+        """Run ``core``'s jobs on ``loop`` from now on (``storage``: the node's, whose
+        monitor's cancels it hears when it keeps jobs in Redis)."""
         self.core = core
         self.loop = loop
         self.ahead = ahead
         self.executor = executor
+        self.storage = storage
+        self.attempts.attach(core, loop)
 
     def kick(self) -> None:
         """Jobs are ready: run them soon (the core's port)."""
@@ -136,6 +156,7 @@ class Runner:
             fresh = partial(attempt_args, job)
             limit = job.timeout or entry.timeout  # the enqueue's, else the @job's
             scope = None if traced is None else traced(job, self.name)
+            token = context.enter(self.attempts.open(job))
             if watchdog is not None:
                 watchdog.job = job  # what job_started() does, inlined on this hot path
                 watchdog.job_since = now
@@ -148,6 +169,7 @@ class Runner:
                     else run_sync_limited(entry, args, fresh, limit)
                 )
             finally:
+                context.leave(token)
                 if watchdog is not None:
                     watchdog.lock.acquire()
                     watchdog.job_since = 0.0
@@ -157,6 +179,7 @@ class Runner:
             if scope is not None:
                 scope.end(attempt)
             now = time.monotonic()
+            self.attempts.close(job)
             core.finished(job, attempt, now, wall)
             metrics.attempt_ended(job, now - began)
             if now > deadline:
@@ -178,6 +201,13 @@ class Runner:
             slow_warning=float(config["slow_job_warning"]),
         )
         self.watchdog.start()
+        self.attempts.watchdog = self.watchdog
+        if self.storage is not None and self.storage.retries:  # jobs the monitor can reach
+            from reactor.node.cancels import StoredCancels
+
+            self.cancels = StoredCancels.of(self.storage, self.name, self._cancel_stored)
+            if self.cancels is not None:
+                self.cancels.start()
 
     def holding(self) -> str | None:
         """The ``def`` job that holds the loop now and for how long, or None (from any thread:
@@ -192,7 +222,10 @@ class Runner:
         return f"def job {job.name!r} ({job.id}) holds the loop for {held:.1f} s"
 
     def unwatch(self) -> None:
-        """Stop the watchdog (the node closes)."""
+        """Stop the watchdog and the monitor's cancels (the node closes)."""
+        if self.cancels is not None:
+            self.cancels.stop()
+            self.cancels = None
         if self.watchdog is not None:
             self.watchdog.stop()
             self.watchdog = None
@@ -205,6 +238,31 @@ class Runner:
         count = core.hand_back_ready(now, "a def job holds the node's loop")
         core.announce(now)
         return count
+
+    def _cancel_stored(self, job_id: str) -> None:
+        """The monitor cancels a stored job (the listener's thread): on the loop; a def job
+        holding the loop is told at once, here under the watchdog's lock (as the watchdog acts)."""
+        watchdog, loop = self.watchdog, self.loop
+        core = self.core
+        if (
+            core is not None
+            and watchdog is not None
+            and watchdog.job_since
+            and watchdog.lock.acquire(timeout=0.05)
+        ):
+            try:
+                if watchdog.job_since:  # still held: the loop thread is in a def job's body
+                    core.intake.cancel_running(job_id, None)
+            finally:
+                watchdog.lock.release()
+        if loop is not None and not self.closed:
+            with contextlib.suppress(RuntimeError):  # a closed loop: the node is gone
+                loop.call_soon_threadsafe(self._cancel_here, job_id)
+
+    def _cancel_here(self, job_id: str) -> None:
+        core = self.core
+        if core is not None and core.intake.cancel_here(job_id, time.monotonic()):
+            log.info("node %s: job %s cancelled by the monitor", self.name, job_id)
 
     def _flush_links(self) -> None:
         """The watchdog sends what it queued (its thread holds the lock)."""
@@ -223,9 +281,17 @@ class Runner:
     def _take_jobs(
         self, key: str, now: float, _: object, messages: list[P.Message]
     ) -> list[P.Message]:
+        """Jobs are refused here; a cancel of the def job holding the loop turns its
+        ``current_job().cancelled`` True now (the cancel is handled on the loop all the same)."""
         core = self.core
+        if core is None:
+            return messages
+        for message in messages:
+            if type(message) is P.Cancel:
+                for job_id, asg in message.items:
+                    core.intake.cancel_running(job_id, asg)
         jobs: list[P.Message] = [m for m in messages if type(m) is P.Job]
-        if not jobs or core is None:
+        if not jobs:
             return messages
         core.on_messages(key, jobs, now, time.time())
         return [m for m in messages if type(m) is not P.Job]
@@ -245,21 +311,39 @@ class Runner:
             began = time.monotonic()
             traced = trace_hooks.process  # the span is current in the task (and its thread)
             scope = None if traced is None else traced(job, self.name)
-            attempt = await run_async(
+            attempt = await self._attempt(job, entry, args)
+            if scope is not None:
+                scope.end(attempt)
+            now = time.monotonic()
+            self.attempts.close(job)
+            core.finished(job, attempt, now, time.time())
+            self.metrics.attempt_ended(job, now - began)
+        finally:
+            core.slot_freed()
+            self.ran()
+
+    async def _attempt(self, job: JobRecord, entry: JobEntry, args: dict[str, Any]) -> Attempt:
+        """Run the chain in this task with the attempt's context current; an ``async def``
+        chain a cancel reaches gets ``CancelledError`` (then it ends cancelled)."""
+        context.enter(self.attempts.open(job))  # this task's own context: no reset needed
+        task = asyncio.current_task()
+        if task is not None and not job.defer:
+            self.attempts.watch_task(job, task)
+        try:
+            return await run_async(
                 entry,
                 args,
                 lambda: self.attempt_args(job),
                 executor=self.executor if job.defer else None,
                 timeout=job.timeout or entry.timeout,
             )
-            if scope is not None:
-                scope.end(attempt)
-            now = time.monotonic()
-            core.finished(job, attempt, now, time.time())
-            self.metrics.attempt_ended(job, now - began)
+        except asyncio.CancelledError:
+            if not job.interrupted or task is None or task.uncancel() > 0:
+                raise  # the node stops: its tasks are cancelled
+            return Attempt(Outcome.CANCELLED, args, None)
         finally:
-            core.slot_freed()
-            self.ran()
+            if job.interrupted and task is not None and task.cancelling():
+                task.uncancel()  # the body swallowed the CancelledError
 
     def attempt_args(self, job: JobRecord) -> dict[str, Any]:
         """The args an attempt of ``job`` runs with (``job_itself`` merged in if configured)."""

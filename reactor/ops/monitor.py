@@ -26,6 +26,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from reactor.config import DEFAULTS
 from reactor.errors import ProtocolError, StorageUnavailableError
 from reactor.jobs.record import CANCELLED, ERROR, FAILED, STATUSES, UNFINISHED
+from reactor.ops.cancel import cancel_stored
 from reactor.storage.client import make_sync_client
 from reactor.storage.redis_layout import (
     MATCH_LUA,
@@ -349,6 +350,24 @@ class RedisMonitor:
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             raise self._down(exc) from exc
         return _as_dict(raw)
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a stored job on its node, running or waiting (see :mod:`reactor.ops.cancel`).
+
+        Returns:
+            Whether the job was marked and its node told; False when no such job is stored or
+            it has finished already.
+        """
+        node = self.node_of(job_id)
+        if node is None:
+            return False
+        try:
+            done = cancel_stored(self.redis, self.prefix, node, job_id)
+        except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            raise self._down(exc) from exc
+        if done:
+            log.info("job %s of node %s cancelled", job_id, node, extra={"job_id": job_id})
+        return done
 
     def destroy(self, job_id: str) -> bool:
         """Delete the job's record; a deferred or periodic job then never runs again.

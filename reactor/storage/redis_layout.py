@@ -103,7 +103,7 @@ local ok = false
 for i = 2, #ARGV do if ARGV[i] == status then ok = true end end
 if not ok then return 0 end
 redis.call('HSET', KEYS[1], 'status', 'new', 'attempt', '0', 'run_at', ARGV[1])
-redis.call('HDEL', KEYS[1], 'failed_at', 'last_error')
+redis.call('HDEL', KEYS[1], 'failed_at', 'last_error', 'cancel')
 redis.call('RPUSH', KEYS[2], redis.call('HGET', KEYS[1], 'id'))
 return 1
 """
@@ -184,6 +184,13 @@ def probe_key(prefix: str, node: str) -> str:
 def retry_key(prefix: str, node: str) -> str:
     """The list of job ids the monitor asks ``node`` to run again (same hash tag as its keys)."""
     return f"{prefix}:{{{node}}}:retry"
+
+
+def cancel_channel(prefix: str, node: str) -> str:
+    """The pub/sub channel on which the monitor tells ``node`` to cancel a stored job (the
+    message is the job's id; the record is marked ``cancel`` = 1 first, for a node that is down).
+    """
+    return f"{prefix}:{{{node}}}:cancel"
 
 
 def job_node_key(prefix: str) -> str:
@@ -341,7 +348,9 @@ def check_record(raw: Mapping[bytes, bytes], job_id: str) -> tuple[JobRecord | N
         value = data.get(name)
         if value is not None and not math.isfinite(value):
             return None, f"{name} is {value!r}"
-    return JobRecord.from_dict(data), ""
+    record = JobRecord.from_dict(data)
+    record.cancel_requested = raw.get(b"cancel") == b"1"  # the monitor's cancel (see ops.cancel)
+    return record, ""
 
 
 def decode_record(raw: Mapping[bytes, bytes]) -> JobRecord | None:
@@ -352,7 +361,9 @@ def decode_record(raw: Mapping[bytes, bytes]) -> JobRecord | None:
         }
         if not {"id", "name", "args"} <= data.keys():
             return None
-        return JobRecord.from_dict(data)
+        record = JobRecord.from_dict(data)
+        record.cancel_requested = raw.get(b"cancel") == b"1"  # the monitor's cancel
+        return record
     except (ValueError, UnicodeDecodeError) as exc:
         log.warning("skipping a malformed job record (%s)", _describe(exc))
         return None

@@ -18,7 +18,7 @@ MAX_TEXT_LEN = 64 * 1024
 FRAME_BYTES_PER_CONTAINER = 2
 
 # Message kinds. Node -> distributor: HELLO, STORED, REJECTED, PARKED, HANDBACK, FEEDBACK,
-# HEARTBEAT, SYNC, BYE. Distributor -> node: WELCOME, JOB, CANCEL, REVOKE, FEEDBACK_ACK,
+# HEARTBEAT, SYNC, BYE, PROGRESS. Distributor -> node: WELCOME, JOB, CANCEL, REVOKE, FEEDBACK_ACK,
 # HANDBACK_ACK, SYNC_REPLY, HEARTBEAT, RESET, REFUSED.
 HELLO = 1
 WELCOME = 2
@@ -38,6 +38,7 @@ SYNC = 15
 SYNC_REPLY = 16
 REFUSED = 17
 BYE = 18
+PROGRESS = 19
 
 # Feedback outcomes.
 SUCCESS = 0
@@ -248,6 +249,16 @@ class Refused(NamedTuple):
     reason: str
 
 
+class Progress(NamedTuple):
+    """How far a running attempt is: ``fraction`` in [0, 1] and an optional note. Not
+    acknowledged and not re-sent (the node coalesces them; a lost one is replaced by the next)."""
+
+    id: str
+    asg: int
+    fraction: float
+    note: str | None
+
+
 class Bye(NamedTuple):
     """A node session stops for good; its name is free at once."""
 
@@ -273,4 +284,5 @@ Message = (
     | Reset
     | Refused
     | Bye
+    | Progress
 )

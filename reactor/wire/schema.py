@@ -35,6 +35,7 @@ from reactor.wire.messages import (
     MAX_TZ_LEN,
     MIN_PRIORITY,
     PARKED,
+    PROGRESS,
     REFUSED,
     REJECTED,
     RESET,
@@ -54,6 +55,7 @@ from reactor.wire.messages import (
     Job,
     Message,
     Parked,
+    Progress,
     Refused,
     Rejected,
     Reset,
@@ -179,6 +181,10 @@ _TEXT = _is_str(MAX_TEXT_LEN)
 _REFS = _is_refs
 
 
+def _is_opt_text(v: Any) -> bool:
+    return v is None or (type(v) is str and len(v) <= MAX_TEXT_LEN)
+
+
 def _is_args(v: Any) -> bool:
     return type(v) is bytes
 
@@ -291,6 +297,7 @@ _register(SYNC_REPLY, SyncReply, _is_count, _REFS, _is_bool)
 _register(RESET, Reset, _TEXT)
 _register(REFUSED, Refused, _ID, _NAME, _TEXT)
 _register(BYE, Bye, _ID)
+_register(PROGRESS, Progress, _ID, _is_count, lambda v: is_num(v) and 0 <= v <= 1, _is_opt_text)
 
 KIND_OF: dict[type[Any], int] = {cls: kind for kind, (cls, _, _) in SCHEMA.items()}
 

@@ -427,11 +427,39 @@ class Process:
             self._done(job, spec, slot=False)  # a def job runs on the loop, there and then
             return
         duration = spec.get("dur", 0.01)
-        self.bodies[job.id] = job.attempt
-        self.later(self.world.clock.now + duration, lambda: self._done(job, spec, slot=True))
+        attempt = self.bodies[job.id] = job.attempt
+        self.later(
+            self.world.clock.now + duration, lambda: self._done(job, spec, slot=True, of=attempt)
+        )
 
-    def _done(self, job: JobRecord, spec: dict[str, Any], *, slot: bool) -> None:
+    def interrupt(self, job: JobRecord) -> None:
+        """A cancel reached a running attempt: an async body stops at its next await (a
+        simulated millisecond later); a def body ran there and then, nothing reaches it."""
+        attempt = self.bodies.get(job.id)
+        if attempt is not None:
+            self.later(self.world.clock.now + 0.001, lambda: self._stopped(job, attempt))
+
+    def _stopped(self, job: JobRecord, attempt: int) -> None:
+        if self.bodies.get(job.id) != attempt:
+            return  # it ended first
+        del self.bodies[job.id]
+        run = self.world.runs.get(job.id)
+        if run is not None:
+            run.runs.append((self.node.name, attempt, "cancelled"))
+        args = {**P.unpack_args(job.args), "ran_on": self.node.name}
+        self.core.finished(
+            job,
+            Attempt(Outcome.CANCELLED, args, None),
+            self.world.clock.now,
+            EPOCH + self.world.clock.now,
+        )
+        self.core.slot_freed()
+        self.kick()
+
+    def _done(self, job: JobRecord, spec: dict[str, Any], *, slot: bool, of: int = 0) -> None:
         now = self.world.clock.now
+        if slot and self.bodies.get(job.id) != of:
+            return  # interrupted by a cancel: it ended already
         self.bodies.pop(job.id, None)
         run = self.world.runs.get(job.id)
         fails = spec.get("fail", 0)

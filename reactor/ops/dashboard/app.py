@@ -2,8 +2,8 @@
 
 Every page is plain HTML. A region marked ``data-live="/live/..."`` is refreshed every few
 seconds by ``static/live.js`` (a small checked-in script, htmx-style: it swaps in the HTML the
-partial route returns), so the view stays live without reloading. Retry and destroy are HTML
-forms POSTed after a confirmation, refused in read-only mode and from other origins.
+partial route returns), so the view stays live without reloading. Retry, cancel and destroy are
+HTML forms POSTed after a confirmation, refused in read-only mode and from other origins.
 """
 
 from __future__ import annotations
@@ -68,6 +68,7 @@ def make_app(
     app.router.add_get("/live/failures", failures)
     app.router.add_post("/jobs/{job_id}/retry", act)
     app.router.add_post("/jobs/{job_id}/destroy", act)
+    app.router.add_post("/jobs/{job_id}/cancel", act)
     app.router.add_static("/static", STATIC)
 
     async def lifecycle(app: web.Application) -> Any:
@@ -214,6 +215,9 @@ async def act(request: web.Request) -> web.StreamResponse:
     if request.path.endswith("/retry"):
         done = await source.retry(job_id)
         log.info("dashboard: retry of job %s: %s", job_id, "queued" if done else "refused")
+    elif request.path.endswith("/cancel"):
+        done = await source.cancel(job_id)
+        log.info("dashboard: cancel of job %s: %s", job_id, "done" if done else "refused")
     else:
         done = await source.destroy(job_id)
         log.info("dashboard: destroy of job %s: %s", job_id, "done" if done else "not found")

@@ -217,6 +217,10 @@ class Source:
         """Run a failed job again (see :meth:`RedisMonitor.retry`)."""
         return await asyncio.to_thread(self.monitor.retry, job_id)
 
+    async def cancel(self, job_id: str) -> bool:
+        """Cancel a stored job on its node (see :meth:`RedisMonitor.cancel`)."""
+        return await asyncio.to_thread(self.monitor.cancel, job_id)
+
     async def destroy(self, job_id: str) -> bool:
         """Delete a job's record (see :meth:`RedisMonitor.destroy`)."""
         return await asyncio.to_thread(self.monitor.destroy, job_id)
