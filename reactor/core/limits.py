@@ -90,8 +90,9 @@ class Limits:
         self.waited = 0  # how many times a job had to wait for a limit (a metric)
 
     def holder(self, job: JobRecord) -> str:
-        """The name a job's slots are held under (one per node and job)."""
-        return f"{self.core.name}/{job.id}"
+        """The name a job's slots are held under: one per node process (its session) and job,
+        so a second process under the same name (a restart, a twin) never shares a slot."""
+        return f"{self.core.name}/{self.core.session}/{job.id}"
 
     def admit(self, job: JobRecord, entry: JobEntry, now: float) -> bool:
         """Whether ``job`` may start now; if not, it waits (see the module docstring)."""

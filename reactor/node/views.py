@@ -54,7 +54,7 @@ def snapshot(name: str, core: NodeCore | None) -> dict[str, Any]:
         "name": name,
         "accepting": core.accepting,
         "held": len(core.jobs),
-        "ready": len(core.ready) + len(core.ranked),
+        "ready": len(core.ready) + len(core.ranked) + core.queue.fair.size,
         "running": core.running,
         "timers": len(core.timers),
         "distributors": {key: s.welcomed for key, s in core.links.items()},
