@@ -203,3 +203,21 @@ def test_job_options_declare_name_claims() -> None:
     entry = registry.define("c", _body, concurrency=4, rate=(100, 1))
     assert entry.claims == [Claim(SLOT, "name:c", 4, 0), Claim(START, "name:c", 100, 1)]
     assert JobEntry("p", _body).claims == []
+
+
+def test_waits_for_limits_are_metrics_by_job_name_and_limit_kind() -> None:
+    from reactor.node.views import metrics_state
+    from reactor.ops.metrics import Metrics
+
+    core = _core()
+    _queue(core, *((f"j{i}", "two", None) for i in range(5)), ("r", "rated", None))
+    first = _start_all(core, 0.0)
+    assert core.limits.waiting_by_name() == {("two", "concurrency"): 3}
+    _end(core, first[0], 0.5)
+    _start_all(core, 0.5)
+    metrics = Metrics()
+    metrics.read_state(lambda: metrics_state(core, []))
+    text = metrics.exposition().decode()
+    assert 'reactor_limit_waiting{job_name="two",limit="concurrency"} 2.0' in text
+    assert 'reactor_limit_wait_seconds_count{job_name="two",limit="concurrency"} 1.0' in text
+    assert 'reactor_limit_wait_seconds_sum{job_name="two",limit="concurrency"} 0.5' in text

@@ -17,7 +17,7 @@ from collections import deque
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from reactor.jobs import record as R
-from reactor.jobs.limits import SLOT, Claim, claims_of
+from reactor.jobs.limits import SLOT, START, Claim, claims_of
 from reactor.jobs.record import JobRecord
 from reactor.jobs.registry import JobEntry
 
@@ -28,6 +28,8 @@ log = logging.getLogger("reactor.node")
 
 #: Shortest wait before asking again (a refusal never makes a job spin).
 MIN_RETRY = 0.005
+#: The metrics' name of each claim kind.
+KIND_NAMES = {SLOT: "concurrency", START: "rate"}
 
 
 class Denied(NamedTuple):
@@ -87,7 +89,11 @@ class Limits:
         self.waiters: dict[str, deque[JobRecord]] = {}  # per claim key: jobs behind the asker
         self.pending: dict[str, tuple[JobRecord, list[Claim]]] = {}  # asked, answer to come
         self.held: dict[str, JobRecord] = {}  # job id -> job holding its slots
-        self.waited = 0  # how many times a job had to wait for a limit (a metric)
+        self.waited = 0  # how many times a job had to wait for a limit
+        #: Jobs waiting for a limit now: job id -> (since, job name, limit kind).
+        self.since: dict[str, tuple[float, str, str]] = {}
+        #: Waits that ended in a grant, per (job name, limit kind): [count, seconds in all].
+        self.waits: dict[tuple[str, str], list[float]] = {}
 
     def holder(self, job: JobRecord) -> str:
         """The name a job's slots are held under: one per node process (its session) and job,
@@ -104,11 +110,11 @@ class Limits:
         for claim in claims:
             asker = self.askers.get(claim.key)
             if asker is not None and asker is not job:
-                self._queue_behind(job, claim.key)
+                self._queue_behind(job, claim, now)
                 return False
         verdict = self.gate.acquire(self.holder(job), claims, now)
         if verdict is None:
-            self._granted(job, claims)
+            self._granted(job, claims, now)
             return True
         if isinstance(verdict, Pending):
             for claim in claims:
@@ -132,7 +138,7 @@ class Limits:
             self._unask(job, claims)
             return
         if verdict is None or isinstance(verdict, Pending):
-            self._granted(job, claims)
+            self._granted(job, claims, now)
             job.phase = R.READY
             self.queue.make_ready(job, front=True)
             self.core.port.kick()
@@ -164,6 +170,9 @@ class Limits:
             if asker.phase != R.WAITING and asker.id not in self.pending:
                 del self.askers[key]
                 self._wake_next(key)
+        jobs = self.core.jobs
+        for job_id in [i for i in self.since if i not in jobs or jobs[i].phase > R.READY]:
+            del self.since[job_id]  # cancelled, handed back or gone while it waited
         if self.held and now - self.renewed_at >= self.renew_every:
             self.renewed_at = now
             holders = []
@@ -175,6 +184,14 @@ class Limits:
             if holders:
                 self.gate.renew(holders, now)
 
+    def waiting_by_name(self) -> dict[tuple[str, str], int]:
+        """How many jobs wait for a limit now, per (job name, limit kind): for the gauge, read
+        from the metrics server's thread (one C-level copy of the dict)."""
+        counts: dict[tuple[str, str], int] = {}
+        for _, name, kind in list(self.since.values()):
+            counts[name, kind] = counts.get((name, kind), 0) + 1
+        return counts
+
     def waiting(self) -> dict[str, int]:
         """How many jobs wait for each limit key (askers included), for metrics and views."""
         counts = {key: len(q) for key, q in self.waiters.items() if q}
@@ -184,7 +201,14 @@ class Limits:
 
     # -- the parts ------------------------------------------------------------------------------
 
-    def _granted(self, job: JobRecord, claims: list[Claim]) -> None:
+    def _granted(self, job: JobRecord, claims: list[Claim], now: float) -> None:
+        began = self.since.pop(job.id, None)
+        if began is not None:
+            tally = self.waits.get(began[1:])
+            if tally is None:
+                tally = self.waits[began[1:]] = [0, 0.0]
+            tally[0] += 1
+            tally[1] += now - began[0]
         job.permit = claims
         self.held[job.id] = job
         self._unask(job, claims)
@@ -201,6 +225,8 @@ class Limits:
 
     def _denied(self, job: JobRecord, claims: list[Claim], denied: Denied, now: float) -> None:
         self.waited += 1
+        kind = next((c.kind for c in claims if c.key == denied.key), SLOT)
+        self.since.setdefault(job.id, (now, job.name, KIND_NAMES[kind]))
         for claim in claims:
             if claim.key != denied.key and self.askers.get(claim.key) is job:
                 del self.askers[claim.key]
@@ -208,12 +234,13 @@ class Limits:
         self.askers[denied.key] = job
         self.queue.schedule(job, now + max(denied.retry, MIN_RETRY), now)
 
-    def _queue_behind(self, job: JobRecord, key: str) -> None:
+    def _queue_behind(self, job: JobRecord, claim: Claim, now: float) -> None:
         self.waited += 1
+        self.since.setdefault(job.id, (now, job.name, KIND_NAMES[claim.kind]))
         job.phase = R.WAITING
-        waiters = self.waiters.get(key)
+        waiters = self.waiters.get(claim.key)
         if waiters is None:
-            waiters = self.waiters[key] = deque()
+            waiters = self.waiters[claim.key] = deque()
         waiters.append(job)
 
     def _wake_next(self, key: str) -> None:

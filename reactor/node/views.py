@@ -26,7 +26,9 @@ def metrics_state(core: NodeCore | None, links: Iterable[Link]) -> State:
     rejected = sum(
         sum(link.endpoint.rejected.values()) for link in list(links) if link.endpoint is not None
     )
-    return State(in_flight, waiting, not core.storage_ok, rejected)
+    limits = core.limits
+    waits = {key: (int(n), total) for key, (n, total) in list(limits.waits.items())}
+    return State(in_flight, waiting, not core.storage_ok, rejected, limits.waiting_by_name(), waits)
 
 
 def not_ready(core: NodeCore | None) -> str | None:
