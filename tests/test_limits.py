@@ -221,3 +221,28 @@ def test_waits_for_limits_are_metrics_by_job_name_and_limit_kind() -> None:
     assert 'reactor_limit_waiting{job_name="two",limit="concurrency"} 2.0' in text
     assert 'reactor_limit_wait_seconds_count{job_name="two",limit="concurrency"} 1.0' in text
     assert 'reactor_limit_wait_seconds_sum{job_name="two",limit="concurrency"} 0.5' in text
+
+
+def test_the_distributors_waiting_groups_take_turns_by_fair_key() -> None:
+    from reactor.core.routing import JobState, NodeState, Presence, Router
+    from reactor.wire import protocol as P
+
+    def waiting(job_id: str, fair: str | None, priority: int = 0) -> JobState:
+        limits = None if fair is None else [None, 0, None, 0, 0, fair]
+        options = P.job_options_wire(None, None, None, None, priority, None, None, limits)
+        wire = P.new_job_wire(job_id, "plain", b"\x80", 0.0, 0.0, None, False, 0.0, options)
+        return JobState(job_id, "plain", wire, None, None, None, 0.0, False, False, priority)
+
+    router = Router(lambda: False)
+    node = router.nodes["n"] = NodeState("n", b"n")
+    node.presence, node.capacity = Presence.UP, 1000
+    for parked in [waiting(f"a{i}", "A") for i in range(50)] + [waiting("p", None)]:
+        router.park(parked)
+    for parked in [waiting(f"b{i}", "B") for i in range(2)] + [waiting("hi", "C", priority=1)]:
+        router.park(parked)
+    order = []
+    for sent, to in router.drain():
+        router.charge(sent, to)
+        order.append(sent.id)
+    assert order[:6] == ["hi", "a0", "p", "b0", "a1", "b1"]
+    assert len(order) == 54 and router.waiting == 0

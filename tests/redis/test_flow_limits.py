@@ -38,11 +38,18 @@ async def pair() -> AsyncIterator[list[Distributor]]:
 
 
 async def _cluster(
-    pair: list[Distributor], start_node: NodeFactory, redis_url: str, count: int = 3
+    pair: list[Distributor],
+    start_node: NodeFactory,
+    redis_url: str,
+    count: int = 3,
+    capacity: int | None = None,
 ) -> list[object]:
     settings = {"limits_store": redis_url, "node_lost_after": LEASE}
     addresses = [d.address for d in pair]
-    nodes = [start_node(f"w{i}", addresses, settings=settings) for i in range(1, count + 1)]
+    nodes = [
+        start_node(f"w{i}", addresses, settings=settings, capacity=capacity)
+        for i in range(1, count + 1)
+    ]
     for i, node in enumerate(nodes, 1):
         for d in pair:
             await wait_for_node(d, f"w{i}", proc=node)
@@ -122,10 +129,17 @@ async def test_a_rate_limit_of_20_per_second_over_300_jobs(
     assert 13.5 <= took <= 16.5, f"300 jobs at 20/s took {took:.1f}s"
 
 
+@pytest.mark.parametrize("capacity", [None, 50], ids=["in-node-queues", "in-distributors"])
 async def test_a_fair_key_never_waits_behind_another_keys_backlog(
-    pair: list[Distributor], start_node: NodeFactory, redis_url: str, tmp_path: Path
+    pair: list[Distributor],
+    start_node: NodeFactory,
+    redis_url: str,
+    tmp_path: Path,
+    capacity: int | None,
 ) -> None:
-    await _cluster(pair, start_node, redis_url)
+    """The backlog waits in the nodes' queues (each takes up to 1,024 jobs), or mostly in the
+    distributors' buffers (each node takes 50 at a time): keys take turns in both."""
+    await _cluster(pair, start_node, redis_url, capacity=capacity)
     path = tmp_path / "fair.txt"
     backlog = _spread(pair, "flow_fair", path, "a", 5000, fair_key="A")
     await async_wait_until(lambda: len(lines(path)) >= 50, 30)  # A's backlog is running
