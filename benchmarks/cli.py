@@ -10,7 +10,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from benchmarks import cpu_bound, instructions, peer_cases, reactor_cases
+from benchmarks import cpu_bound, instructions, limits_overhead, peer_cases, reactor_cases
 from benchmarks.harness import Options, Result, note
 from benchmarks.profiling import py_spy
 from benchmarks.report import Figures, header, json_line, peer_table, reactor_table
@@ -26,6 +26,7 @@ CASES: dict[str, tuple[CaseFn, bool, bool]] = {
     "latency": (reactor_cases.latency, False, False),
     "timers": (reactor_cases.timers, False, False),
     "memory": (reactor_cases.memory, False, False),
+    "limits": (limits_overhead.limits, False, False),  # its Redis modes skip themselves
     "instructions": (instructions.instructions, False, False),
     "cpu_bound": (cpu_bound.cpu_bound, False, False),
     "cpu_bound_peers": (cpu_bound.peers, True, False),  # skips itself under --skip-peers
@@ -43,6 +44,7 @@ GROUPS = {
         "latency",
         "timers",
         "memory",
+        "limits",
         "cpu_bound",
     ),
 }

@@ -293,16 +293,23 @@ class Scratch:
         self._stack.callback(fn)
 
     def node(
-        self, name: str, app: App, *, storage: str = "memory", out: Path | None = None
+        self,
+        name: str,
+        app: App,
+        *,
+        storage: str = "memory",
+        out: Path | None = None,
+        settings: dict[str, Any] | None = None,
     ) -> NodeProcess:
-        """Start a ``reactor node`` process for ``app`` and wait until it is connected."""
+        """Start a ``reactor node`` process for ``app`` and wait until it is connected
+        (``settings``: more ``--set KEY=VALUE`` for it)."""
         env = {OUT_ENV: str(out)} if out is not None else {}
         proc = NodeProcess(
             name,
             [app.address],
             jobs=JOBS_DIR,
             storage=storage,
-            settings={"log_job_processing": "false"},
+            settings={"log_job_processing": "false", **(settings or {})},
             log_path=self.path(f"node-{name}", ".log"),
             env=env,
         )

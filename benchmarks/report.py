@@ -167,13 +167,23 @@ def reactor_table(by: Figures) -> str:
         ">= 1.6x with 2 processes",
         lambda f: bool(f["speedup"] >= 1.6),
     )
-    shown = {"drain_memory", "drain_redis", "enqueue", "latency", "timers", "memory_node"}
+    row("limits", "flow control: drain jobs/s, overhead per job", _limits_show)
+    shown = {"drain_memory", "drain_redis", "enqueue", "latency", "timers", "memory_node", "limits"}
     shown |= {"memory_distributor", "cpu_bound", "instructions"}
     for case, fig in by.items():
         if case not in shown and fig.get("_failed") and not case.startswith(("dramatiq", "celery")):
             rows.append([case, "FAILED: " + str(fig.get("note", ""))[:60], "", "MISSED", "-"])
     headers = ["reactor", "figure", "target", "verdict", "exactly once"]
     return str(tabulate(rows, headers=headers, tablefmt="github"))
+
+
+def _limits_show(f: dict[str, Any]) -> str:
+    parts = [f"plain {_n(f['plain_jobs_per_s'])}/s"]
+    for key, value in f.items():
+        if key.endswith("_overhead_us_per_job"):
+            mode = key[: -len("_overhead_us_per_job")]
+            parts.append(f"{mode} {_n(f[mode + '_jobs_per_s'])}/s ({value:+.1f} µs)")
+    return ", ".join(parts) + f" (n={_n(f['n'])})"
 
 
 def _cpu_show(f: dict[str, Any]) -> str:

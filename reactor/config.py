@@ -43,6 +43,9 @@ DEFAULTS: dict[str, Any] = {
     # A node's result store (a Redis URL): where it keeps the final outcomes its distributor may
     # never hear of, so a result outlives the process that enqueued the job.
     "result_store": None,
+    # Where a node's concurrency slots and rate windows live (a Redis URL): every node sharing it
+    # shares its limits (issue 20). None: each node process keeps its own, in memory.
+    "limits_store": None,
     # Pruning of kept records (complete/failed/cancelled kept by ``remove_*_jobs`` False): seconds
     # after which one is removed, and the most kept per status per node (None: no limit).
     "kept_jobs_ttl": None,
@@ -51,7 +54,7 @@ DEFAULTS: dict[str, Any] = {
 
 _BOOL_KEYS = {k for k, v in DEFAULTS.items() if isinstance(v, bool)}
 _STR_KEYS = {"job_directory", "redis_url"}
-_OPTIONAL_STR_KEYS = {"result_store"}  # None, or a non-empty string
+_OPTIONAL_STR_KEYS = {"result_store", "limits_store"}  # None, or a non-empty string
 _POSITIVE_INT_KEYS = {
     "max_attempt",
     "node_capacity",

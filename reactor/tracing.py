@@ -32,7 +32,7 @@ from reactor.jobs.outcome import Attempt, Outcome
 from reactor.jobs.record import JobRecord
 from reactor.ops import trace_hooks
 from reactor.wire import protocol as P
-from reactor.wire.layout import JOB_FULL_LEN
+from reactor.wire.layout import JOB_TRACE
 
 try:
     from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
@@ -65,7 +65,7 @@ __all__ = ["SYSTEM", "ReactorInstrumentor"]
 #: ``messaging.system`` of every span.
 SYSTEM = "reactor"
 #: Where a JOB wire list holds its trace carrier (the last option), when it has one.
-_TRACE_AT = JOB_FULL_LEN - 1
+_TRACE_AT = JOB_TRACE
 _H = TypeVar("_H")
 
 

@@ -26,6 +26,7 @@ POSITIVE = {
     "memory_node": ["node_bytes_per_job"],
     "memory_distributor": ["distributor_bytes_per_job"],
     "cpu_bound": ["processes_1_jobs_per_s", "processes_2_jobs_per_s", "speedup", "ran_total"],
+    "limits": ["plain_jobs_per_s", "concurrency_key_jobs_per_s", "rate_limit_jobs_per_s"],
 }
 VERIFIED = {"drain_memory", "drain_redis", "enqueue", "latency", "timers", "cpu_bound"}
 

@@ -39,6 +39,7 @@ def test_every_key_round_trips_through_its_variable(monkeypatch: pytest.MonkeyPa
     #: Keys whose value is not typed after their default (None: unset).
     overrides = {
         "result_store": ("redis://db:6379/2", "redis://db:6379/2"),
+        "limits_store": ("redis://db:6379/3", "redis://db:6379/3"),
         "kept_jobs_ttl": ("7d", 604800.0),
         "kept_jobs_max": ("500", 500),
     }

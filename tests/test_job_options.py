@@ -78,7 +78,7 @@ def _marked_options() -> dict[str, Any]:
     """A distinct marker object for every enqueue option, to see which field each lands in."""
     from reactor.jobs.options import EnqueueOptions
 
-    return {field: object() for field in EnqueueOptions._fields if field != "trace"}
+    return {field: object() for field in EnqueueOptions._fields if field not in ("trace", "flow")}
 
 
 class _Recorder(Distributor):
@@ -95,16 +95,18 @@ def test_enqueue_keywords_are_exactly_the_spec_fields_with_its_defaults() -> Non
     import inspect
 
     import reactor
-    from reactor.jobs.options import PLAIN, EnqueueOptions
+    from reactor.jobs.options import EnqueueOptions
 
     for enqueue in (Distributor.enqueue, reactor.enqueue):
         params = inspect.signature(enqueue).parameters
         keywords = {
             n: p.default for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY
         }
-        # ``trace`` is set by tracing instrumentation, never by the caller.
-        fields = {n: d for n, d in EnqueueOptions()._asdict().items() if n != "trace"}
-        assert keywords == fields == {n: d for n, d in PLAIN._asdict().items() if n != "trace"}
+        # ``trace`` is set by tracing instrumentation, never by the caller; ``flow`` gathers the
+        # flow-control keywords (``**flow``, typed by FlowOptions).
+        fields = {n: d for n, d in EnqueueOptions()._asdict().items() if n not in ("trace", "flow")}
+        assert keywords == fields
+        assert params["flow"].kind is inspect.Parameter.VAR_KEYWORD
 
 
 def test_each_keyword_lands_in_its_own_field() -> None:
@@ -120,4 +122,10 @@ def test_each_keyword_lands_in_its_own_field() -> None:
     with facade_routed_to(recorder):
         Runtime.facade.enqueue("job", None, **marked)
     for options in recorder.seen:
-        assert options._asdict() == {**marked, "trace": None}
+        assert options._asdict() == {**marked, "trace": None, "flow": None}
+    flow = {"concurrency_key": "k", "concurrency_limit": 2, "fair_key": "f"}
+    recorder.seen = []
+    recorder.enqueue("job", None, **flow)  # type: ignore[arg-type]
+    with facade_routed_to(recorder):
+        Runtime.facade.enqueue("job", None, **flow)  # type: ignore[arg-type]
+    assert [options.flow for options in recorder.seen] == [flow, flow]

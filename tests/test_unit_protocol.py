@@ -60,7 +60,7 @@ def test_bad_messages_are_rejected_one_by_one() -> None:
     assert decoded == [P.Stored([["ok", 1]]), P.Heartbeat("s", True, 1.0, 8)]
     assert len(errors) == 5
     assert any("unknown message kind 999" in str(e) for e in errors)
-    assert any("Job takes 10 to 17 fields" in str(e) for e in errors)
+    assert any("Job takes 10 to 18 fields" in str(e) for e in errors)
 
 
 @pytest.mark.parametrize(
@@ -225,7 +225,7 @@ def test_wire_list_positions_follow_the_messages_fields() -> None:
         ("timeout", P.JOB_OPTIONS),
     ]:
         assert P.Job._fields.index(field) + 1 == position
-    assert P.JOB_BASE_LEN == P.JOB_OPTIONS == len(P.Job._fields) - 7 + 1
+    assert P.JOB_BASE_LEN == P.JOB_OPTIONS == len(P.Job._fields) - 8 + 1
     assert len(P.Job._fields) + 1 == P.JOB_FULL_LEN
     for field, position in [
         ("id", P.FEEDBACK_ID),
@@ -258,7 +258,7 @@ def test_tags_and_trace_travel_as_the_last_options_and_only_when_set() -> None:
     options = P.job_options_wire(None, None, None, None, 0, ["billing", "eu"], trace)
     assert options == [None, None, None, None, 0, ["billing", "eu"], trace]
     wire = P.new_job_wire("j", "name", b"\x80", 0.0, 0.0, None, False, 9.0, options)
-    assert len(wire) == P.JOB_FULL_LEN
+    assert len(wire) == P.JOB_FULL_LEN - 1  # the limits, the last option, are not set
     decoded, errors = P.Codec().decode(P.Codec().encode([wire]))
     assert errors == []
     assert decoded[0].tags == ["billing", "eu"] and decoded[0].trace == trace
@@ -290,7 +290,11 @@ def test_tags_and_trace_travel_as_the_last_options_and_only_when_set() -> None:
         ([None, None, None, None, 0, None, ["traceparent", 1]], "trace"),
         ([None, None, None, None, 0, None, ["traceparent"]], "trace"),
         ([None, None, None, None, 0, None, []], "trace"),
-        ([None, None, None, None, 0, None, None, "extra"], None),
+        ([None, None, None, None, 0, None, None, "x"], "limits"),
+        ([None, None, None, None, 0, None, None, ["k", 0, None, 0, 0]], "limits"),
+        ([None, None, None, None, 0, None, None, ["k", 2, None, 0, 5, None]], "limits"),
+        ([None, None, None, None, 0, None, None, ["", 2, None, 0, 0, None]], "limits"),
+        ([None, None, None, None, 0, None, None, None, "extra"], None),
     ],
 )
 def test_bad_job_options_are_refused_by_name(options: list[Any], field: str | None) -> None:
@@ -298,4 +302,4 @@ def test_bad_job_options_are_refused_by_name(options: list[Any], field: str | No
     decoded, errors = P.Codec().decode(msgpack.packb([item]))
     assert decoded == []
     assert len(errors) == 1
-    assert (f"Job.{field} " if field else "takes 10 to 17 fields") in str(errors[0])
+    assert (f"Job.{field} " if field else "takes 10 to 18 fields") in str(errors[0])

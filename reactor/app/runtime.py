@@ -16,7 +16,7 @@ import signal
 import threading
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, Unpack
 
 from reactor.app.forkguard import ForkGuard
 from reactor.config import Config
@@ -24,6 +24,7 @@ from reactor.distributor.drain import wait_interruptibly
 from reactor.distributor.driver import Distributor
 from reactor.distributor.handle import Feedback, JobHandle, ProgressFeedback
 from reactor.errors import ReactorError
+from reactor.jobs.limits import FlowOptions
 from reactor.jobs.options import options_from
 from reactor.node.driver import Node
 from reactor.storage import Storage
@@ -443,6 +444,7 @@ class Runtime:
         unique_for: float | None = None,
         tags: list[str] | None = None,
         on_progress: ProgressFeedback | None = None,
+        **flow: Unpack[FlowOptions],
     ) -> JobHandle:
         """Enqueue through the facade's distributor (see :meth:`Distributor.enqueue`)."""
         distributor = self._current() if self._forked else self.distributor
@@ -452,7 +454,8 @@ class Runtime:
         # fmt: off
         options = options_from((on_success, on_error, after, run_at, period, defer, node,
                                 not_node, timeout, max_attempt, cron, tz, priority, unique_key,
-                                unique_for, tags, None, on_progress))
+                                unique_for, tags, None, on_progress,
+                                flow or None))
         # fmt: on
         return distributor.submit(name, args, options)
 

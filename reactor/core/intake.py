@@ -55,6 +55,8 @@ def new_record(m: P.Job, link: LinkState, node: str, now: float, wall: float) ->
         record.cron = m.cron
         record.tz = m.tz
         record.priority = m.priority
+    if m.limits is not None:
+        record.limits = m.limits
     if m.tags is not None or m.trace is not None:
         record.tags = m.tags
         record.trace = (

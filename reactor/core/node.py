@@ -6,7 +6,8 @@ finished attempts, and acts through a :class:`NodePort` (send, store, write, arm
 It is a thin dispatcher over parts that own their state: :class:`~reactor.core.intake.Intake`
 (receipt, adoption, cancel, revoke, resume), :class:`~reactor.core.runqueue.RunQueue` (due jobs,
 timers, held jobs, slot waiters), :class:`~reactor.core.start.StartRule` (which jobs start now)
-and :class:`~reactor.core.outcomes.Outcomes` (ended attempts, feedback, hand-back). The protocol
+:class:`~reactor.core.limits.Limits` (concurrency and rate limits) and
+:class:`~reactor.core.outcomes.Outcomes` (ended attempts, feedback, hand-back). The protocol
 with each distributor (hello, heartbeats, sync, acks) stays here; LinkState says when its jobs run.
 """
 
@@ -16,13 +17,16 @@ import logging
 import random
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from reactor.config import Config
+from reactor.core.gate import MemoryGate
 from reactor.core.intake import Intake
 from reactor.core.lifecycle import RetryPolicy
+from reactor.core.limits import Gate, Limits
 from reactor.core.link import SYNC_CHUNK, LinkState
 from reactor.core.outcomes import Outcomes
+from reactor.core.port import NodePort as NodePort
 from reactor.core.runqueue import RunQueue
 from reactor.core.schedule import TimerHeap
 from reactor.core.start import Kinds, StartRule
@@ -38,53 +42,13 @@ log = logging.getLogger("reactor.node")
 _Handler = Callable[[LinkState, Any, float], None]
 
 
-class NodePort(Protocol):
-    """What the core asks of its driver."""
-
-    def send(self, link: str, message: P.Message | list[Any]) -> None:
-        """Queue a message to the distributor ``link`` (``host:port``)."""
-
-    def store(self, link: str, records: list[JobRecord]) -> bool:
-        """Persist new records; True if done already, else the driver calls back later."""
-
-    def write(self, record: JobRecord) -> None:
-        """Persist the record's current state (written behind, in order)."""
-
-    def remove(self, record: JobRecord) -> None:
-        """Forget the record in storage."""
-
-    def exists(self, records: list[JobRecord]) -> list[bool] | None:
-        """Whether each record is still stored, or None when the answer comes later."""
-
-    def arm(self, due: float) -> None:
-        """Wake the core at monotonic time ``due`` (the earliest job timer changed)."""
-
-    def kick(self) -> None:
-        """Jobs are ready to run."""
-
-    def starting(self, job: JobRecord, wall: float) -> None:
-        """An attempt of ``job`` is about to begin (its ``run_at`` still says when it was due)."""
-
-    def cancelled(self, job: JobRecord) -> None:
-        """``job`` ends cancelled without an attempt that ran (a cancel or a destroy)."""
-
-    def interrupt(self, job: JobRecord) -> None:
-        """A cancel reached ``job``'s running attempt: stop it (async) or flag it (def)."""
-
-    def unknown(self, job: JobRecord) -> str:
-        """The node has no job of this name: the error message it fails with."""
-
-    def refused(self, link: str, kind: str, reason: str) -> None:
-        """A distributor refused this node (name taken, protocol mismatch)."""
-
-    def keep_result(self, name: str, message: list[Any]) -> None:
-        """Keep a final FEEDBACK (wire list) of job ``name`` in the result store: its
-        distributor may never hear of it (only called when :attr:`NodeCore.keeps_results`)."""
+def _no_body(args: dict[str, Any]) -> None:
+    """The body of the placeholder entries of :func:`inline_kinds`."""
 
 
 def inline_kinds(job_names: list[str]) -> Kinds:
     """Every name in ``job_names`` as a ``def`` job (the default for cores driven by hand)."""
-    entries = {name: JobEntry(name, body=lambda args: None) for name in job_names}
+    entries = {name: JobEntry(name, body=_no_body) for name in job_names}
     return entries.get
 
 
@@ -110,6 +74,7 @@ class NodeCore:
         policies: Mapping[str, RetryPolicy] | None = None,
         rng: random.Random | None = None,
         kinds: Kinds | None = None,
+        gate: Gate | None = None,
     ) -> None:
         self.port = port
         self.name = name
@@ -138,6 +103,8 @@ class NodeCore:
         self.stats = {"received": 0, "succeeded": 0, "failed": 0, "cancelled": 0, "attempts": 0}
         # The parts, each reaching the ones made before it directly and the others via the core.
         queue = self.queue = RunQueue(self)
+        lease = float(config["node_lost_after"])
+        self.limits = Limits(self, gate or MemoryGate(lease=lease))
         start = self.start = StartRule(
             self, capacity=capacity, kinds=kinds or inline_kinds(job_names)
         )
@@ -248,6 +215,7 @@ class NodeCore:
         ``wall``, a jump of the wall clock re-arms the jobs waiting for a wall instant."""
         if wall is not None:
             self._check_wall(now, wall)
+        self.limits.tick(now)
         for link in self.links.values():
             if link.refused is not None:
                 continue

@@ -70,6 +70,8 @@ class Outcomes:
     def finished(self, job: JobRecord, attempt: Attempt, now: float, wall: float) -> None:
         """An attempt ended: apply the job's lifecycle rules (DESIGN §5)."""
         self.start.running -= 1
+        if job.permit is not None:
+            self.core.limits.release(job)
         if job.revoked:
             self.core.intake.forget(job)
             return
@@ -166,6 +168,8 @@ class Outcomes:
         """End a job that cannot run (unknown name, undecodable args): error feedback, no retry."""
         if job.phase == R.RUNNING:
             self.start.running -= 1
+        if job.permit is not None:
+            self.core.limits.release(job)
         job.failed_at = wall
         job.last_error = f"{type_name}: {message}"
         log.error(

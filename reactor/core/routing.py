@@ -2,9 +2,10 @@
 
 Plain objects with no sockets: the distributor core asks the router where to send a job and
 parks jobs that cannot go anywhere yet; the router owns the nodes' credit counts. Waiting jobs
-are grouped by their routing constraints and priority, so a job that no connected node may take
-never makes the others wait behind it, a pump costs O(groups), and higher-priority groups are
-served first (FIFO within a group).
+are grouped by their routing constraints, priority and ``fair_key``, so a job that no connected
+node may take never makes the others wait behind it, a pump costs O(groups), and higher-priority
+groups are served first (FIFO within a group). While jobs with a fair key wait, the groups of one
+priority take turns, one job each, so one key's backlog never holds back another key's jobs.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable, Iterator
 from enum import Enum
 from typing import Any
 
-from reactor.wire.layout import JOB_ASG
+from reactor.wire.layout import JOB_ASG, JOB_LIMITS
 
 
 class JobState:
@@ -183,11 +184,18 @@ class Contender:
         self.where = where
 
 
-GroupKey = tuple[str | None, str | None, int]  # node, not_node, priority
+GroupKey = tuple[str | None, str | None, int, str | None]  # node, not_node, priority, fair key
 
 
 def _higher_first(key: GroupKey) -> int:
     return -key[2]
+
+
+def group_key(job: JobState) -> GroupKey:
+    """Where ``job`` waits: its routing constraints, priority and fair key (issue 20)."""
+    wire = job.wire
+    limits = wire[JOB_LIMITS] if len(wire) > JOB_LIMITS else None
+    return job.node, job.not_node, job.priority, None if limits is None else limits[5]
 
 
 class Router:
@@ -200,6 +208,7 @@ class Router:
         self._order: list[NodeState] | None = None
         self._groups: dict[GroupKey, deque[JobState]] = {}
         self._ranked = 0  # groups of a non-zero priority: only then does a pump sort the groups
+        self._fair = 0  # groups of a fair key: only then do groups take turns
         self.waiting = 0
 
     # -- picking --------------------------------------------------------------------------------
@@ -249,7 +258,7 @@ class Router:
 
     def can_route(self, key: GroupKey) -> bool:
         """Cheap check whether any node could take a job with this routing key now."""
-        node, not_node, _ = key
+        node, not_node = key[0], key[1]
         if node is not None and self._strict():
             wanted = self.nodes.get(node)
             return wanted is not None and wanted.has_room and node != not_node
@@ -277,12 +286,14 @@ class Router:
     def park(self, job: JobState, *, front: bool = False) -> None:
         """Hold ``job`` until a node can take it (at the front of its priority for jobs coming
         back)."""
-        key = (job.node, job.not_node, job.priority)
+        key = group_key(job)
         group = self._groups.get(key)
         if group is None:
             group = self._groups[key] = deque()
             if job.priority:
                 self._ranked += 1
+            if key[3] is not None:
+                self._fair += 1
         if front:
             group.appendleft(job)
         else:
@@ -291,7 +302,7 @@ class Router:
 
     def unpark(self, job: JobState) -> bool:
         """Remove a waiting job (cancelled); returns False if it was not waiting."""
-        group = self._groups.get((job.node, job.not_node, job.priority))
+        group = self._groups.get(group_key(job))
         if group is None:
             return False
         try:
@@ -303,10 +314,13 @@ class Router:
 
     def drain(self) -> Iterator[tuple[JobState, NodeState]]:
         """Yield (job, node) for every waiting job that can be placed now: higher priorities
-        first, then oldest groups first."""
+        first, then oldest groups first (taking turns while fair-keyed groups wait)."""
         keys = list(self._groups)
         if self._ranked:
             keys.sort(key=_higher_first)  # stable: equal priorities keep their age order
+        if self._fair:
+            yield from self._take_turns(keys)
+            return
         for key in keys:
             group = self._groups.get(key)
             if group and not self.can_route(key):
@@ -320,9 +334,40 @@ class Router:
                 self.waiting -= 1
                 yield job, node
             if group is not None and not group:
-                del self._groups[key]
-                if key[2]:
-                    self._ranked -= 1
+                self._drop(key)
+
+    def _take_turns(self, keys: list[GroupKey]) -> Iterator[tuple[JobState, NodeState]]:
+        """:meth:`drain` with fair keys: within each priority, one job per group per turn."""
+        start = 0
+        while start < len(keys):
+            end = start
+            while end < len(keys) and keys[end][2] == keys[start][2]:
+                end += 1
+            tier, moved = keys[start:end], True
+            while moved:
+                moved = False
+                for key in tier:
+                    group = self._groups.get(key)
+                    if not group:
+                        continue
+                    node = self.pick(group[0])
+                    if node is None:
+                        continue
+                    job = group.popleft()
+                    self.waiting -= 1
+                    moved = True
+                    if not group:
+                        self._drop(key)
+                    yield job, node
+            start = end
+
+    def _drop(self, key: GroupKey) -> None:
+        """An emptied group goes."""
+        del self._groups[key]
+        if key[2]:
+            self._ranked -= 1
+        if key[3] is not None:
+            self._fair -= 1
 
     def waiting_jobs(self) -> list[JobState]:
         """Every waiting job, for the live view (higher priorities first)."""

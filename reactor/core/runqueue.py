@@ -2,8 +2,9 @@
 
 A due job of priority 0 waits in a plain deque; one with a priority in a heap, so only jobs that
 carry a priority pay for it. Jobs of a distributor whose link is not runnable are held until it
-is; async jobs that found every slot taken wait in ``slot_wait``. Which job starts is decided by
-:class:`reactor.core.start.StartRule`, which takes jobs from here.
+is; async jobs that found every slot taken wait in ``slot_wait``. Jobs with a ``fair_key=`` wait
+in a :class:`~reactor.core.fairness.FairQueue`, keys taking turns within each priority. Which
+job starts is decided by :class:`reactor.core.start.StartRule`, which takes jobs from here.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING
 
+from reactor.core.fairness import FairQueue
 from reactor.core.schedule import SLACK, TimerHeap
 from reactor.core.wallclock import at_wall
 from reactor.jobs import record as R
@@ -40,18 +42,22 @@ class RunQueue:
         self._front = itertools.count(-1, -1)  # orders of jobs put back at the front
         self.held: deque[JobRecord] = deque()  # due, but their link is not runnable yet
         self.slot_wait: deque[JobRecord] = deque()  # due async jobs waiting for a free slot
+        self.fair = FairQueue()  # due jobs with a fair_key, keys taking turns
+        self._fair_turn = False  # on a priority tie: whether the fair queue goes next
         self.timers: TimerHeap[JobRecord] = TimerHeap()
         self.armed = float("inf")
 
     @property
     def empty(self) -> bool:
         """Whether no job is due (ready, ranked or waiting for a slot)."""
-        return not self.ready and not self.ranked and not self.slot_wait
+        return not self.ready and not self.ranked and not self.slot_wait and not self.fair.size
 
     def make_ready(self, job: JobRecord, *, front: bool = False) -> None:
         """Queue a due job: higher priority first, FIFO within one (``front``: ahead of its
-        priority, for a job that was already next)."""
-        if job.priority:
+        priority, for a job that was already next); keys take turns among fair-keyed jobs."""
+        if job.limits is not None and job.limits[5] is not None:
+            self.fair.push(job, job.limits[5], front=front)
+        elif job.priority:
             order = next(self._front) if front else next(self._order)
             heapq.heappush(self.ranked, (-job.priority, order, job))
         elif front:
@@ -82,7 +88,7 @@ class RunQueue:
                 self.port.arm(due)
         else:
             job.phase = R.READY
-            if job.priority:
+            if job.priority or job.limits is not None:
                 self.make_ready(job)
             else:
                 self.ready.append(job)
@@ -175,10 +181,13 @@ class RunQueue:
         ready = self.ready
         ranked = self.ranked
         links = self.links
+        fair = self.fair
         while True:
             # A ranked job goes first when its priority is above 0 (its key is -priority), or
             # when no plain job is left; without ranked jobs this is the plain deque path.
-            if ranked and (ranked[0][0] < 0 or not ready):
+            if fair.size and self._fair_next():
+                job = fair.pop(max(fair.rings))
+            elif ranked and (ranked[0][0] < 0 or not ready):
                 job = heapq.heappop(ranked)[2]
             elif ready:
                 job = ready.popleft()
@@ -201,6 +210,21 @@ class RunQueue:
                 continue
             return job
 
+    def _fair_next(self) -> bool:
+        """Whether the fair queue's job goes before the plain and ranked ones: its priority is
+        higher, or equal and it is its turn (they alternate)."""
+        best = max(self.fair.rings)
+        if self.ranked and (self.ranked[0][0] < 0 or not self.ready):
+            other: int | None = -self.ranked[0][0]
+        else:
+            other = 0 if self.ready else None
+        if other is None or best > other:
+            return True
+        if best < other:
+            return False
+        self._fair_turn = not self._fair_turn
+        return self._fair_turn
+
     def wait_slot(self, job: JobRecord) -> None:
         """An async job found every slot taken: it starts when one frees (higher priority
         first, FIFO within one; plain jobs with no ranked ones around just append)."""
@@ -222,7 +246,8 @@ class RunQueue:
     def take_due(self) -> list[JobRecord]:
         """Empty the queue of due jobs, in start order (for a hand-back); see :meth:`requeue`."""
         ranked = [entry[2] for entry in sorted(self.ranked)]
-        due = [j for j in (*ranked, *self.ready, *self.slot_wait) if j.phase == R.READY]
+        fair = self.fair.take_all()
+        due = [j for j in (*ranked, *self.ready, *fair, *self.slot_wait) if j.phase == R.READY]
         self.ready.clear()
         self.ranked.clear()
         self.slot_wait.clear()
@@ -237,6 +262,9 @@ class RunQueue:
     def prune(self) -> None:
         """Drop every queued job that is no longer due (the node stops: they were handed back)."""
         self.ready = deque(j for j in self.ready if j.phase == R.READY)
+        for job in self.fair.take_all():
+            if job.phase == R.READY:
+                self.make_ready(job)
         self.ranked[:] = [entry for entry in self.ranked if entry[2].phase == R.READY]
         heapq.heapify(self.ranked)
         self.held = deque(j for j in self.held if j.phase == R.READY)

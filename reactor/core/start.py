@@ -7,7 +7,9 @@ decides: a name the node does not know fails with ``NoSuchJob``; an ``async def`
 ``defer=True`` body needs one of ``capacity`` slots and waits for one when all are taken; a
 ``def`` job runs on the loop, one at a time, and needs none. A job that may start is begun: its
 attempt is counted and written (or, for write-ahead, handed back to be written as a batch).
-Limits still to come (concurrency or rate per key) belong in :meth:`StartRule.start_next`.
+A job that carries limits (``@job(concurrency=, rate_limit=)``, ``concurrency_key=``,
+``rate_key=``) also needs them granted (:class:`reactor.core.limits.Limits`); one without pays
+a single check.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class StartRule:
         self.stats = core.stats
         self.capacity = capacity
         self.kinds = kinds
+        self.limits = core.limits
         self.running = 0  # begun and not ended: slot jobs, and the def job on the loop
         #: config["log_job_processing"], read once: checked for every job on the hot path.
         self.log_processing = bool(core.config["log_job_processing"])
@@ -72,6 +75,8 @@ class StartRule:
                 continue
             if (entry.is_async or job.defer) and self.running >= self.capacity:
                 self.queue.wait_slot(job)
+                continue
+            if (job.limits is not None or entry.claims) and not self.limits.admit(job, entry, now):
                 continue
             self.port.starting(job, wall)
             self.begin(job, wall, write=write)
@@ -141,6 +146,8 @@ class StartRule:
         """A begun job will not start after all: it was revoked or cancelled while its attempt
         was being written (the attempt stays counted)."""
         self.running -= 1
+        if job.permit is not None:
+            self.limits.release(job)
         if job.revoked:
             self.core.intake.forget(job)
         else:

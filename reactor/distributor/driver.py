@@ -16,7 +16,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from reactor.config import Config
 from reactor.core.distributor import DistributorCore
@@ -30,6 +30,7 @@ from reactor.distributor.inbox import Inbox
 from reactor.distributor.listener import open_router, serve_router
 from reactor.distributor.unique import ForeignJobHandle, UniqueKeys
 from reactor.errors import BackPressureError, ReactorError
+from reactor.jobs.limits import FlowOptions
 from reactor.jobs.options import PLAIN, ROUTINE, EnqueueOptions, check_feedback, options_from
 from reactor.net.transport import GOODBYE_LINGER, Endpoint
 from reactor.ops import trace_hooks
@@ -293,6 +294,7 @@ class Distributor:
         unique_for: float | None = None,
         tags: list[str] | None = None,
         on_progress: ProgressFeedback | None = None,
+        **flow: Unpack[FlowOptions],
     ) -> JobHandle:
         """Send a job to a node; returns at once with a handle. Safe from any thread.
 
@@ -319,7 +321,8 @@ class Distributor:
         # fmt: off
         options = options_from((on_success, on_error, after, run_at, period, defer, node,
                                 not_node, timeout, max_attempt, cron, tz, priority, unique_key,
-                                unique_for, tags, None, on_progress))
+                                unique_for, tags, None, on_progress,
+                                flow or None))
         # fmt: on
         return self.submit(name, args, options)
 
@@ -352,7 +355,7 @@ class Distributor:
         delay, at, job_options = options.check()
         # One unpack reads every option at the cost of one attribute read.
         (on_success, on_error, _, _, period, defer, node, not_node, _, _,
-         cron, _, priority, unique_key, unique_for, _, _, on_progress) = options  # fmt: skip
+         cron, _, priority, unique_key, unique_for, _, _, on_progress, _) = options  # fmt: skip
         period = None if period is None else float(period)
         packed = P.pack_args({} if args is None else args, max_size=self._max_args)
         job_id = f"{self._id_prefix}{next(self._ids):x}"

@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 from reactor.errors import ConfigError
 from reactor.jobs.cron import cron_schedule
+from reactor.jobs.limits import FlowOptions, limits_wire
 from reactor.wire import protocol as P
 
 #: A feedback callable: called with the job's final (or periodic run's) args.
@@ -52,6 +53,8 @@ class EnqueueOptions(NamedTuple):
     tags: list[str] | tuple[str, ...] | None = None
     trace: dict[str, str] | None = None
     on_progress: ProgressFeedback | None = None
+    #: The flow-control keywords (``concurrency_key=`` ...; issue 20), None when none given.
+    flow: FlowOptions | None = None
 
     def check(self) -> tuple[float, float, list[Any]]:
         """Refuse a bad option, saying what was wrong; say when the job is due and how it runs.
@@ -66,8 +69,8 @@ class EnqueueOptions(NamedTuple):
             ValueError: a bad value (see ``Distributor.enqueue``).
         """
         # One unpack reads every field at the cost of one attribute read.
-        (on_success, on_error, after, run_at, period, _, node, not_node, timeout, max_attempt,
-         cron, tz, priority, unique_key, unique_for, tags, trace, on_progress) = self  # fmt: skip
+        (on_success, on_error, after, run_at, period, _, node, not_node, timeout, max_attempt, cron,
+         tz, priority, unique_key, unique_for, tags, trace, on_progress, flow) = self  # fmt: skip
         if period is not None and (
             isinstance(period, bool)
             or not isinstance(period, int | float)
@@ -92,6 +95,7 @@ class EnqueueOptions(NamedTuple):
             or priority != 0
             or tags is not None
             or trace is not None
+            or flow is not None
         ):
             job_options = check_job_options(self)
         if after is not None or run_at is not None:
@@ -229,7 +233,28 @@ def check_job_options(options: EnqueueOptions) -> list[Any]:
     if tags is not None:
         tags = check_tags(tags)
     flat = None if trace is None else flat_trace(trace)
-    return P.job_options_wire(timeout, max_attempt, cron, tz, priority, tags, flat)
+    limits = None if options.flow is None else check_flow(options.flow)
+    return P.job_options_wire(timeout, max_attempt, cron, tz, priority, tags, flat, limits)
+
+
+def check_flow(flow: FlowOptions) -> list[Any] | None:
+    """The JOB message's ``limits`` for the flow-control keywords (issue 20).
+
+    Raises:
+        TypeError: an unknown keyword.
+        ConfigError: a bad limit or key (see :func:`reactor.jobs.limits.limits_wire`).
+    """
+    given: dict[str, Any] = dict(flow)
+    unknown = set(given) - set(FlowOptions.__annotations__)
+    if unknown:
+        raise TypeError(f"enqueue() got an unexpected keyword argument {sorted(unknown)[0]!r}")
+    return limits_wire(
+        given.get("concurrency_key"),
+        given.get("concurrency_limit"),
+        given.get("rate_key"),
+        given.get("rate_limit"),
+        given.get("fair_key"),
+    )
 
 
 def flat_trace(trace: Any) -> list[str]:

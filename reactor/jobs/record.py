@@ -46,6 +46,7 @@ FIELDS: Final = (
     "priority",
     "tags",
     "trace",
+    "limits",
 )
 #: The per-job options among FIELDS: set at enqueue, never changed, and stored only when they
 #: differ from these defaults (so a plain job's record is no bigger for them).
@@ -57,6 +58,7 @@ OPTION_DEFAULTS: Final = {
     "priority": 0,
     "tags": None,
     "trace": None,
+    "limits": None,
 }
 
 # Where a record stands on its node (runtime only, never stored).
@@ -81,7 +83,8 @@ class JobRecord:
     ``timeout``, ``max_attempt``, ``cron``/``tz`` and ``priority`` are the enqueue's per-job
     options (None: the job's ``@job`` option or the node's setting; a cron job repeats on its
     schedule the way a periodic one repeats after ``period``); ``tags`` are the user's labels
-    and ``trace`` the enqueue's OpenTelemetry context (a W3C carrier), both None when not given.
+    and ``trace`` the enqueue's OpenTelemetry context (a W3C carrier), both None when not given;
+    ``limits`` the enqueue's flow-control options (the JOB message's list, None: none).
     """
 
     __slots__ = (
@@ -100,11 +103,13 @@ class JobRecord:
         "id",
         "interrupted",
         "last_error",
+        "limits",
         "make_after",
         "max_attempt",
         "name",
         "node",
         "period",
+        "permit",
         "phase",
         "priority",
         "result_kept",
@@ -146,6 +151,7 @@ class JobRecord:
         priority: int = 0,
         tags: list[str] | None = None,
         trace: dict[str, str] | None = None,
+        limits: list[Any] | None = None,
     ) -> None:
         self.id = id
         self.name = name
@@ -171,6 +177,8 @@ class JobRecord:
         self.priority = priority
         self.tags = tags
         self.trace = trace
+        self.limits = limits
+        self.permit: object | None = None  # the limits it holds while it runs (issue 20)
         self.due = 0.0
         self.phase = STORING
         self.cancel_requested = False

@@ -10,11 +10,12 @@ from __future__ import annotations
 import inspect
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeVar
 
 from reactor.errors import ConfigError
 from reactor.jobs.backoff import Backoff
+from reactor.jobs.limits import Claim, check_concurrency, name_claims, parse_rate
 
 Step = Callable[[dict[str, Any]], Any]
 F = TypeVar("F", bound=Step)
@@ -33,6 +34,8 @@ class JobOptions:
     backoff: Backoff | None = None
     retry_on: tuple[type[Exception], ...] = ()
     give_up_on: tuple[type[Exception], ...] = ()
+    concurrency: int | None = None
+    rate: tuple[int, int] | None = None  # (starts, per seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +137,8 @@ def job(
     backoff: Backoff | None = None,
     retry_on: type[Exception] | tuple[type[Exception], ...] = (),
     give_up_on: type[Exception] | tuple[type[Exception], ...] = (),
+    concurrency: int | None = None,
+    rate_limit: str | None = None,
 ) -> Callable[[F], F]:
     """Define the job ``name``; the function (``def`` or ``async def``) gets the args dict.
 
@@ -149,11 +154,23 @@ def job(
             other fails the job at once.
         give_up_on: these exceptions fail the job at once, without retries (they win over
             ``retry_on``).
+        concurrency: at most this many attempts of this job name run at once (cluster-wide
+            with a shared ``limits_store``; see docs/guide/flow-control.md).
+        rate_limit: at most N starts in any window, ``"N/s"``, ``"N/m"`` or ``"N/h"``.
 
     Raises:
         ConfigError: an option is invalid (at decoration time, so the job file fails to load).
     """
-    options = check_options(f"@job({name!r})", max_attempt, timeout, backoff, retry_on, give_up_on)
+    where = f"@job({name!r})"
+    options = check_options(where, max_attempt, timeout, backoff, retry_on, give_up_on)
+    if concurrency is not None or rate_limit is not None:
+        options = replace(
+            options,
+            concurrency=None
+            if concurrency is None
+            else check_concurrency(concurrency, f"{where}: concurrency"),
+            rate=None if rate_limit is None else parse_rate(rate_limit, f"{where}: rate_limit"),
+        )
     return _marker("job", name, name, options)
 
 
@@ -187,6 +204,8 @@ class JobEntry:
     origin: str = ""
     retry_on: tuple[type[Exception], ...] = ()
     give_up_on: tuple[type[Exception], ...] = ()
+    #: The claims of its ``@job(concurrency=, rate_limit=)`` (empty: none; issue 20).
+    claims: list[Claim] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._refresh()
@@ -219,6 +238,8 @@ class JobRegistry:
         origin: str = "",
         retry_on: type[Exception] | tuple[type[Exception], ...] = (),
         give_up_on: type[Exception] | tuple[type[Exception], ...] = (),
+        concurrency: int | None = None,
+        rate: tuple[int, int] | None = None,
     ) -> JobEntry:
         """Define the job ``name``, once.
 
@@ -245,6 +266,7 @@ class JobRegistry:
             origin=origin,
             retry_on=options.retry_on,
             give_up_on=options.give_up_on,
+            claims=name_claims(name, concurrency, rate),
         )
         self._jobs[name] = entry
         return entry
@@ -281,6 +303,8 @@ class JobRegistry:
                     origin=d.origin,
                     retry_on=o.retry_on,
                     give_up_on=o.give_up_on,
+                    concurrency=o.concurrency,
+                    rate=o.rate,
                 )
             elif d.kind == "callback":
                 self.add_callback(d.job_name, d.fn)

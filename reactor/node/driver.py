@@ -38,7 +38,7 @@ from reactor.node.views import metrics_state, not_ready, snapshot
 from reactor.node.write_ahead import WriteAhead
 from reactor.ops.health import Health
 from reactor.ops.metrics import Metrics, MetricsServer
-from reactor.storage import Storage, resolve_storage
+from reactor.storage import Storage, limits_gate, resolve_storage
 from reactor.wire import protocol as P
 
 if TYPE_CHECKING:
@@ -64,8 +64,7 @@ class Node:
         metrics_port: serve Prometheus metrics at ``http://127.0.0.1:PORT/metrics`` (0: a free
             port, see ``metrics_server.port``); None: no server (:attr:`metrics` still counts).
         metrics_host: the address the metrics server binds.
-        discover: a Redis URL where distributors announce themselves: the node dials every
-            live one and follows them as they come and go (with or without ``distributors``).
+        discover: a Redis URL where distributors announce themselves (the node follows them).
     """
 
     def __init__(
@@ -188,6 +187,7 @@ class Node:
                 retry_multiplier=float(self.config["retry_multiplier"]),
             ),
             kinds=self.registry.get,
+            gate=limits_gate(self.config, self._spawn),
         )
         keeper = self._keeper = StorageKeeper(
             self.name,

@@ -22,6 +22,7 @@ from reactor.jobs.record import FINISHED, JobRecord
 from reactor.ops.metrics import Metrics
 from reactor.storage import Storage
 from reactor.storage.base import Pruned
+from reactor.storage.limits import RedisGate
 from reactor.storage.results import ResultWriter
 from reactor.wire import protocol as P
 
@@ -240,6 +241,8 @@ class StorageKeeper:
             self.pruner.close()
         if self.results is not None:
             await self.results.close()
+        if isinstance(self.core.limits.gate, RedisGate):
+            await self.core.limits.gate.close()
 
     def store(self, link: str, records: list[JobRecord]) -> bool:
         """Persist new records; False: the answer comes from a task."""

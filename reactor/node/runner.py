@@ -120,7 +120,7 @@ class Runner:
         now = self._drain(core, ahead, now, wall)
         if now < 0.0:  # the slice is over: the rest runs after the loop served I/O
             queue = core.queue
-            if queue.ready or queue.ranked or (ahead is not None and ahead.written):
+            if queue.ready or queue.ranked or queue.fair.size or (ahead and ahead.written):
                 self.kick()
             return
         if ahead is not None:  # room again: the written jobs ran (and freed their slots)

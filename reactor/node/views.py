@@ -26,7 +26,9 @@ def metrics_state(core: NodeCore | None, links: Iterable[Link]) -> State:
     rejected = sum(
         sum(link.endpoint.rejected.values()) for link in list(links) if link.endpoint is not None
     )
-    return State(in_flight, waiting, not core.storage_ok, rejected)
+    limits = core.limits
+    waits = {key: (int(n), total) for key, (n, total) in list(limits.waits.items())}
+    return State(in_flight, waiting, not core.storage_ok, rejected, limits.waiting_by_name(), waits)
 
 
 def not_ready(core: NodeCore | None) -> str | None:
@@ -54,7 +56,7 @@ def snapshot(name: str, core: NodeCore | None) -> dict[str, Any]:
         "name": name,
         "accepting": core.accepting,
         "held": len(core.jobs),
-        "ready": len(core.ready) + len(core.ranked),
+        "ready": len(core.ready) + len(core.ranked) + core.queue.fair.size,
         "running": core.running,
         "timers": len(core.timers),
         "distributors": {key: s.welcomed for key, s in core.links.items()},

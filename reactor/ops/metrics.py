@@ -23,6 +23,7 @@ from prometheus_client.core import (
     GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
+    SummaryMetricFamily,
 )
 from prometheus_client.registry import Collector
 
@@ -121,6 +122,10 @@ class State:
     waiting: Mapping[str, int] = field(default_factory=dict)
     storage_down: bool = False
     rejected_frames: int = 0
+    #: Jobs waiting for a limit now, per (job name, limit kind); and the waits that ended in a
+    #: start, per (job name, limit kind): (count, seconds in all). Issue 20.
+    limit_waiting: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    limit_waits: Mapping[tuple[str, str], tuple[int, float]] = field(default_factory=dict)
 
 
 class Metrics:
@@ -394,6 +399,7 @@ class _Collector(Collector):
             "Malformed, oversized or unknown frames dropped.",
             value=state.rejected_frames,
         )
+        yield from _limit_families(state)
         write = HistogramMetricFamily(
             "reactor_storage_write_seconds", "How long one storage write (a batch) took."
         )
@@ -404,6 +410,28 @@ class _Collector(Collector):
             "1 while storage cannot be reached, else 0.",
             value=1 if state.storage_down else 0,
         )
+
+
+def _limit_families(state: State) -> Iterator[Metric]:
+    """The flow-control families, labelled by job name and limit kind (concurrency, rate): the
+    limit keys themselves are the application's and unbounded, so they are no label."""
+    labels = ["job_name", "limit"]
+    waiting = GaugeMetricFamily(
+        "reactor_limit_waiting",
+        "Jobs due but waiting for a concurrency or rate limit.",
+        labels=labels,
+    )
+    for (name, kind), count in sorted(state.limit_waiting.items()):
+        waiting.add_metric([name, kind], count)
+    yield waiting
+    waited = SummaryMetricFamily(
+        "reactor_limit_wait_seconds",
+        "How long jobs waited for a concurrency or rate limit before they started.",
+        labels=labels,
+    )
+    for (name, kind), (count, seconds) in sorted(state.limit_waits.items()):
+        waited.add_metric([name, kind], count_value=count, sum_value=seconds)
+    yield waited
 
 
 def _buckets(h: Hist) -> tuple[list[tuple[str, float]], float]:

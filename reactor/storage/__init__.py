@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
 from reactor.errors import ConfigError
 from reactor.storage.base import Storage
 
-__all__ = ["Storage", "resolve_storage"]
+if TYPE_CHECKING:
+    from reactor.config import Config
+    from reactor.storage.limits import RedisGate
+
+__all__ = ["Storage", "limits_gate", "resolve_storage"]
 
 _NAMES = ("memory_storage", "redis_storage", "memory", "redis://...", "rediss://...", "unix://...",
           "redis+cluster://...", "rediss+cluster://...")  # fmt: skip
@@ -32,3 +39,22 @@ def resolve_storage(spec: str | Storage, *, redis_url: str) -> Storage:
 
         return RedisStorage(redis_url if spec == "redis_storage" else spec)
     raise ConfigError(f"unknown storage {spec!r}; use one of: {', '.join(_NAMES)}")
+
+
+def limits_gate(
+    config: Config, spawn: Callable[[Coroutine[Any, Any, Any]], None]
+) -> RedisGate | None:
+    """The gate of a node's ``config["limits_store"]`` (None: its limits are held in memory).
+
+    Raises:
+        ConfigError: the URL does not parse (at the node's start, not at its first job).
+    """
+    url = config["limits_store"]
+    if url is None:
+        return None
+    from reactor.storage.client import make_client
+    from reactor.storage.limits import RedisGate
+
+    gate = RedisGate(url, lease=float(config["node_lost_after"]), spawn=spawn)
+    gate.client = make_client(url)
+    return gate

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import msgpack
 
 from reactor.jobs.record import FIELDS, OPTION_DEFAULTS, STATUSES, JobRecord
-from reactor.wire.schema import is_carrier, is_tags
+from reactor.wire.schema import is_carrier, is_limits, is_tags
 
 log = logging.getLogger("reactor.storage")
 
@@ -29,8 +29,9 @@ _FLOAT_FIELDS: Final = frozenset(
     {"run_at", "make_after", "enqueued_at", "period", "failed_at", "timeout"}
 )
 _BOOL_FIELDS: Final = frozenset({"defer"})
-#: Fields stored msgpack-encoded: a job's tags (a list) and its trace carrier (a dict).
-_PACKED_FIELDS: Final = frozenset({"tags", "trace"})
+#: Fields stored msgpack-encoded: a job's tags (a list), its trace carrier (a dict) and its
+#: limits (a list).
+_PACKED_FIELDS: Final = frozenset({"tags", "trace", "limits"})
 if _STR_FIELDS | _INT_FIELDS | _FLOAT_FIELDS | _BOOL_FIELDS | _PACKED_FIELDS | {"args"} != set(
     FIELDS
 ):
@@ -255,6 +256,7 @@ def encode_record(job: JobRecord) -> tuple[list[bytes | str], list[str]]:
         or job.priority
         or job.tags
         or job.trace
+        or job.limits
     ):
         pairs += _encode_options(job)
     return pairs, nulls
@@ -313,10 +315,18 @@ def _decode_trace(value: bytes) -> dict[str, str]:
     return trace
 
 
+def _decode_limits(value: bytes) -> list[Any]:
+    limits: list[Any] = msgpack.unpackb(value)
+    if not is_limits(limits):
+        raise ValueError(f"limits {limits!r:.80} are not a job's limits list")
+    return limits
+
+
 _DECODERS: Final[dict[bytes, Callable[[bytes], Any]]] = {
     name.encode(): float if name in _FLOAT_FIELDS else int if name in _INT_FIELDS
     else _decode_bool if name in _BOOL_FIELDS else _keep if name == "args"
-    else _decode_tags if name == "tags" else _decode_trace if name == "trace" else _decode_str
+    else _decode_tags if name == "tags" else _decode_trace if name == "trace"
+    else _decode_limits if name == "limits" else _decode_str
     for name in FIELDS
 }  # fmt: skip
 

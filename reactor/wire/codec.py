@@ -157,7 +157,7 @@ def _fast(item: list[Any]) -> Message | None:
                 return _new_tuple(
                     Job,
                     (job_id, asg, name, args, delay, run_at, None, defer, attempt, enqueued_at,
-                     None, None, None, None, 0, None, None),
+                     None, None, None, None, 0, None, None, None),
                 )  # fmt: skip
             extra = item[JOB_BASE_LEN:]
             if job_options_ok(extra):

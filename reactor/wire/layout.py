@@ -27,11 +27,15 @@ JOB_ENQUEUED_AT = 10
 #: The first option (timeout); the options follow in :class:`Job`'s order.
 JOB_OPTIONS = 11
 
-#: The JOB wire list's length without options (kind + 10 fields) and with all seven.
+#: Where the trace carrier and the limits sit (the seventh and eighth options).
+JOB_TRACE = JOB_OPTIONS + 6
+JOB_LIMITS = JOB_OPTIONS + 7
+
+#: The JOB wire list's length without options (kind + 10 fields) and with all eight.
 JOB_BASE_LEN = 11
-JOB_FULL_LEN = 18
+JOB_FULL_LEN = 19
 #: The options' defaults, in wire order (what :func:`job_wire` trims off the end).
-JOB_OPTION_DEFAULTS: tuple[Any, ...] = (None, None, None, None, 0, None, None)
+JOB_OPTION_DEFAULTS: tuple[Any, ...] = (None, None, None, None, 0, None, None, None)
 
 #: Positions in a FEEDBACK wire list; the same order as :class:`Feedback`'s fields.
 FEEDBACK_ID = 1
@@ -83,9 +87,10 @@ def job_options_wire(
     priority: int,
     tags: list[str] | None = None,
     trace: list[str] | None = None,
+    limits: list[Any] | None = None,
 ) -> list[Any]:
     """The options to append to a JOB wire list: [] when all are defaults (a plain job)."""
-    options = [timeout, max_attempt, cron, tz, priority, tags, trace]
+    options = [timeout, max_attempt, cron, tz, priority, tags, trace, limits]
     while options and options[-1] == JOB_OPTION_DEFAULTS[len(options) - 1]:
         options.pop()
     return options

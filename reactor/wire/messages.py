@@ -110,7 +110,9 @@ class Job(NamedTuple):
     (the node computes each next run), ``priority`` (higher first wherever jobs wait), the
     user's ``tags`` (labels to find the job by) and ``trace``, the OpenTelemetry context of the
     enqueue (a W3C carrier flattened to ``[key, value, ...]``, as frames carry no maps; set only
-    by instrumentation) that the node's spans continue.
+    by instrumentation) that the node's spans continue. ``limits`` (issue 20) is None, or
+    ``[concurrency_key, concurrency_limit, rate_key, rate_count, rate_per, fair_key]`` (see
+    :data:`LIMITS_LEN`; absent parts None or 0).
     """
 
     id: str
@@ -130,7 +132,12 @@ class Job(NamedTuple):
     priority: int = 0
     tags: list[str] | None = None
     trace: list[str] | None = None
+    limits: list[Any] | None = None
 
+
+#: A JOB's ``limits`` field: six items (see :class:`Job`); the longest key it may carry.
+LIMITS_LEN = 6
+MAX_LIMIT_KEY_LEN = 256
 
 #: Priorities are 32-bit signed integers: any ordering structure and storage can hold them.
 MIN_PRIORITY = -(2**31)

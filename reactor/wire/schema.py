@@ -23,8 +23,10 @@ from reactor.wire.messages import (
     HEARTBEAT,
     HELLO,
     JOB,
+    LIMITS_LEN,
     MAX_CRON_LEN,
     MAX_ID_LEN,
+    MAX_LIMIT_KEY_LEN,
     MAX_NAME_LEN,
     MAX_PRIORITY,
     MAX_TAG_LEN,
@@ -228,6 +230,31 @@ def is_trace(v: Any) -> bool:
     )
 
 
+def _is_limit_key(v: Any) -> bool:
+    return v is None or (type(v) is str and 0 < len(v) <= MAX_LIMIT_KEY_LEN and v.isprintable())
+
+
+def is_limits(v: Any) -> bool:
+    """A job's limits (issue 20): None, or ``[concurrency_key, concurrency_limit, rate_key,
+    rate_count, rate_per, fair_key]`` with keys None or printable strings, counts >= 0 and a
+    window of 0 (none), 1, 60 or 3600 seconds."""
+    if v is None:
+        return True
+    if type(v) is not list or len(v) != LIMITS_LEN:
+        return False
+    ckey, climit, rkey, rcount, rper, fkey = v
+    return (
+        _is_limit_key(ckey)
+        and _is_limit_key(rkey)
+        and _is_limit_key(fkey)
+        and type(climit) is int
+        and 0 <= climit < 2**31
+        and type(rcount) is int
+        and 0 <= rcount < 2**31
+        and rper in (0, 1, 60, 3600)
+    )
+
+
 def is_carrier(v: Any) -> bool:
     """A trace carrier as the application and storage hold it: a small dict of strings."""
     return (
@@ -248,6 +275,7 @@ _JOB_OPTION_CHECKS = (
     _is_priority,
     is_tags,
     is_trace,
+    is_limits,
 )
 
 

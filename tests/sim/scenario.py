@@ -5,8 +5,9 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from tests.sim.limits_watch import draw_flow
 from tests.sim.storage import StorageFaults
-from tests.sim.world import World
+from tests.sim.world import LOST_AFTER, World
 
 FAULT_PHASE = 12.0  # faults happen before this sim time
 SETTLE = 60.0  # then everything heals and the run may take this long to finish
@@ -42,12 +43,17 @@ def _schedule_jobs(world: World) -> None:
     options = random.Random(f"options-{world.seed}")
     # Which jobs are def jobs (run on the loop, no slot) comes from a third stream, likewise.
     kinds = random.Random(f"kinds-{world.seed}")
+    # Concurrency keys and fair keys (issue 20) from a fourth stream, likewise.
+    limits = random.Random(f"limits-{world.seed}")
     names = list(world.nodes)
     for _ in range(rng.randint(4, 20)):
         at = rng.uniform(0.0, 8.0)
         dist = rng.choice(world.distributors)
         spec = {"dur": rng.choice([0.001, 0.01, 0.05, 0.4]), "fail": rng.choice([0, 0, 0, 1, 9])}
         opts = _draw_options(rng, options, kinds, names)
+        flow = draw_flow(limits)
+        if flow is not None:
+            opts["flow"] = flow
         cancel_at = None
         if "period" in opts:
             cancel_at = rng.uniform(at + 0.1, FAULT_PHASE + 5.0)
@@ -170,6 +176,8 @@ def violations(world: World) -> list[str]:
             found.append(f"{job_id}: ran on its not_node {job.not_node}")
         if run.feedbacks > len(oks) + len(errors) + 1:
             found.append(f"{job_id}: {run.feedbacks} feedbacks for {len(run.runs)} runs")
+    found += world.limit_watch.violations
+    found += world.limit_watch.leaked(world.clock.now)
     return found
 
 
@@ -181,4 +189,6 @@ def run_seed(seed: int, storage_faults: StorageFaults | None = None) -> World:
     end = FAULT_PHASE + SETTLE
     while world.clock.now < end and not finished(world):
         world.clock.run_until(world.clock.now + 1.0)
+    if world.gate.slots:  # a crashed holder's slots lapse within their lease: give them time
+        world.clock.run_until(world.clock.now + LOST_AFTER + 1.0)
     return world

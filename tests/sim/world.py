@@ -20,6 +20,7 @@ from typing import Any
 
 from reactor.config import Config
 from reactor.core.distributor import DistributorCore
+from reactor.core.gate import MemoryGate
 from reactor.core.node import NodeCore
 from reactor.core.routing import JobState
 from reactor.jobs import record as R
@@ -29,6 +30,7 @@ from reactor.jobs.record import JobRecord
 from reactor.jobs.registry import JobEntry
 from reactor.node.write_ahead import MAX_AHEAD
 from reactor.wire import protocol as P
+from tests.sim.limits_watch import LimitWatch
 from tests.sim.storage import Storage, StorageFaults
 
 INTERVAL = 0.2
@@ -189,6 +191,7 @@ class SimDistributor:
         priority: int = 0,
         max_attempt: int | None = None,
         inline: bool = False,
+        flow: dict[str, Any] | None = None,
     ) -> str:
         job_id = f"{self.name}-{next(self._ids)}"
         now = self.world.clock.now
@@ -201,6 +204,7 @@ class SimDistributor:
             not_node=not_node,
             max_attempt=max_attempt,
             priority=priority,
+            flow=flow,  # type: ignore[arg-type]
         )
         delay, at, options = opts.check()
         wire = P.new_job_wire(
@@ -263,6 +267,7 @@ class Process:
             durable=node.storage.durable,
             where=f"sim {self.session}",
             kinds=KINDS.get,
+            gate=self.world.gate,  # the simulation's limits store, shared by every node
         )
         self.pending_writes: list[tuple[str, str, JobRecord | None]] = []
         self.acks: list[tuple[str, list[JobRecord]]] = []
@@ -278,6 +283,11 @@ class Process:
         self.core.resume(unfinished, now, EPOCH + now)
         self.core.started = True
         self._tick()
+
+    def die(self) -> None:
+        """The process is killed (a twin's end): its bodies end with it."""
+        self.alive = False
+        self.world.limit_watch.gone(self.session)
 
     # the loop
     def later(self, when: float, fn: Callable[[], None]) -> None:
@@ -423,6 +433,7 @@ class Process:
 
     def _body(self, job: JobRecord, entry: JobEntry) -> None:
         spec = P.unpack_args(job.args)
+        self.world.limit_watch.started(self.session, job, self.world.clock.now)
         if not (entry.is_async or job.defer):
             self._done(job, spec, slot=False)  # a def job runs on the loop, there and then
             return
@@ -461,6 +472,7 @@ class Process:
         if slot and self.bodies.get(job.id) != of:
             return  # interrupted by a cancel: it ended already
         self.bodies.pop(job.id, None)
+        self.world.limit_watch.ended(self.session, job)
         run = self.world.runs.get(job.id)
         fails = spec.get("fail", 0)
         ok = job.attempt > fails
@@ -523,6 +535,7 @@ class SimNode:
         self.stopping = False
         if self.process is not None:
             self.process.alive = False
+            self.world.limit_watch.gone(self.process.session)
             for job_id, attempt in self.process.bodies.items():  # a crash ends these runs
                 run = self.world.runs.get(job_id)
                 if run is not None:
@@ -554,11 +567,12 @@ class SimNode:
         """Start a second process under this name, killed after ``seconds``."""
         self.twins += 1
         twin = Process(self, self.twins, twin=True)
-        self.world.clock.at(self.world.clock.now + seconds, lambda: setattr(twin, "alive", False))
+        self.world.clock.at(self.world.clock.now + seconds, twin.die)
 
     def freeze(self, seconds: float) -> None:
         if self.process is not None:
             self.process.frozen_until = self.world.clock.now + seconds
+            self.world.limit_watch.frozen(self.process.session)
 
     def stop(self) -> None:
         if self.process is not None and not self.stopping:
@@ -609,6 +623,8 @@ class World:
                 reorder=rng.choice([0.0, 0.0, 0.0, 0.02]),
             )
         self.net = Network(self.clock, rng, faults)
+        self.gate = MemoryGate(lease=LOST_AFTER, poll=0.5)
+        self.limit_watch = LimitWatch(self.gate)
         self.runs: dict[str, Run] = {}
         self.refusals: list[tuple[str, str, str]] = []
         self.lost: set[str] = set()
