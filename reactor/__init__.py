@@ -11,11 +11,13 @@ from reactor._version import __version__
 from reactor.app.runtime import Runtime
 from reactor.config import BadEnvironmentConfig, Config
 from reactor.distributor.driver import Distributor
+from reactor.distributor.flows import FlowHandle
 from reactor.distributor.handle import JobHandle
 from reactor.errors import (
     BackPressureError,
     CancelJob,
     ConfigError,
+    FlowError,
     JobCancelledError,
     JobFailed,
     JobLost,
@@ -32,6 +34,7 @@ from reactor.errors import (
     TimeLimitExceeded,
 )
 from reactor.jobs.backoff import Backoff
+from reactor.jobs.flow import chain, chord, group, step
 from reactor.jobs.registry import JobRegistry, job, job_callback, job_errback
 from reactor.node.driver import Node
 
@@ -41,10 +44,12 @@ __all__ = [
     "BackPressureError",
     "CancelJob",
     "ConfigError",
+    "FlowError",
     # objects
     "Backoff",
     "Config",
     "Distributor",
+    "FlowHandle",
     "JobCancelledError",
     "JobFailed",
     "JobHandle",
@@ -66,6 +71,7 @@ __all__ = [
     "config",
     "drain",
     "enqueue",
+    "enqueue_flow",
     # job definitions
     "job",
     "job_callback",
@@ -78,6 +84,11 @@ __all__ = [
     "start_distributor",
     "start_node",
     "stop",
+    # workflows
+    "chain",
+    "chord",
+    "group",
+    "step",
 ]
 
 #: The facade's settings (the one documented global, with the runtime below). A bad
@@ -98,5 +109,6 @@ drain = _runtime.drain
 start_distributor = _runtime.start_distributor
 start_node = _runtime.start_node
 enqueue = _runtime.enqueue
+enqueue_flow = _runtime.enqueue_flow
 snapshot = _runtime.snapshot
 result = _runtime.result

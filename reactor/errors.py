@@ -18,6 +18,7 @@ Tree::
     ├── MetricsPortError (also OSError)                the metrics server cannot bind its port
     ├── JobLost                                        a job's record vanished without a destroy
     ├── TimeLimitExceeded (also TimeoutError)          an attempt ran past its timeout
+    ├── FlowError (also ValueError)                    a workflow built wrong (an empty group, ...)
     └── RemoteError                                    a node's exception, seen by the distributor
 
     CancelJob (BaseException)                          raised by job code to end a job on purpose
@@ -110,6 +111,11 @@ class JobLost(ReactorError):
 
 class TimeLimitExceeded(ReactorError, TimeoutError):
     """An attempt ran past its ``timeout``; it fails and follows the job's retry policy."""
+
+
+class FlowError(ReactorError, ValueError):
+    """A workflow built wrong: an empty chain or group, something not a step where a step
+    belongs, or an enqueue option a step cannot take (``step(..., period=...)``)."""
 
 
 class RemoteError(ReactorError):

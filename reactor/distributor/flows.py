@@ -1,0 +1,224 @@
+"""Workflows on a distributor: each step is an ordinary job, enqueued through the distributor's
+own ``submit`` (so retries, time limits, pinning, priorities and the delivery contract apply per
+step), and each step's end, seen on its handle, is fed to the flow's :class:`FlowMachine`.
+
+Threads: a flow's state changes only on the distributor's loop (an ``enqueue_flow`` from another
+thread posts its start there), where step handles settle. The offline test distributors have no
+loop: there the caller's thread runs the flow, and a queue keeps steps that end inside
+``submit`` (eager mode) from recursing. The flow lives in the memory of the distributor that
+started it, like a job's feedback callables.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import secrets
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from reactor.core.flow import SKIPPED, FlowMachine, Launch
+from reactor.distributor.flow_handle import FlowHandle
+from reactor.errors import FlowError, JobCancelledError, JobFailed, ReactorError, RemoteError
+from reactor.jobs.flow import FLOW_TYPES, Flow
+from reactor.jobs.options import Feedback, check_feedback
+from reactor.wire import protocol as P
+
+if TYPE_CHECKING:
+    from reactor.distributor.driver import Distributor
+
+__all__ = ["FlowHandle", "FlowRunner", "start_flow"]
+
+log = logging.getLogger("reactor.flows")
+
+
+def start_flow(
+    distributor: Distributor,
+    flow: Flow,
+    on_success: Feedback | None = None,
+    on_error: Feedback | None = None,
+) -> FlowHandle:
+    """Check ``flow`` and start it on ``distributor`` (what ``Distributor.enqueue_flow`` calls).
+
+    Raises:
+        FlowError: ``flow`` is not a step, chain, group or chord.
+        TypeError: a feedback callable that is not callable.
+        ReactorError: the distributor is not running.
+    """
+    if not isinstance(flow, FLOW_TYPES):
+        raise FlowError(
+            f"enqueue_flow takes a step, chain, group or chord, not {type(flow).__name__}"
+        )
+    check_feedback(on_success, on_error)
+    if not distributor.started:
+        raise ReactorError("the distributor is not running; start it before enqueue_flow")
+    runner = FlowRunner(distributor, FlowMachine(flow), on_success, on_error)
+    distributor.metrics.flow_started()
+    runner.post(runner.start)
+    return runner.handle
+
+
+class FlowRunner:
+    """Drives one flow: enqueues the steps its machine launches and feeds it their ends.
+
+    Args:
+        distributor: where the steps are enqueued (its ``submit``, ``cancel`` and loop).
+        machine: the flow's rule and state.
+        on_success: called once with the flow's result when it succeeds.
+        on_error: called once with the failed step's final args (``args["error"]`` the
+            RemoteError) when the flow fails.
+    """
+
+    def __init__(
+        self,
+        distributor: Distributor,
+        machine: FlowMachine,
+        on_success: Feedback | None,
+        on_error: Feedback | None,
+    ) -> None:
+        self.distributor = distributor
+        self.machine = machine
+        self.id = f"flow-{secrets.token_hex(8)}"
+        self.handle = FlowHandle(self.id, self, on_success, on_error)
+        self._queue: deque[Launch] = deque()
+        self._busy = False  # launching now: steps that end meanwhile queue their successors
+        self._cancelled = False
+        self._reported = False
+
+    # -- what the handle asks (any thread) --------------------------------------------------------
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The distributor's loop (None offline)."""
+        return self.distributor.loop
+
+    def steps(self) -> list[tuple[str | None, str, str]]:
+        """Every step's ``(job id, name, status)``."""
+        return self.machine.steps()
+
+    def cancel(self, flow_id: str) -> None:
+        """Cancel the flow (on its loop)."""
+        self.post(self._cancel)
+
+    def post(self, fn: Any) -> None:
+        """Run ``fn`` where the flow's state lives: the distributor's loop, or here offline."""
+        loop = self.distributor.loop
+        if loop is None or _running_loop() is loop:
+            fn()
+        else:
+            loop.call_soon_threadsafe(fn)
+
+    # -- on the loop ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Enqueue the flow's first steps."""
+        self._launch(self.machine.start())
+
+    def _launch(self, launches: list[Launch]) -> None:
+        queue = self._queue
+        queue.extend(launches)
+        if self._busy:
+            return
+        self._busy = True
+        try:
+            while queue:
+                self._send(queue.popleft())
+        finally:
+            self._busy = False
+        self._report()
+
+    def _send(self, launch: Launch) -> None:
+        index = launch.number
+        if self._cancelled:
+            self.machine.status[index] = SKIPPED
+            return
+        try:
+            handle = self.distributor.submit(launch.name, launch.args, launch.options)
+        except (ReactorError, TypeError, ValueError) as exc:
+            log.warning("flow %s: step %d (%r) not enqueued: %s", self.id, index, launch.name, exc)
+            self.machine.failed(index, exc)
+            return
+        self.machine.job_ids[index] = handle.id
+        handle.add_done_callback(functools.partial(self._ended, index))
+
+    def _ended(self, index: int, value: Any, error: BaseException | None) -> None:
+        """Step ``index``'s handle settled (its one outcome)."""
+        machine = self.machine
+        if error is None:
+            self._launch(machine.succeeded(index, value if isinstance(value, dict) else {}))
+            return
+        machine.failed(index, error, cancelled=isinstance(error, JobCancelledError))
+        if not self._busy:
+            self._report()
+
+    def _cancel(self) -> None:
+        self._cancelled = True
+        error = JobCancelledError(f"flow {self.id} was cancelled")
+        for index in self.machine.cancel(error):
+            job_id = self.machine.job_ids[index]
+            if job_id is not None:
+                self.distributor.cancel(job_id)
+        self._report()
+
+    def _report(self) -> None:
+        """Once the flow ended: settle the handle, call on_success or on_error, keep the outcome."""
+        machine = self.machine
+        if not machine.done or self._reported:
+            return
+        self._reported = True
+        error = machine.error
+        handle = self.handle
+        metrics = self.distributor.metrics
+        if error is None:
+            metrics.flow_ended("succeeded")
+            self._keep(P.SUCCESS, machine.result, None)
+            handle.resolve(machine.result)
+            _call(handle.on_success, machine.result, self.id)
+            return
+        assert isinstance(error, BaseException)
+        if isinstance(error, JobCancelledError) and self._cancelled:
+            metrics.flow_ended("cancelled")
+            self._keep(P.CANCELLED, {}, None)
+            handle.resolve(None, error)
+            return
+        metrics.flow_ended("failed")
+        args, remote = _failure(error)
+        self._keep(P.FAILURE, args, remote)
+        failed = error if isinstance(error, JobFailed) else JobFailed(self.id, remote, args)
+        handle.resolve(None, failed)
+        _call(handle.on_error, {**args, "error": remote}, self.id)
+
+    def _keep(self, outcome: int, result: Any, error: RemoteError | None) -> None:
+        """The flow's outcome to the result store (``result_store=``), under the flow's id."""
+        results = self.distributor.outcomes.results
+        if results is None:
+            return
+        args = {"results": result} if isinstance(result, list) else result
+        triple = None if error is None else (error.type_name, error.message, error.traceback)
+        fb = P.Feedback(self.id, 0, 1, outcome, True, P.pack_result_args(args), triple)
+        results.record(self.id, "flow", None if outcome == P.CANCELLED else fb)
+
+
+def _failure(error: BaseException) -> tuple[dict[str, Any], RemoteError]:
+    """A step's error as the failed step's final args (without ``"error"``) and its RemoteError."""
+    if isinstance(error, JobFailed):
+        args = {k: v for k, v in error.args_dict.items() if k != "error"}
+        return args, error.error
+    return {}, RemoteError(type(error).__name__, str(error))
+
+
+def _call(feedback: Feedback | None, value: Any, flow_id: str) -> None:
+    if feedback is None:
+        return
+    try:
+        feedback(value)
+    except Exception:
+        log.exception("the feedback of flow %s raised; the distributor goes on", flow_id)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
