@@ -161,3 +161,44 @@ def test_step_options_are_kept_for_its_job() -> None:
     built = step("a", {"k": 1}, node="db", priority=3, max_attempt=2, tags=["x"])
     assert built.options.node == "db" and built.options.priority == 3
     assert built.options.max_attempt == 2 and built.options.tags == ["x"]
+
+
+def test_resume_replays_recorded_outcomes_and_launches_the_rest() -> None:
+    flow = chain(step("a", {"n": 1}), group(step("b"), step("c")), step("d"))
+    m = FlowMachine(flow)
+    # a succeeded, b succeeded, c had started with no recorded end: c again, d after it.
+    launches = m.resume({0: (True, {"n": 2}), 1: (True, {"b": 1})})
+    assert names(launches) == [(2, "c")] and launches[0].args == {"n": 2}
+    assert m.status[:2] == [SUCCEEDED, SUCCEEDED]
+    last = m.succeeded(2, {"c": 1})
+    assert names(last) == [(3, "d")] and last[0].args == {"results": [{"b": 1}, {"c": 1}]}
+
+
+def test_resume_of_a_recorded_failure_or_a_finished_flow_launches_nothing() -> None:
+    failed = FlowMachine(chain(step("a"), step("b"), step("c")))
+    error = RuntimeError("b")
+    assert failed.resume({0: (True, {}), 1: (False, error)}) == []
+    assert failed.done and failed.error is error and failed.status[2] == SKIPPED
+    finished = FlowMachine(chain(step("a"), step("b")))
+    assert finished.resume({0: (True, {}), 1: (True, {"end": 1})}) == []
+    assert finished.done and finished.result == {"end": 1}
+
+
+def test_a_flow_survives_its_encoding() -> None:
+    import datetime as dt
+
+    from reactor.jobs.flow_codec import decode_flow, encode_flow
+
+    at = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+    flow = chain(
+        step("a", {"k": [1, 2]}, node="db", tags=["x"], run_at=at),
+        chord(group(step("m", {"i": i}) for i in range(3)), step("cb", priority=2)),
+    )
+    again = decode_flow(encode_flow(flow))
+    assert repr(again) == repr(flow)
+    first = again.parts[0]
+    assert first.options.node == "db" and first.options.tags == ["x"]
+    assert first.options.run_at == at.timestamp()
+    assert [s[1] for s in FlowMachine(again).steps()] == ["a", "m", "m", "m", "cb"]
+    with pytest.raises(ValueError, match="not an encoded flow"):
+        decode_flow(b"\x93\x01")

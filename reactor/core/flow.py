@@ -16,6 +16,7 @@ O(flow size); memory is one slot per step plus each group's result list.
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any, NamedTuple
 
 #: A step's status, as ``FlowHandle.steps`` and ``reactor monitor flow`` show it.
@@ -147,6 +148,29 @@ class FlowMachine:
             return False
         self._end(None, error)
         return True
+
+    def resume(self, ended: dict[int, tuple[bool, Any]]) -> list[Launch]:
+        """Replay the outcomes a crashed owner recorded (``ended``: step number -> (succeeded,
+        final args or error)), in the order the rule allows them; returns the steps to enqueue
+        now: those that had started without a recorded end, and those that follow.
+
+        Recorded outcomes of steps that could not have started yet are ignored (they cannot
+        exist, as a step is launched only after what it depends on succeeded).
+        """
+        queue = deque(self.start())
+        out: list[Launch] = []
+        while queue:
+            launch = queue.popleft()
+            known = ended.get(launch.number)
+            if known is None:
+                out.append(launch)
+                continue
+            succeeded, value = known
+            if succeeded:
+                queue.extend(self.succeeded(launch.number, value))
+            else:
+                self.failed(launch.number, value)
+        return [] if self.done else out
 
     def cancel(self, error: object) -> list[int]:
         """End the flow with ``error`` (a cancel); returns the enqueued steps to cancel."""

@@ -25,12 +25,13 @@ from reactor.distributor import views
 from reactor.distributor.drain import DrainState, report_lost, wait_stored
 from reactor.distributor.farewell import say_goodbye
 from reactor.distributor.feedback import Outcomes
-from reactor.distributor.flows import FlowHandle, start_flow
+from reactor.distributor.flow_handle import FlowHandle
 from reactor.distributor.handle import Feedback, JobHandle
 from reactor.distributor.inbox import Inbox
 from reactor.distributor.listener import open_router, serve_router
 from reactor.distributor.membership import make_announcer, open_outbox
 from reactor.distributor.unique import ForeignJobHandle, UniqueKeys
+from reactor.distributor.workflows import Workflows
 from reactor.errors import BackPressureError, ReactorError
 from reactor.jobs.flow import Flow
 from reactor.jobs.options import PLAIN, ROUTINE, EnqueueOptions, check_feedback, options_from
@@ -124,6 +125,7 @@ class Distributor:
         # The core's port for outcomes: the part's own methods, with no call in between.
         self.feedback = self.outcomes.feedback
         self.cancelled = self.outcomes.cancelled
+        self.workflows = Workflows(self)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -213,6 +215,7 @@ class Distributor:
         if outbox is not None:
             await outbox.stop(self._stored)
         await say_goodbye(self, self.core)
+        await self.workflows.stop()  # durable flows are left to the group, not failed by the stop
         self.stop_in_loop()
         announcer, self._announcer = self._announcer, None
         if announcer is not None:
@@ -363,13 +366,13 @@ class Distributor:
         self, flow: Flow, *, on_success: Feedback | None = None, on_error: Feedback | None = None
     ) -> FlowHandle:
         """Enqueue a workflow (``step``, ``chain``, ``group``, ``chord``), each step an ordinary
-        job; returns at once with its handle. Safe from any thread (see ``flows``).
+        job; returns at once with its handle. Safe from any thread (see ``workflows``).
 
         Raises:
             FlowError: ``flow`` is not a flow. TypeError: a feedback that is not callable.
             ReactorError: the distributor is not running.
         """
-        return start_flow(self, flow, on_success, on_error)
+        return self.workflows.start(flow, on_success, on_error)
 
     # The two steps of an enqueue that the offline test distributors (reactor.testing) replace.
 
@@ -460,6 +463,7 @@ class Distributor:
             self._announcer.renew()
         if self._outbox is not None:
             self._outbox.tick(self._stored)
+            self.workflows.tick()
 
     # -- live view ------------------------------------------------------------------------------
 

@@ -5,8 +5,8 @@ step), and each step's end, seen on its handle, is fed to the flow's :class:`Flo
 Threads: a flow's state changes only on the distributor's loop (an ``enqueue_flow`` from another
 thread posts its start there), where step handles settle. The offline test distributors have no
 loop: there the caller's thread runs the flow, and a queue keeps steps that end inside
-``submit`` (eager mode) from recursing. The flow lives in the memory of the distributor that
-started it, like a job's feedback callables.
+``submit`` (eager mode) from recursing. A durable flow (``outbox=``) records each step's launch
+and end in a :class:`~reactor.storage.flows.FlowStore` (see ``workflows``).
 """
 
 from __future__ import annotations
@@ -16,47 +16,32 @@ import functools
 import logging
 import secrets
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from reactor.core.flow import SKIPPED, FlowMachine, Launch
+from reactor.core.flow import (
+    CANCELLED,
+    ENDED,
+    ENQUEUED,
+    FAILED,
+    SKIPPED,
+    SUCCEEDED,
+    FlowMachine,
+    Launch,
+)
 from reactor.distributor.flow_handle import FlowHandle
-from reactor.errors import FlowError, JobCancelledError, JobFailed, ReactorError, RemoteError
-from reactor.jobs.flow import FLOW_TYPES, Flow
-from reactor.jobs.options import Feedback, check_feedback
+from reactor.errors import JobCancelledError, JobFailed, ReactorError, RemoteError
+from reactor.jobs.options import Feedback
+from reactor.storage.flows import step_entry
 from reactor.wire import protocol as P
 
 if TYPE_CHECKING:
     from reactor.distributor.driver import Distributor
+    from reactor.storage.flows import FlowStore
 
-__all__ = ["FlowHandle", "FlowRunner", "start_flow"]
+__all__ = ["FlowHandle", "FlowRunner"]
 
 log = logging.getLogger("reactor.flows")
-
-
-def start_flow(
-    distributor: Distributor,
-    flow: Flow,
-    on_success: Feedback | None = None,
-    on_error: Feedback | None = None,
-) -> FlowHandle:
-    """Check ``flow`` and start it on ``distributor`` (what ``Distributor.enqueue_flow`` calls).
-
-    Raises:
-        FlowError: ``flow`` is not a step, chain, group or chord.
-        TypeError: a feedback callable that is not callable.
-        ReactorError: the distributor is not running.
-    """
-    if not isinstance(flow, FLOW_TYPES):
-        raise FlowError(
-            f"enqueue_flow takes a step, chain, group or chord, not {type(flow).__name__}"
-        )
-    check_feedback(on_success, on_error)
-    if not distributor.started:
-        raise ReactorError("the distributor is not running; start it before enqueue_flow")
-    runner = FlowRunner(distributor, FlowMachine(flow), on_success, on_error)
-    distributor.metrics.flow_started()
-    runner.post(runner.start)
-    return runner.handle
 
 
 class FlowRunner:
@@ -68,6 +53,8 @@ class FlowRunner:
         on_success: called once with the flow's result when it succeeds.
         on_error: called once with the failed step's final args (``args["error"]`` the
             RemoteError) when the flow fails.
+        store: where a durable flow records its steps (``outbox=``), or None.
+        flow_id: the flow's id (a new one when None; a continued flow keeps its own).
     """
 
     def __init__(
@@ -76,15 +63,23 @@ class FlowRunner:
         machine: FlowMachine,
         on_success: Feedback | None,
         on_error: Feedback | None,
+        *,
+        store: FlowStore | None = None,
+        flow_id: str | None = None,
     ) -> None:
         self.distributor = distributor
         self.machine = machine
-        self.id = f"flow-{secrets.token_hex(8)}"
+        self.store = store
+        self.id = flow_id or f"flow-{secrets.token_hex(8)}"
         self.handle = FlowHandle(self.id, self, on_success, on_error)
+        #: Whether the distributor stopped while a durable flow ran: the group continues it.
+        self.left = False
         self._queue: deque[Launch] = deque()
         self._busy = False  # launching now: steps that end meanwhile queue their successors
         self._cancelled = False
         self._reported = False
+        #: Called with this runner once the flow ended (the distributor forgets it).
+        self.on_end: Callable[[FlowRunner], None] | None = None
 
     # -- what the handle asks (any thread) --------------------------------------------------------
 
@@ -115,6 +110,11 @@ class FlowRunner:
         """Enqueue the flow's first steps."""
         self._launch(self.machine.start())
 
+    def resume(self, launches: list[Launch]) -> None:
+        """Continue a flow another member started: enqueue ``launches`` (from
+        :meth:`FlowMachine.resume`), or report the end the record already holds."""
+        self._launch(launches)
+
     def _launch(self, launches: list[Launch]) -> None:
         queue = self._queue
         queue.extend(launches)
@@ -140,17 +140,40 @@ class FlowRunner:
             self.machine.failed(index, exc)
             return
         self.machine.job_ids[index] = handle.id
+        if self.store is not None:
+            self.store.record(self.id, index, step_entry(ENQUEUED, handle.id, None, None))
         handle.add_done_callback(functools.partial(self._ended, index))
 
     def _ended(self, index: int, value: Any, error: BaseException | None) -> None:
         """Step ``index``'s handle settled (its one outcome)."""
+        if self.left:
+            return  # the distributor stopped: this is its stop, not the step's outcome
         machine = self.machine
         if error is None:
-            self._launch(machine.succeeded(index, value if isinstance(value, dict) else {}))
+            args = value if isinstance(value, dict) else {}
+            self._record(index, SUCCEEDED, args, None)
+            self._launch(machine.succeeded(index, args))
             return
-        machine.failed(index, error, cancelled=isinstance(error, JobCancelledError))
+        cancelled = isinstance(error, JobCancelledError)
+        if isinstance(error, JobFailed):
+            self._record(index, FAILED, error.args_dict, error.error)
+        elif not cancelled:
+            self._record(index, FAILED, {}, RemoteError(type(error).__name__, str(error)))
+        machine.failed(index, error, cancelled=cancelled)
         if not self._busy:
             self._report()
+
+    def _record(
+        self, index: int, status: str, args: dict[str, Any], error: RemoteError | None
+    ) -> None:
+        """A durable flow keeps each step's end before acting on it."""
+        store = self.store
+        if store is None or self.machine.status[index] in ENDED:
+            return
+        packed = P.pack_result_args({k: v for k, v in args.items() if k != "error"})
+        triple = None if error is None else [error.type_name, error.message, error.traceback]
+        job_id = self.machine.job_ids[index]
+        store.record(self.id, index, step_entry(status, job_id, packed, triple))
 
     def _cancel(self) -> None:
         self._cancelled = True
@@ -170,6 +193,9 @@ class FlowRunner:
         error = machine.error
         handle = self.handle
         metrics = self.distributor.metrics
+        on_end = self.on_end
+        if on_end is not None:
+            on_end(self)
         if error is None:
             metrics.flow_ended("succeeded")
             self._keep(P.SUCCESS, machine.result, None)
@@ -191,11 +217,14 @@ class FlowRunner:
 
     def _keep(self, outcome: int, result: Any, error: RemoteError | None) -> None:
         """The flow's outcome to the result store (``result_store=``), under the flow's id."""
+        triple = None if error is None else (error.type_name, error.message, error.traceback)
+        if self.store is not None:
+            status = {P.SUCCESS: SUCCEEDED, P.FAILURE: FAILED}.get(outcome, CANCELLED)
+            self.store.finish(self.id, status, None if triple is None else list(triple))
         results = self.distributor.outcomes.results
         if results is None:
             return
         args = {"results": result} if isinstance(result, list) else result
-        triple = None if error is None else (error.type_name, error.message, error.traceback)
         fb = P.Feedback(self.id, 0, 1, outcome, True, P.pack_result_args(args), triple)
         results.record(self.id, "flow", None if outcome == P.CANCELLED else fb)
 

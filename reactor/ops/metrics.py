@@ -150,7 +150,8 @@ class Metrics:
         self._rejected = 0
         #: Kept records the node's pruner removed, by status (``reactor_jobs_pruned_total``).
         self.pruned: Counter[str] = Counter()
-        #: Workflows started, succeeded, failed and cancelled (``reactor_flows_total``).
+        #: Workflows started, continued (a dead member's), succeeded, failed and cancelled
+        #: (``reactor_flows_total``).
         self.flows: Counter[str] = Counter()
         self._reader: Callable[[], State] | None = None
         self.registry.register(_Collector(self))
@@ -367,7 +368,7 @@ class _Collector(Collector):
         )
         yield _by_label(
             "reactor_flows",
-            "Workflows by event: started, succeeded, failed, cancelled (distributor).",
+            "Workflows by event: started, continued, succeeded, failed, cancelled (distributor).",
             "event",
             m.flows,
         )
