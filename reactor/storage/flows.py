@@ -7,7 +7,8 @@ Keys (``{<group>}`` shares the outbox's hash tag, so the claim script sees its l
                                                   at -> start time (wall clock)
                                                   end -> msgpack [status, error] once it ended
                                                   <step number> -> msgpack [status, job id,
-                                                  final args (msgpack bin) or nil, error or nil]
+                                                  final args (msgpack bin) or nil, error or nil,
+                                                  when (wall clock)]
     {prefix}:outbox:{<group>}:flows         hash  flow id -> owner session (live flows)
 
 A flow's owner is the distributor session that drives it; a flow whose owner holds no lease in
@@ -26,6 +27,8 @@ from typing import Any
 import msgpack
 from redis.exceptions import RedisClusterException, RedisError
 
+from reactor.core.flow import FlowMachine
+from reactor.jobs.flow_codec import decode_flow
 from reactor.storage.client import Client, make_client, safe_url
 
 log = logging.getLogger("reactor.flows")
@@ -58,14 +61,41 @@ def group_flows_key(group: str, prefix: str = PREFIX) -> str:
 
 
 def step_entry(status: str, job_id: str | None, args: bytes | None, error: Any) -> bytes:
-    """A step's recorded state."""
-    return bytes(msgpack.packb([status, job_id, args, error], use_bin_type=True))
+    """A step's recorded state, stamped with the wall-clock time."""
+    return bytes(msgpack.packb([status, job_id, args, error, time.time()], use_bin_type=True))
 
 
 def read_step(raw: bytes) -> tuple[str, str | None, bytes | None, Any]:
     """``(status, job id, final args or None, error triple or None)`` of a recorded step."""
-    status, job_id, args, error = msgpack.unpackb(raw, raw=False)
+    status, job_id, args, error = msgpack.unpackb(raw, raw=False)[:4]
     return str(status), job_id, args, error
+
+
+def describe(flow_id: str, record: dict[bytes, bytes]) -> dict[str, Any]:
+    """A flow's record as plain data (``reactor monitor flow``, the dashboard): its status,
+    start time, and each step's number, job id, name, status and time of its last change.
+
+    Raises:
+        ValueError: the record is not a flow's.
+    """
+    machine = FlowMachine(decode_flow(record[b"spec"]))
+    status, error = "running", None
+    if b"end" in record:
+        status, error = msgpack.unpackb(record[b"end"], raw=False)
+    steps = []
+    for number, (_, name, _) in enumerate(machine.steps()):
+        raw = record.get(str(number).encode())
+        fields = msgpack.unpackb(raw, raw=False) if raw else []
+        state = fields[0] if fields else ("pending" if status == "running" else "skipped")
+        step_error = fields[3] if len(fields) > 3 and fields[3] else None
+        steps.append({
+            "step": number, "id": fields[1] if fields else None, "name": name, "status": state,
+            "at": fields[4] if len(fields) > 4 else None,
+            "error": f"{step_error[0]}: {step_error[1]}" if step_error else None,
+        })  # fmt: skip
+    started = float(record.get(b"at", b"0") or 0)
+    shown = f"{error[0]}: {error[1]}" if error else None
+    return {"id": flow_id, "status": status, "started": started, "error": shown, "steps": steps}
 
 
 class FlowStore:
