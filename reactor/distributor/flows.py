@@ -108,6 +108,7 @@ class FlowRunner:
 
     def start(self) -> None:
         """Enqueue the flow's first steps."""
+        self.distributor.metrics.flow_started()
         self._launch(self.machine.start())
 
     def resume(self, launches: list[Launch]) -> None:
@@ -146,6 +147,8 @@ class FlowRunner:
 
     def _ended(self, index: int, value: Any, error: BaseException | None) -> None:
         """Step ``index``'s handle settled (its one outcome)."""
+        if self.store is not None and type(error) is ReactorError:
+            self.left = True  # the distributor stopped (Outcomes.stopped): the group goes on
         if self.left:
             return  # the distributor stopped: this is its stop, not the step's outcome
         machine = self.machine

@@ -81,7 +81,6 @@ class Workflows:
             raise ReactorError("the distributor is not running; start it before enqueue_flow")
         store = self.store
         runner = self._runner(FlowMachine(flow), on_success, on_error, store, None)
-        d.metrics.flow_started()
         if store is None:
             runner.post(runner.start)
             return runner.handle
