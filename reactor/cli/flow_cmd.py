@@ -15,7 +15,7 @@ from rich.table import Table
 
 from reactor.cli import exits
 from reactor.ops.monitor import RedisMonitor
-from reactor.storage.flows import describe, flow_key
+from reactor.storage.flows import read_flow
 
 
 def add_action(actions: Any) -> None:
@@ -29,19 +29,17 @@ def add_action(actions: Any) -> None:
 
 def show_flow(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
     """Print flow ``ns.flow_id``'s steps; exit 1 when no record of it exists."""
-    raw = monitor.redis.hgetall(flow_key(ns.flow_id, ns.prefix))
-    record = {_bytes(k): _bytes(v) for k, v in raw.items()}
-    if b"spec" not in record:
+    try:
+        flow = read_flow(monitor.redis, ns.flow_id, ns.prefix)
+    except ValueError as exc:
+        print(f"flow {ns.flow_id!r}: unreadable record ({exc})", file=sys.stderr)
+        return exits.FAILURE
+    if flow is None:
         print(
             f"no flow {ns.flow_id!r} in Redis (only flows started with outbox= are kept, and "
             "for result_ttl seconds after they end)",
             file=sys.stderr,
         )
-        return exits.FAILURE
-    try:
-        flow = describe(ns.flow_id, record)
-    except ValueError as exc:
-        print(f"flow {ns.flow_id!r}: unreadable record ({exc})", file=sys.stderr)
         return exits.FAILURE
     if ns.json:
         print(json.dumps(flow, default=str))
@@ -71,7 +69,3 @@ def _when(epoch: float | None) -> str:
     if not epoch:
         return "-"
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-
-
-def _bytes(value: bytes | str) -> bytes:
-    return value.encode() if isinstance(value, str) else value

@@ -221,5 +221,19 @@ class FlowStore:
             self._client = None
 
 
+def read_flow(redis: Any, flow_id: str, prefix: str = PREFIX) -> dict[str, Any] | None:
+    """Flow ``flow_id`` as :func:`describe` gives it, read with a synchronous client (the
+    monitor's, the dashboard's); None when Redis holds no record of it.
+
+    Raises:
+        ValueError: the record is unreadable.
+    """
+    raw = redis.hgetall(flow_key(flow_id, prefix))
+    record = {_bytes(k): _bytes(v) for k, v in raw.items()}
+    if b"spec" not in record:
+        return None
+    return describe(flow_id, record)
+
+
 def _bytes(value: bytes | str) -> bytes:
     return value.encode() if isinstance(value, str) else value

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.request
 
 import pytest
 import redis as sync_redis
@@ -14,6 +15,7 @@ from reactor.storage.flows import flow_key
 from reactor.testing import async_wait_until
 
 from ..conftest import FAST, NodeFactory, wait_for_node
+from .test_dashboard import start_dashboard
 
 pytestmark = pytest.mark.redis
 
@@ -24,6 +26,11 @@ def recorded(url: str, flow_id: str, field: str) -> bool:
         return bool(client.hexists(flow_key(flow_id), field))
     finally:
         client.close()
+
+
+def fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return str(response.read().decode())
 
 
 async def test_monitor_flow_shows_each_step(
@@ -66,5 +73,20 @@ async def test_monitor_flow_shows_each_step(
 
         assert await asyncio.to_thread(main, ["monitor", "--redis", redis_url, "flow", "nope"]) == 1
         assert "no flow 'nope' in Redis" in capsys.readouterr().err
+
+        # The dashboard's flow page shows the same.
+        proc, base = await asyncio.to_thread(start_dashboard, redis_url)
+        try:
+            page = await asyncio.to_thread(fetch, f"{base}/flows/{failing.id}")
+            live = await asyncio.to_thread(fetch, f"{base}/live/flows/{failing.id}")
+            gone = await asyncio.to_thread(fetch, f"{base}/flows/nope")
+        finally:
+            proc.terminate()
+            await asyncio.to_thread(proc.communicate, timeout=15)
+        assert f"Flow {failing.id}" in page and "ValueError: step failed at n=2" in page
+        assert page.count('class="status skipped"') == 1
+        assert f'href="/jobs/{failing.steps[0][0]}"' in page
+        assert "<html" not in live and 'id="steps"' in live
+        assert "No flow nope in Redis" in gone
     finally:
         await d.stop()
