@@ -1,11 +1,13 @@
 """Workflows: the cost per step over a plain job, and a 10,000-step chord's time and memory.
 
-``python -m benchmarks.flows [N] [REPEAT]``: a distributor and a node in one process (the
+``python -m benchmarks.flows [N] [REPEAT] [durable]``: a distributor and a node in one process (the
 harshest case for the flow's own work, which then shares the one CPU the jobs run on) run N
 trivial jobs as plain enqueues, then as a group of N steps, then as a chord over it, best of
 REPEAT; then the memory a flow holds per step (tracemalloc, flow and machine, at 1,000 and
 N steps: flat per-step bytes mean memory linear in size) and the time per step at both sizes
-(flat means no work that grows with the group).
+(flat means no work that grows with the group). ``durable`` runs the same on a throwaway
+redis-server with ``outbox=``, both the plain jobs and the flows (durable flows record each
+step's launch and end).
 """
 
 from __future__ import annotations
@@ -67,10 +69,10 @@ def flow_bytes(n: int) -> float:
     return held / (n + 1)
 
 
-async def run(n: int, repeat: int) -> None:
-    """Print the per-step overhead and the chord's figures."""
+async def run(n: int, repeat: int, outbox: str | None = None) -> None:
+    """Print the per-step overhead and the chord's figures (through ``outbox`` when given)."""
     config = Config(log_job_processing=False, max_waiting_jobs=10 * n)
-    distributor = Distributor("127.0.0.1", 0, config=config)
+    distributor = Distributor("127.0.0.1", 0, config=config, outbox=outbox, group="bench")
     await distributor.start()
     registry = JobRegistry()
     registry.define("t", _body)
@@ -95,6 +97,18 @@ async def run(n: int, repeat: int) -> None:
         print(f"flow memory at {size} steps: {flow_bytes(size):.0f} bytes/step")
 
 
+def main(argv: list[str]) -> None:
+    size = int(argv[0]) if argv else 10_000
+    repeat = int(argv[1]) if len(argv) > 1 else 3
+    if argv[2:3] != ["durable"]:
+        asyncio.run(run(size, repeat))
+        return
+    from reactor.testing.redis_server import RedisServer
+
+    with RedisServer(extra_args=["--appendonly", "no"]) as server:
+        print(f"durable: outbox= and flow records on {server.url}")
+        asyncio.run(run(size, repeat, server.url))
+
+
 if __name__ == "__main__":
-    size = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
-    asyncio.run(run(size, int(sys.argv[2]) if len(sys.argv) > 2 else 3))
+    main(sys.argv[1:])

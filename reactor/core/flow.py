@@ -172,6 +172,11 @@ class FlowMachine:
                 self.failed(launch.number, value)
         return [] if self.done else out
 
+    def not_sent(self, index: int) -> None:
+        """Step ``index`` was launched but never enqueued (the flow was cancelled first)."""
+        if self.status[index] == ENQUEUED:
+            self.status[index] = SKIPPED
+
     def cancel(self, error: object) -> list[int]:
         """End the flow with ``error`` (a cancel); returns the enqueued steps to cancel."""
         if self.done:

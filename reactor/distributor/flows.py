@@ -24,7 +24,6 @@ from reactor.core.flow import (
     ENDED,
     ENQUEUED,
     FAILED,
-    SKIPPED,
     SUCCEEDED,
     FlowMachine,
     Launch,
@@ -132,7 +131,7 @@ class FlowRunner:
     def _send(self, launch: Launch) -> None:
         index = launch.number
         if self._cancelled:
-            self.machine.status[index] = SKIPPED
+            self.machine.not_sent(index)
             return
         try:
             handle = self.distributor.submit(launch.name, launch.args, launch.options)
