@@ -190,16 +190,24 @@ class FlowStore:
                 self._idle.set()
 
     async def _write(self, ops: list[tuple[str, str, Any]]) -> None:
+        """One pipeline for the batch, one HSET per flow for its steps (a group's thousands of
+        step changes in one command), each flow's end after its steps."""
         pipe = self.client.pipeline(transaction=False)
         ttl = max(1, int(self.ttl))
+        steps: dict[str, dict[str, bytes]] = {}
         for kind, flow_id, value in ops:
             key = flow_key(flow_id, self._prefix)
             if kind == "step":
-                pipe.hset(key, value[0], value[1])
-            else:
-                pipe.hset(key, "end", value)
-                pipe.expire(key, ttl)
-                pipe.hdel(self._flows, flow_id)
+                steps.setdefault(key, {})[value[0]] = value[1]
+                continue
+            pending = steps.pop(key, None)
+            if pending:
+                pipe.hset(key, mapping=pending)  # type: ignore[arg-type]
+            pipe.hset(key, "end", value)
+            pipe.expire(key, ttl)
+            pipe.hdel(self._flows, flow_id)
+        for key, pending in steps.items():
+            pipe.hset(key, mapping=pending)  # type: ignore[arg-type]
         await pipe.execute()
 
     async def close(self, timeout: float = 5.0) -> None:
