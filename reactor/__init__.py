@@ -14,11 +14,13 @@ from reactor.app.cancel import cancel as _cancel
 from reactor.app.runtime import Runtime
 from reactor.config import BadEnvironmentConfig, Config
 from reactor.distributor.driver import Distributor
+from reactor.distributor.flows import FlowHandle
 from reactor.distributor.handle import JobHandle
 from reactor.errors import (
     BackPressureError,
     CancelJob,
     ConfigError,
+    FlowError,
     JobCancelledError,
     JobFailed,
     JobLost,
@@ -38,6 +40,7 @@ from reactor.errors import (
 )
 from reactor.jobs.backoff import Backoff
 from reactor.jobs.context import JobContext, current_job
+from reactor.jobs.flow import chain, chord, group, step
 from reactor.jobs.registry import JobRegistry, job, job_callback, job_errback
 from reactor.node.driver import Node
 
@@ -47,10 +50,12 @@ __all__ = [
     "BackPressureError",
     "CancelJob",
     "ConfigError",
+    "FlowError",
     # objects
     "Backoff",
     "Config",
     "Distributor",
+    "FlowHandle",
     "JobCancelledError",
     "JobFailed",
     "JobContext",
@@ -76,6 +81,7 @@ __all__ = [
     "config",
     "drain",
     "enqueue",
+    "enqueue_flow",
     # job definitions
     "current_job",
     "job",
@@ -89,6 +95,11 @@ __all__ = [
     "start_distributor",
     "start_node",
     "stop",
+    # workflows
+    "chain",
+    "chord",
+    "group",
+    "step",
 ]
 
 #: The facade's settings (the one documented global, with the runtime below). A bad
@@ -109,6 +120,7 @@ drain = _runtime.drain
 start_distributor = _runtime.start_distributor
 start_node = _runtime.start_node
 enqueue = _runtime.enqueue
+enqueue_flow = _runtime.enqueue_flow
 snapshot = _runtime.snapshot
 result = _runtime.result
 cancel = functools.partial(_cancel, _runtime)

@@ -20,6 +20,7 @@ Tree::
     ├── TimeLimitExceeded (also TimeoutError)          an attempt ran past its timeout
     ├── OutsideJobError (also LookupError)             ``current_job()`` called outside a job
     ├── ProgressError (also ValueError)                ``progress()`` given a bad fraction or note
+    ├── FlowError (also ValueError)                    a workflow built wrong (an empty group, ...)
     └── RemoteError                                    a node's exception, seen by the distributor
 
     CancelJob (BaseException)                          raised by job code to end a job on purpose
@@ -112,6 +113,11 @@ class JobLost(ReactorError):
 
 class TimeLimitExceeded(ReactorError, TimeoutError):
     """An attempt ran past its ``timeout``; it fails and follows the job's retry policy."""
+
+
+class FlowError(ReactorError, ValueError):
+    """A workflow built wrong: an empty chain or group, something not a step where a step
+    belongs, or an enqueue option a step cannot take (``step(..., period=...)``)."""
 
 
 class RemoteError(ReactorError):

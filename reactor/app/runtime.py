@@ -19,11 +19,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, Unpack
 
 from reactor.app.forkguard import ForkGuard
+from reactor.app.loop import APPLICATION_SIGNALS
+from reactor.app.loop import new_event_loop as new_event_loop  # the CLI's import path
 from reactor.config import Config
 from reactor.distributor.drain import wait_interruptibly
 from reactor.distributor.driver import Distributor
+from reactor.distributor.flows import FlowHandle
 from reactor.distributor.handle import Feedback, JobHandle, ProgressFeedback
 from reactor.errors import ReactorError
+from reactor.jobs.flow import Flow
 from reactor.jobs.limits import FlowOptions
 from reactor.jobs.options import options_from
 from reactor.node.driver import Node
@@ -34,25 +38,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("reactor")
 T = TypeVar("T")
-
-#: Signals an application (or its server: gunicorn, uvicorn) handles on its main thread.
-APPLICATION_SIGNALS = {
-    getattr(signal, name)
-    for name in (
-        *("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH"),
-        *("SIGCHLD", "SIGALRM", "SIGTTIN", "SIGTTOU"),
-    )
-    if hasattr(signal, name)
-}
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """A uvloop loop when uvloop is installed, else asyncio's default."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on POSIX
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
 
 
 class Runtime:
@@ -458,6 +443,15 @@ class Runtime:
                                 flow or None))
         # fmt: on
         return distributor.submit(name, args, options)
+
+    def enqueue_flow(
+        self, flow: Flow, *, on_success: Feedback | None = None, on_error: Feedback | None = None
+    ) -> FlowHandle:
+        """Enqueue a workflow through the facade's distributor (``Distributor.enqueue_flow``)."""
+        distributor = self._current()
+        if distributor is None:
+            raise ReactorError("no distributor: call JR.start_distributor(host, port) first")
+        return distributor.enqueue_flow(flow, on_success=on_success, on_error=on_error)
 
     def result(
         self, job_id: str, timeout: float | None = None, *, store: str | None = None

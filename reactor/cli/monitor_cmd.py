@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from reactor.cli import exits
+from reactor.cli import exits, flow_cmd
 from reactor.cli.options import env_help, from_env
 from reactor.config import DEFAULTS, env_name, parse_duration
 from reactor.errors import ConfigError, StorageUnavailableError
@@ -127,6 +127,7 @@ def add_parser(sub: Any) -> None:
     prune.add_argument("--keep-last", metavar="N", help="spare the N newest of each status")
     prune.add_argument("--dry-run", action="store_true", help="list what would go, delete nothing")
     _json_option(prune)
+    flow_cmd.add_action(actions)
     p.set_defaults(func=run)
 
 
@@ -478,6 +479,7 @@ def _watch(done: Callable[[], int], advance: Callable[[int], None]) -> Iterator[
 
 
 _ACTIONS: dict[str, Callable[[RedisMonitor, argparse.Namespace], int]] = {
+    "flow": flow_cmd.show_flow,
     "nodes": _nodes,
     "jobs": _jobs,
     "show": _show,

@@ -25,11 +25,15 @@ from reactor.distributor import views
 from reactor.distributor.drain import DrainState, report_lost, wait_stored
 from reactor.distributor.farewell import say_goodbye
 from reactor.distributor.feedback import Outcomes
+from reactor.distributor.flow_handle import FlowHandle
 from reactor.distributor.handle import Feedback, JobHandle, ProgressFeedback
 from reactor.distributor.inbox import Inbox
 from reactor.distributor.listener import open_router, serve_router
+from reactor.distributor.membership import make_announcer, open_outbox
 from reactor.distributor.unique import ForeignJobHandle, UniqueKeys
+from reactor.distributor.workflows import Workflows
 from reactor.errors import BackPressureError, ReactorError
+from reactor.jobs.flow import Flow
 from reactor.jobs.limits import FlowOptions
 from reactor.jobs.options import PLAIN, ROUTINE, EnqueueOptions, check_feedback, options_from
 from reactor.net.transport import GOODBYE_LINGER, Endpoint
@@ -123,6 +127,7 @@ class Distributor:
         self.feedback = self.outcomes.feedback
         self.cancelled = self.outcomes.cancelled
         self.progress = self.outcomes.progress
+        self.workflows = Workflows(self)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -179,29 +184,8 @@ class Distributor:
         # The gauges, read when /metrics is scraped (from the metrics server's thread).
         self.metrics.read_state(lambda: views.metrics_state(self._inbox.jobs, core, self._endpoint))
         log.info("distributor listening on tcp://%s", self.address)
-        if self.outbox is not None:  # works at once; start() also joins the group eagerly
-            from reactor.distributor.outbox import Outbox
-
-            self._outbox = Outbox(
-                self.outbox,
-                group=self.group,
-                session=self.session,
-                lease=float(self.config["heartbeat_timeout"]),
-                submit=self._accept_written,
-                handle=functools.partial(JobHandle, distributor=self, lock=self._lock),
-            )
-            self._outbox.open(loop)
-        if self.announce is not None:
-            from reactor.storage.discovery import Announcer, advertised_address
-
-            self._announcer = Announcer(
-                self.announce,
-                group=self.group,
-                session=self.session,
-                address=advertised_address(self.host, self.port),
-                lease=float(self.config["heartbeat_timeout"]),
-                snapshot=self.snapshot,
-            )
+        self._outbox = open_outbox(self, loop, submit=self._accept_written, lock=self._lock)
+        self._announcer = make_announcer(self)
         self._inbox.open(loop)
 
     async def drain(self, timeout: float | None = None) -> int:
@@ -233,6 +217,7 @@ class Distributor:
         if outbox is not None:
             await outbox.stop(self._stored)
         await say_goodbye(self, self.core)
+        await self.workflows.stop()  # durable flows are left to the group, not failed by the stop
         self.stop_in_loop()
         announcer, self._announcer = self._announcer, None
         if announcer is not None:
@@ -383,6 +368,18 @@ class Distributor:
         self._accept(job)
         return handle
 
+    def enqueue_flow(
+        self, flow: Flow, *, on_success: Feedback | None = None, on_error: Feedback | None = None
+    ) -> FlowHandle:
+        """Enqueue a workflow (``step``, ``chain``, ``group``, ``chord``), each step an ordinary
+        job; returns at once with its handle. Safe from any thread (see ``workflows``).
+
+        Raises:
+            FlowError: ``flow`` is not a flow. TypeError: a feedback that is not callable.
+            ReactorError: the distributor is not running.
+        """
+        return self.workflows.start(flow, on_success, on_error)
+
     # The two steps of an enqueue that the offline test distributors (reactor.testing) replace.
 
     def _admit(self) -> None:
@@ -472,6 +469,7 @@ class Distributor:
             self._announcer.renew()
         if self._outbox is not None:
             self._outbox.tick(self._stored)
+            self.workflows.tick()
 
     # -- live view ------------------------------------------------------------------------------
 

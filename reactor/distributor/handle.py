@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any, Protocol
 
 from reactor.errors import JobTimeoutError
@@ -36,6 +36,7 @@ class JobHandle:
 
     __slots__ = (
         "_aio",
+        "_callbacks",
         "_cancel_requested",
         "_distributor",
         "_error",
@@ -75,6 +76,7 @@ class JobHandle:
         self._waiter: concurrent.futures.Future[dict[str, Any]] | None = None
         self._cancel_requested = False
         self._aio: asyncio.Future[dict[str, Any]] | None = None  # when awaited on the loop
+        self._callbacks: list[Callable[[Any, BaseException | None], Any]] | None = None
 
     def done(self) -> bool:
         """Whether the job has finished (successfully, with an error, or cancelled)."""
@@ -96,6 +98,18 @@ class JobHandle:
     def _cancel_pending(self) -> bool:
         """Whether a cancel was asked for and the job has not finished yet."""
         return self._cancel_requested and not self.done()
+
+    def add_done_callback(self, fn: Callable[[Any, BaseException | None], Any]) -> None:
+        """Call ``fn(value, error)`` once the job ends (at once when it has): on the thread that
+        settles the handle (the distributor's loop), or here when it ended already. Workflows
+        follow their steps with it."""
+        with self._lock:
+            if not self.done():
+                if self._callbacks is None:
+                    self._callbacks = []
+                self._callbacks.append(fn)
+                return
+        fn(None if self._error is not None else self._value, self._error)
 
     def result(self, timeout: float | None = None) -> dict[str, Any]:
         """Wait for the job's final args.
@@ -150,6 +164,7 @@ class JobHandle:
             else:
                 self._value = value
             waiter = self._waiter
+            callbacks, self._callbacks = self._callbacks, None
         aio = self._aio
         if aio is not None and not aio.done():
             if error is not None:
@@ -161,6 +176,9 @@ class JobHandle:
                 waiter.set_exception(error)
             else:
                 waiter.set_result(self._value)
+        if callbacks is not None:
+            for fn in callbacks:
+                fn(None if error is not None else self._value, error)
 
     def __repr__(self) -> str:
         state = "done" if self.done() else "pending"

@@ -155,6 +155,9 @@ class Metrics:
         self._rejected = 0
         #: Kept records the node's pruner removed, by status (``reactor_jobs_pruned_total``).
         self.pruned: Counter[str] = Counter()
+        #: Workflows started, continued (a dead member's), succeeded, failed and cancelled
+        #: (``reactor_flows_total``).
+        self.flows: Counter[str] = Counter()
         self._reader: Callable[[], State] | None = None
         self.registry.register(_Collector(self))
 
@@ -287,6 +290,14 @@ class Metrics:
         """The pruner removed ``count`` kept records of ``status`` (kept_jobs_ttl/_max)."""
         self.pruned[status] += count
 
+    def flow_started(self) -> None:
+        """A distributor started a workflow."""
+        self.flows["started"] += 1
+
+    def flow_ended(self, outcome: str) -> None:
+        """A workflow ended: ``succeeded``, ``failed`` or ``cancelled``."""
+        self.flows[outcome] += 1
+
     def storage_down(self, down: bool = True) -> None:
         """Storage became unreachable (``down=False``: reachable again)."""
         self._storage_down = down
@@ -354,14 +365,18 @@ class _Collector(Collector):
     def collect(self) -> Iterable[Metric]:
         m = self._metrics
         yield from self._families(m.tallies(), m.state(), m.reconnects, m.storage_write)
-        pruned = CounterMetricFamily(
+        yield _by_label(
             "reactor_jobs_pruned",
             "Kept records removed by the node's pruner (kept_jobs_ttl, kept_jobs_max).",
-            labels=["status"],
+            "status",
+            m.pruned,
         )
-        for status, count in sorted(dict(m.pruned).items()):
-            pruned.add_metric([status], count)
-        yield pruned
+        yield _by_label(
+            "reactor_flows",
+            "Workflows by event: started, continued, succeeded, failed, cancelled (distributor).",
+            "event",
+            m.flows,
+        )
 
     @staticmethod
     def _families(
@@ -432,6 +447,14 @@ def _limit_families(state: State) -> Iterator[Metric]:
     for (name, kind), (count, seconds) in sorted(state.limit_waits.items()):
         waited.add_metric([name, kind], count_value=count, sum_value=seconds)
     yield waited
+
+
+def _by_label(key: str, text: str, label: str, counts: Counter[str]) -> Metric:
+    """A counter family with one sample per label value (read with one C-level copy)."""
+    family = CounterMetricFamily(key, text, labels=[label])
+    for value, count in sorted(dict(counts).items()):
+        family.add_metric([value], count)
+    return family
 
 
 def _buckets(h: Hist) -> tuple[list[tuple[str, float]], float]:

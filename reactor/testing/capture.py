@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from reactor.config import Config
+from reactor.distributor.flow_handle import FlowHandle
+from reactor.jobs.flow import Flow
+from reactor.jobs.options import Feedback
 from reactor.testing.offline import EnqueuedJob, OfflineDistributor
 from reactor.wire import protocol as P
 
@@ -13,13 +17,26 @@ class CapturingDistributor(OfflineDistributor):
     """A distributor that records every job and runs none: test code that enqueues, not jobs.
 
     Handles stay pending (``handle.cancel()`` marks the captured job ``cancelled``). Checks are
-    the real ones, so an unserialisable argument fails here as in production.
+    the real ones, so an unserialisable argument fails here as in production. A workflow is
+    recorded in :attr:`flows`, and its first steps in :attr:`jobs` (none ends, so no later
+    step is enqueued).
     """
 
     def __init__(self, *, config: Config | None = None) -> None:
         super().__init__(config=config)
         #: What was enqueued, oldest first.
         self.jobs: list[EnqueuedJob] = []
+        #: The workflows enqueued (``enqueue_flow``), oldest first.
+        self.flows: list[CapturedFlow] = []
+
+    def enqueue_flow(
+        self, flow: Flow, *, on_success: Feedback | None = None, on_error: Feedback | None = None
+    ) -> FlowHandle:
+        """Check and record ``flow``; its first steps are captured as jobs."""
+        handle = super().enqueue_flow(flow, on_success=on_success, on_error=on_error)
+        with self._lock:
+            self.flows.append(CapturedFlow(handle.id, flow, handle))
+        return handle
 
     def accept(self, job: EnqueuedJob) -> None:
         """Record ``job``."""
@@ -36,6 +53,7 @@ class CapturingDistributor(OfflineDistributor):
         """Forget what was captured so far."""
         with self._lock:
             self.jobs.clear()
+            self.flows.clear()
 
     def enqueued(self, name: str | None = None) -> list[EnqueuedJob]:
         """The captured jobs named ``name`` (every one when None), oldest first."""
@@ -93,6 +111,16 @@ class CapturingDistributor(OfflineDistributor):
             + (f", tags {j.tags!r})" if j.tags else ")")
             for j in self.jobs[:20]
         )
+
+
+@dataclass(slots=True)
+class CapturedFlow:
+    """One workflow a :class:`CapturingDistributor` recorded: its id, the flow as built, and
+    the handle it returned (pending: captured steps never end)."""
+
+    id: str
+    flow: Flow
+    handle: FlowHandle
 
 
 def _tagged(job: EnqueuedJob, tags: list[str] | tuple[str, ...]) -> bool:

@@ -50,6 +50,7 @@ def test_the_dashboard_routes_are_documented() -> None:
     assert routes
     for method, route in routes:
         shown = re.sub(r"\{node\}", "NAME", re.sub(r"\{job_id\}", "JOB_ID", route))
+        shown = shown.replace("{flow_id}", "FLOW_ID")
         if shown.startswith("/live/"):
             assert f"`{shown}`" in text, f"operations.md lacks the route {shown}"
         else:

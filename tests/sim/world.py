@@ -172,12 +172,15 @@ class SimDistributor:
         run.feedbacks += 1
         if fb.final:
             run.error = fb.error[0] if fb.error else None
-            run.outcomes.append(
-                {P.SUCCESS: "success", P.FAILURE: "failure"}.get(fb.outcome, "cancelled")
-            )
+            outcome = {P.SUCCESS: "success", P.FAILURE: "failure"}.get(fb.outcome, "cancelled")
+            run.outcomes.append(outcome)
+            if self.world.on_outcome is not None:  # the flows workload (tests/sim/flows.py)
+                self.world.on_outcome(job.id, outcome, fb.args)
 
     def cancelled(self, job: JobState) -> None:
         self.world.runs[job.id].outcomes.append("cancelled")
+        if self.world.on_outcome is not None:
+            self.world.on_outcome(job.id, "cancelled", None)
 
     # application
     def enqueue(
@@ -626,6 +629,8 @@ class World:
         self.gate = MemoryGate(lease=LOST_AFTER, poll=0.5)
         self.limit_watch = LimitWatch(self.gate)
         self.runs: dict[str, Run] = {}
+        #: Told each job's terminal outcomes (job id, outcome, final args), when set.
+        self.on_outcome: Callable[[str, str, bytes | None], None] | None = None
         self.refusals: list[tuple[str, str, str]] = []
         self.lost: set[str] = set()
         self.processes: dict[bytes, Process] = {}

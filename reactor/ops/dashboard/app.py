@@ -64,6 +64,8 @@ def make_app(
     app.router.add_get("/live/nodes/{node}", node_jobs)
     app.router.add_get("/jobs/{job_id}", job)
     app.router.add_get("/live/jobs/{job_id}", job)
+    app.router.add_get("/flows/{flow_id}", flow)
+    app.router.add_get("/live/flows/{flow_id}", flow)
     app.router.add_get("/failures", failures)
     app.router.add_get("/live/failures", failures)
     app.router.add_post("/jobs/{job_id}/retry", act)
@@ -199,6 +201,12 @@ async def job(request: web.Request) -> web.Response:
     error = (record or {}).get("last_error") or ""
     summary, _, trace = error.partition("\n")
     return _render(request, "job", job_id=job_id, r=record, summary=summary, trace=trace)
+
+
+async def flow(request: web.Request) -> web.Response:
+    flow_id = request.match_info["flow_id"]
+    described = await request.app[SOURCE].flow(flow_id)
+    return _render(request, "flow", flow_id=flow_id, f=described)
 
 
 async def failures(request: web.Request) -> web.Response:

@@ -21,6 +21,7 @@ from reactor.jobs.record import FAILED
 from reactor.ops.monitor import RedisMonitor
 from reactor.storage.client import Client, make_client
 from reactor.storage.discovery import Announcement, list_announcements
+from reactor.storage.flows import read_flow
 
 from .rates import Rates
 
@@ -194,6 +195,17 @@ class Source:
     async def job(self, job_id: str) -> dict[str, Any] | None:
         """One job's record, args decoded, or None."""
         return await asyncio.to_thread(self.monitor.load, job_id)
+
+    async def flow(self, flow_id: str) -> dict[str, Any] | None:
+        """A durable flow's status and steps (``reactor.storage.flows.describe``), or None."""
+
+        def read() -> dict[str, Any] | None:
+            try:
+                return read_flow(self.monitor.redis, flow_id, self.prefix)
+            except ValueError:  # an unreadable record shows as none
+                return None
+
+        return await asyncio.to_thread(read)
 
     async def failures(self) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
         """Failed jobs (up to :data:`FAILURES_PER_NODE` per node) and quarantined records."""

@@ -1,0 +1,122 @@
+"""Durable flows (``group=``, ``outbox=``, ``result_store=``): the application that started a
+flow is SIGKILLed after the first of three steps; a live member of its group finishes the flow,
+and ``JR.result(flow id)`` in a third process returns its result (real processes, real Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import msgpack
+import pytest
+import redis as sync_redis
+
+from reactor import Config, Distributor
+from reactor.storage.flows import flow_key, group_flows_key
+from reactor.testing import async_wait_until
+
+from ..conftest import FAST, NodeFactory, lines, wait_for_node
+
+pytestmark = pytest.mark.redis
+
+#: The application that starts the flow, says its address and the flow's id, and waits to be
+#: killed.
+APP = """
+import sys, time
+import reactor as JR
+from reactor import chain, step
+
+url, notes = sys.argv[1], sys.argv[2]
+JR.config.update(heartbeat_interval=0.2, heartbeat_timeout=2.0, log_job_processing=False)
+d = JR.start_distributor("127.0.0.1", 0, group="shop", outbox=url, result_store=url)
+print("address", d.address, flush=True)
+flow = chain(
+    step("flow_add", {"n": 1, "path": notes, "tag": "first"}),
+    step("flow_wait", {"seconds": 1.0}),
+    step("flow_add", {"tag": "last"}),
+)
+print("flow", JR.enqueue_flow(flow).id, flush=True)
+time.sleep(3600)
+"""
+
+#: A third process: the flow's result from the result store.
+READER = """
+import json, sys
+import reactor as JR
+
+JR.config["redis_url"] = sys.argv[1]
+print(json.dumps(JR.result(sys.argv[2], timeout=40)), flush=True)
+JR.stop()
+"""
+
+
+def first_step_recorded(url: str, flow_id: str) -> bool:
+    client = sync_redis.Redis.from_url(url)
+    try:
+        raw = client.hget(flow_key(flow_id), "0")
+    finally:
+        client.close()
+    return raw is not None and msgpack.unpackb(raw)[0] == "succeeded"
+
+
+async def test_a_live_member_finishes_the_flow_of_a_killed_application(
+    start_node: NodeFactory, redis_url: str, tmp_path: Path, apps: list
+) -> None:
+    notes = tmp_path / "notes"
+    member = Distributor(
+        "127.0.0.1",
+        0,
+        config=Config(**FAST),
+        group="shop",
+        outbox=redis_url,
+        result_store=redis_url,
+    )
+    await member.start()
+    try:
+        app = subprocess.Popen(
+            [sys.executable, "-c", APP, redis_url, str(notes)], stdout=subprocess.PIPE, text=True
+        )
+        apps.append(app)
+        assert app.stdout is not None
+        address = (await asyncio.to_thread(app.stdout.readline)).split()[1]
+        flow_id = (await asyncio.to_thread(app.stdout.readline)).split()[1]
+        node = start_node("w1", [address, member.address])
+        await wait_for_node(member, "w1", proc=node)
+        await async_wait_until(lambda: first_step_recorded(redis_url, flow_id), 20)
+        os.kill(app.pid, signal.SIGKILL)
+        await asyncio.to_thread(app.wait, 10)
+
+        reader = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-c", READER, redis_url, flow_id],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert reader.returncode == 0, reader.stderr
+        result = json.loads(reader.stdout)
+        assert result["n"] == 3 and result["tag"] == "last"
+        # The flow went on from its finished first step: the member enqueued only the rest.
+        # (The outbox may deliver again a job of the dead member whose entry it had not swept
+        # yet, the first step's included: at-least-once; the flow counts its own copy only.)
+        assert lines(notes).count("add last") == 1
+        assert member.metrics.flows["continued"] == 1
+        assert flow_id not in member.workflows.live  # ended, forgotten
+        client = sync_redis.Redis.from_url(redis_url)
+        try:  # no live flow left in the group; the ended record is kept (with a TTL)
+            assert client.hlen(group_flows_key("shop")) == 0
+            record = client.hgetall(flow_key(flow_id))
+            assert [msgpack.unpackb(record[str(i).encode()])[0] for i in range(3)] == [
+                "succeeded"
+            ] * 3
+            assert msgpack.unpackb(record[b"end"])[0] == "succeeded"
+            assert client.ttl(flow_key(flow_id)) > 0
+        finally:
+            client.close()
+    finally:
+        await member.stop()
