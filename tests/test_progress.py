@@ -13,7 +13,7 @@ import pytest
 
 from reactor import current_job, job
 from reactor.node.attempts import PROGRESS_EVERY
-from reactor.testing import Cluster
+from reactor.testing import Cluster, EagerDistributor
 
 DEADLINE = 10.0
 
@@ -128,3 +128,25 @@ async def test_an_on_progress_that_raises_is_logged_and_the_job_goes_on(
         await asyncio.wait_for(handle, DEADLINE)
         assert handle.progress == (1.0, "step 4")
     assert "the progress feedback of job" in caplog.text
+
+
+@job("eager_steps", max_attempt=2)
+def eager_steps(args: dict[str, Any]) -> None:
+    ctx = current_job()
+    ctx.progress(0.5, f"attempt {ctx.attempt}")
+    if ctx.attempt == 1:
+        raise RuntimeError("once")
+
+
+def test_current_job_and_progress_in_eager_mode() -> None:
+    got, on_progress = _recorder()
+    eager = EagerDistributor([eager_steps, steps])
+    handle = eager.enqueue("eager_steps", {}, on_progress=on_progress)
+    assert handle.result(1) == {}
+    assert got == [(0.5, "attempt 1"), (0.5, "attempt 2")] and handle.progress == got[-1]
+
+
+async def test_an_eager_async_job_on_a_running_loop_has_its_context() -> None:
+    eager = EagerDistributor([steps])  # runs on a thread of its own: this loop is running
+    handle = eager.enqueue("steps", {})
+    assert handle.progress == (1.0, "step 4")

@@ -4,6 +4,7 @@ like Celery's ``task_always_eager``."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import threading
 from collections.abc import Coroutine
@@ -13,7 +14,9 @@ from reactor.config import Config
 from reactor.core.lifecycle import RetryPolicy, error_triple
 from reactor.distributor.feedback import run_feedback
 from reactor.distributor.handle import JobHandle
+from reactor.jobs import context
 from reactor.jobs.chain import run_async, run_sync, run_sync_limited
+from reactor.jobs.context import JobContext
 from reactor.jobs.outcome import Attempt, Outcome
 from reactor.jobs.registry import JobEntry
 from reactor.testing.jobs import Jobs, registry_from
@@ -33,7 +36,9 @@ class EagerDistributor(OfflineDistributor):
     the final args, and returns a handle that is already done. The args cross msgpack both ways,
     as on the wire, and ``timeout`` applies as on a node. ``after=``/``run_at=`` are ignored (the
     job runs now), a periodic or cron job runs once, ``priority`` and ``node`` have no effect.
-    ``async def`` chains run on a loop of their own.
+    ``async def`` chains run on a loop of their own. ``current_job()`` works in the job (its
+    ``progress()`` reports reach ``handle.progress`` and ``on_progress`` at once; ``cancelled``
+    stays False: the job is over before ``enqueue`` returns).
 
     Args:
         jobs: the jobs (see :func:`reactor.testing.registry_from`).
@@ -67,8 +72,19 @@ class EagerDistributor(OfflineDistributor):
         )
         max_attempt = job.max_attempt or policy.max_attempt
         timeout = job.timeout or entry.timeout
+        handle = job.handle
+
+        def report(fraction: float, note: str | None) -> None:
+            handle.progress = (fraction, note)
+            if handle.on_progress is not None:
+                handle.on_progress(fraction, note)
+
         for number in range(1, max_attempt + 1):
-            attempt = self._attempt(entry, packed, timeout)
+            token = context.enter(JobContext(job_id, name, number, report))
+            try:
+                attempt = self._attempt(entry, packed, timeout)
+            finally:
+                context.leave(token)
             if attempt.outcome in (Outcome.DONE, Outcome.CANCELLED):
                 out = P.pack_result_args(attempt.args)
                 return P.Feedback(job_id, 1, number, P.SUCCESS, True, out, None)
@@ -113,7 +129,10 @@ def _run_blocking(coro: Coroutine[Any, Any, T]) -> T:
         except BaseException as exc:
             errors.append(exc)
 
-    thread = threading.Thread(target=target, name="reactor-eager")
+    # A thread starts with an empty context: the attempt's (current_job()) goes along.
+    thread = threading.Thread(
+        target=contextvars.copy_context().run, args=(target,), name="reactor-eager"
+    )
     thread.start()
     thread.join()
     if errors:
