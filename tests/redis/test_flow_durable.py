@@ -1,6 +1,7 @@
 """Durable flows (``group=``, ``outbox=``, ``result_store=``): the application that started a
-flow is SIGKILLed after the first of three steps; a live member of its group finishes the flow,
-and ``JR.result(flow id)`` in a third process returns its result (real processes, real Redis)."""
+flow is SIGKILLed after the first of three steps; a live or restarted member of its group
+finishes the flow, and ``JR.result(flow id)`` in a third process returns its result (real
+processes, real Redis)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ import redis as sync_redis
 
 from reactor import Config, Distributor
 from reactor.storage.flows import flow_key, group_flows_key
-from reactor.testing import async_wait_until
+from reactor.testing import async_wait_until, free_port
 
-from ..conftest import FAST, NodeFactory, lines, wait_for_node
+from ..conftest import FAST, NodeFactory, lines
 
 pytestmark = pytest.mark.redis
 
@@ -64,19 +65,23 @@ def first_step_recorded(url: str, flow_id: str) -> bool:
     return raw is not None and msgpack.unpackb(raw)[0] == "succeeded"
 
 
-async def test_a_live_member_finishes_the_flow_of_a_killed_application(
-    start_node: NodeFactory, redis_url: str, tmp_path: Path, apps: list
+@pytest.mark.parametrize("member_is", ["live", "restarted"])
+async def test_another_member_finishes_the_flow_of_a_killed_application(
+    start_node: NodeFactory, redis_url: str, tmp_path: Path, apps: list, member_is: str
 ) -> None:
+    """``live``: the member runs all along; ``restarted``: it starts after the kill (as the
+    killed application would be restarted, on another port)."""
     notes = tmp_path / "notes"
     member = Distributor(
         "127.0.0.1",
-        0,
+        free_port(),
         config=Config(**FAST),
         group="shop",
         outbox=redis_url,
         result_store=redis_url,
     )
-    await member.start()
+    if member_is == "live":
+        await member.start()
     try:
         app = subprocess.Popen(
             [sys.executable, "-c", APP, redis_url, str(notes)], stdout=subprocess.PIPE, text=True
@@ -85,11 +90,12 @@ async def test_a_live_member_finishes_the_flow_of_a_killed_application(
         assert app.stdout is not None
         address = (await asyncio.to_thread(app.stdout.readline)).split()[1]
         flow_id = (await asyncio.to_thread(app.stdout.readline)).split()[1]
-        node = start_node("w1", [address, member.address])
-        await wait_for_node(member, "w1", proc=node)
+        start_node("w1", [address, member.address])
         await async_wait_until(lambda: first_step_recorded(redis_url, flow_id), 20)
         os.kill(app.pid, signal.SIGKILL)
         await asyncio.to_thread(app.wait, 10)
+        if member_is == "restarted":
+            await member.start()
 
         reader = await asyncio.to_thread(
             subprocess.run,
@@ -119,4 +125,5 @@ async def test_a_live_member_finishes_the_flow_of_a_killed_application(
         finally:
             client.close()
     finally:
-        await member.stop()
+        if member.started:
+            await member.stop()
