@@ -17,11 +17,12 @@ import msgpack
 import pytest
 import redis as sync_redis
 
-from reactor import Config, Distributor
+from reactor import Config, Distributor, ReactorError, chain, step
+from reactor.distributor.outbox import leases_key
 from reactor.storage.flows import flow_key, group_flows_key
 from reactor.testing import async_wait_until, free_port
 
-from ..conftest import FAST, NodeFactory, lines
+from ..conftest import FAST, NodeFactory, lines, wait_for_node
 
 pytestmark = pytest.mark.redis
 
@@ -127,3 +128,44 @@ async def test_another_member_finishes_the_flow_of_a_killed_application(
     finally:
         if member.started:
             await member.stop()
+
+
+async def test_a_member_taken_for_gone_stops_driving_its_flows_and_a_stop_leaves_them(
+    start_node: NodeFactory, redis_url: str
+) -> None:
+    d = Distributor("127.0.0.1", 0, config=Config(**FAST), group="fence", outbox=redis_url)
+    await d.start()
+    stopped = False
+    try:
+        proc = start_node("w1", [d.address])
+        await wait_for_node(d, "w1", proc=proc)
+        flows = [
+            d.enqueue_flow(chain(step("flow_wait", {"seconds": 30.0}), step("flow_add")))
+            for _ in range(2)
+        ]
+        client = sync_redis.Redis.from_url(redis_url)
+        try:  # another member claimed the first flow (it took this one for gone)
+            # enqueue_flow on the loop returns before the record is written: wait for it.
+            owned = group_flows_key("fence")
+            await async_wait_until(lambda: client.hlen(owned) == 2, 10)
+            client.zadd(leases_key("fence"), {"another-session": 2**50})  # alive, for long
+            client.hset(owned, flows[0].id, "another-session")
+        finally:
+            client.close()
+        with pytest.raises(ReactorError, match="claimed by another member") as caught:
+            await asyncio.wait_for(flows[0], 10)
+        assert f"JR.result({flows[0].id!r})" in str(caught.value)
+        assert flows[0].id not in d.workflows.live and flows[1].id in d.workflows.live
+        stopped = True
+        await d.stop(drain_timeout=1.0)
+        with pytest.raises(ReactorError, match="left to its group by a stopping distributor"):
+            await asyncio.wait_for(flows[1], 1)
+        client = sync_redis.Redis.from_url(redis_url)
+        try:  # the flow is still the group's to continue, not failed
+            assert client.hget(group_flows_key("fence"), flows[1].id) is not None
+            assert not client.hexists(flow_key(flows[1].id), "end")
+        finally:
+            client.close()
+    finally:
+        if not stopped:
+            await d.stop()
