@@ -8,7 +8,17 @@ from typing import Any
 import pytest
 
 import reactor as JR
-from reactor import FlowError, JobCancelledError, JobFailed, chain, chord, group, job, step
+from reactor import (
+    FlowError,
+    JobCancelledError,
+    JobFailed,
+    JobTimeoutError,
+    chain,
+    chord,
+    group,
+    job,
+    step,
+)
 from reactor.testing import CapturingDistributor, Cluster, EagerDistributor
 
 
@@ -70,6 +80,8 @@ def test_capture_records_the_flow_and_its_first_steps_only() -> None:
     capture.assert_enqueued("b", args={"k": 1}, count=1)
     capture.assert_enqueued("c", count=0)
     assert not handle.done()
+    with pytest.raises(JobTimeoutError, match=r"did not finish within 0.01s \(0 of 3 steps ended"):
+        handle.result(timeout=0.01)
     handle.cancel()
     assert all(j.cancelled for j in capture.jobs)
     with pytest.raises(JobCancelledError):

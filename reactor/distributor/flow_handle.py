@@ -9,6 +9,7 @@ from collections.abc import Generator
 from typing import Any, Protocol
 
 from reactor.distributor.handle import JobHandle
+from reactor.errors import JobTimeoutError
 from reactor.jobs.options import Feedback
 
 
@@ -63,7 +64,14 @@ class FlowHandle(JobHandle):
             JobCancelledError: the flow was cancelled with :meth:`cancel`.
             JobTimeoutError: ``timeout`` seconds passed first (the flow goes on).
         """
-        return super().result(timeout)
+        try:
+            return super().result(timeout)
+        except JobTimeoutError:
+            ended = sum(status not in ("pending", "enqueued") for _, _, status in self.steps)
+            raise JobTimeoutError(
+                f"flow {self.id} did not finish within {timeout}s ({ended} of "
+                f"{len(self.steps)} steps ended; the flow goes on)"
+            ) from None
 
     def __await__(self) -> Generator[Any, None, Any]:
         return super().__await__()

@@ -73,6 +73,8 @@ class FlowRunner:
         self.handle = FlowHandle(self.id, self, on_success, on_error)
         #: Whether the distributor stopped while a durable flow ran: the group continues it.
         self.left = False
+        #: Whether its steps are being enqueued (a durable flow: its record is written).
+        self.started = False
         self._queue: deque[Launch] = deque()
         self._busy = False  # launching now: steps that end meanwhile queue their successors
         self._cancelled = False
@@ -108,11 +110,13 @@ class FlowRunner:
     def start(self) -> None:
         """Enqueue the flow's first steps."""
         self.distributor.metrics.flow_started()
+        self.started = True
         self._launch(self.machine.start())
 
     def resume(self, launches: list[Launch]) -> None:
         """Continue a flow another member started: enqueue ``launches`` (from
         :meth:`FlowMachine.resume`), or report the end the record already holds."""
+        self.started = True
         self._launch(launches)
 
     def _launch(self, launches: list[Launch]) -> None:

@@ -6,8 +6,10 @@ feedback callables: if that process dies, its flow stops (the steps already enqu
 With it, the flow's record says what the flow is and how far it got; a live or restarted member
 of the group claims a flow whose owner's lease lapsed, replays the recorded outcomes through the
 same :class:`~reactor.core.flow.FlowMachine`, and enqueues again the steps that had no recorded
-end (so a step running when its owner died may run twice: at-least-once, as jobs are). Feedback
-callables run only in the process that started the flow; the outcome reaches the result store.
+end (so a step running when its owner died may run twice: at-least-once, as jobs are). A member
+that finds on its tick that another claimed one of its flows (it was taken for gone) stops driving
+it. Feedback callables run only in the process that started the flow; the outcome reaches the
+result store.
 """
 
 from __future__ import annotations
@@ -133,10 +135,32 @@ class Workflows:
         store = self.store
         assert store is not None
         try:
-            for flow_id in await store.claim():
+            taken, mine = await store.claim()
+            self._fence(mine)
+            for flow_id in taken:
                 self._resume(flow_id, await store.load(flow_id))
         except Exception as exc:  # Redis unreachable, or a flow's bad record: the next tick retries
             log.warning("cannot claim the group's orphaned flows: %s", exc)
+
+    def _fence(self, mine: set[str]) -> None:
+        """Stop driving the durable flows another member claimed (it took this distributor
+        for gone: a pause past its lease), so that one member drives each flow from now on."""
+        for runner in list(self.live.values()):
+            if runner.store is None or not runner.started or runner.id in mine:
+                continue
+            if runner.left or runner.machine.done:
+                continue
+            log.warning("flow %s was claimed by another member of group %r (this distributor "
+                        "was taken for gone); it goes on there", runner.id,
+                        self.distributor.group)  # fmt: skip
+            self._leave(runner, "was claimed by another member of its group")
+
+    def _leave(self, runner: FlowRunner, why: str) -> None:
+        """``runner``'s flow goes on elsewhere in the group: stop driving it, tell its handle."""
+        runner.left = True
+        self.live.pop(runner.id, None)
+        where = f"read its result with JR.result({runner.id!r})"
+        runner.handle.resolve(None, ReactorError(f"flow {runner.id} {why}; {where}"))
 
     def _resume(self, flow_id: str, record: dict[bytes, bytes]) -> None:
         """Continue ``flow_id`` from its record: replay its ended steps, enqueue the rest."""
@@ -156,9 +180,9 @@ class Workflows:
 
     async def stop(self) -> None:
         """The distributor stops: durable flows are left to the group; records are written."""
-        for runner in self.live.values():
+        for runner in list(self.live.values()):
             if runner.store is not None:
-                runner.left = True
+                self._leave(runner, "was left to its group by a stopping distributor")
         claiming, self._claiming = self._claiming, None
         if claiming is not None:
             claiming.cancel()

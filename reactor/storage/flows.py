@@ -35,18 +35,21 @@ log = logging.getLogger("reactor.flows")
 
 PREFIX = "reactor"
 _FAILURES = (RedisError, RedisClusterException, OSError)
-#: KEYS leases, flows; ARGV session: take the group's flows whose owner holds no lease.
+#: KEYS leases, flows; ARGV session: take the group's flows whose owner holds no lease; returns
+#: those, and the flows this session owned already.
 _CLAIM = """
-local taken = {}
+local taken, mine = {}, {}
 local all = redis.call('HGETALL', KEYS[2])
 for i = 1, #all, 2 do
   local owner = all[i + 1]
-  if owner ~= ARGV[1] and not redis.call('ZSCORE', KEYS[1], owner) then
+  if owner == ARGV[1] then
+    mine[#mine + 1] = all[i]
+  elseif not redis.call('ZSCORE', KEYS[1], owner) then
     redis.call('HSET', KEYS[2], all[i], ARGV[1])
     taken[#taken + 1] = all[i]
   end
 end
-return taken
+return {taken, mine}
 """
 
 
@@ -145,10 +148,12 @@ class FlowStore:
         """The flow ended: mark its record, keep it ``ttl`` seconds, drop it from the group."""
         self._put("end", flow_id, bytes(msgpack.packb([status, error], use_bin_type=True)))
 
-    async def claim(self) -> list[str]:
-        """The group's flows whose owner is gone, now this session's."""
-        taken = await self.client.eval(_CLAIM, 2, self._leases, self._flows, self.session)
-        return [t.decode() if isinstance(t, bytes) else str(t) for t in taken or []]
+    async def claim(self) -> tuple[list[str], set[str]]:
+        """The group's flows whose owner is gone, now this session's; and the flows this
+        session owned already (one it drives and that is not among them was claimed by another
+        member, which took this session for gone)."""
+        taken, mine = await self.client.eval(_CLAIM, 2, self._leases, self._flows, self.session)
+        return [_text(t) for t in taken or []], {_text(m) for m in mine or []}
 
     async def load(self, flow_id: str) -> dict[bytes, bytes]:
         """A flow's record (empty when it is gone)."""
@@ -245,3 +250,7 @@ def read_flow(redis: Any, flow_id: str, prefix: str = PREFIX) -> dict[str, Any] 
 
 def _bytes(value: bytes | str) -> bytes:
     return value.encode() if isinstance(value, str) else value
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

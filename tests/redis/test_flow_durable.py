@@ -1,6 +1,7 @@
 """Durable flows (``group=``, ``outbox=``, ``result_store=``): the application that started a
-flow is SIGKILLed after the first of three steps; a live member of its group finishes the flow,
-and ``JR.result(flow id)`` in a third process returns its result (real processes, real Redis)."""
+flow is SIGKILLed after the first of three steps; a live or restarted member of its group
+finishes the flow, and ``JR.result(flow id)`` in a third process returns its result (real
+processes, real Redis)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ import msgpack
 import pytest
 import redis as sync_redis
 
-from reactor import Config, Distributor
+from reactor import Config, Distributor, ReactorError, chain, step
+from reactor.distributor.outbox import leases_key
 from reactor.storage.flows import flow_key, group_flows_key
-from reactor.testing import async_wait_until
+from reactor.testing import async_wait_until, free_port
 
 from ..conftest import FAST, NodeFactory, lines, wait_for_node
 
@@ -64,19 +66,23 @@ def first_step_recorded(url: str, flow_id: str) -> bool:
     return raw is not None and msgpack.unpackb(raw)[0] == "succeeded"
 
 
-async def test_a_live_member_finishes_the_flow_of_a_killed_application(
-    start_node: NodeFactory, redis_url: str, tmp_path: Path, apps: list
+@pytest.mark.parametrize("member_is", ["live", "restarted"])
+async def test_another_member_finishes_the_flow_of_a_killed_application(
+    start_node: NodeFactory, redis_url: str, tmp_path: Path, apps: list, member_is: str
 ) -> None:
+    """``live``: the member runs all along; ``restarted``: it starts after the kill (as the
+    killed application would be restarted, on another port)."""
     notes = tmp_path / "notes"
     member = Distributor(
         "127.0.0.1",
-        0,
+        free_port(),
         config=Config(**FAST),
         group="shop",
         outbox=redis_url,
         result_store=redis_url,
     )
-    await member.start()
+    if member_is == "live":
+        await member.start()
     try:
         app = subprocess.Popen(
             [sys.executable, "-c", APP, redis_url, str(notes)], stdout=subprocess.PIPE, text=True
@@ -85,11 +91,12 @@ async def test_a_live_member_finishes_the_flow_of_a_killed_application(
         assert app.stdout is not None
         address = (await asyncio.to_thread(app.stdout.readline)).split()[1]
         flow_id = (await asyncio.to_thread(app.stdout.readline)).split()[1]
-        node = start_node("w1", [address, member.address])
-        await wait_for_node(member, "w1", proc=node)
+        start_node("w1", [address, member.address])
         await async_wait_until(lambda: first_step_recorded(redis_url, flow_id), 20)
         os.kill(app.pid, signal.SIGKILL)
         await asyncio.to_thread(app.wait, 10)
+        if member_is == "restarted":
+            await member.start()
 
         reader = await asyncio.to_thread(
             subprocess.run,
@@ -119,4 +126,46 @@ async def test_a_live_member_finishes_the_flow_of_a_killed_application(
         finally:
             client.close()
     finally:
-        await member.stop()
+        if member.started:
+            await member.stop()
+
+
+async def test_a_member_taken_for_gone_stops_driving_its_flows_and_a_stop_leaves_them(
+    start_node: NodeFactory, redis_url: str
+) -> None:
+    d = Distributor("127.0.0.1", 0, config=Config(**FAST), group="fence", outbox=redis_url)
+    await d.start()
+    stopped = False
+    try:
+        proc = start_node("w1", [d.address])
+        await wait_for_node(d, "w1", proc=proc)
+        flows = [
+            d.enqueue_flow(chain(step("flow_wait", {"seconds": 30.0}), step("flow_add")))
+            for _ in range(2)
+        ]
+        client = sync_redis.Redis.from_url(redis_url)
+        try:  # another member claimed the first flow (it took this one for gone)
+            # enqueue_flow on the loop returns before the record is written: wait for it.
+            owned = group_flows_key("fence")
+            await async_wait_until(lambda: client.hlen(owned) == 2, 10)
+            client.zadd(leases_key("fence"), {"another-session": 2**50})  # alive, for long
+            client.hset(owned, flows[0].id, "another-session")
+        finally:
+            client.close()
+        with pytest.raises(ReactorError, match="claimed by another member") as caught:
+            await asyncio.wait_for(flows[0], 10)
+        assert f"JR.result({flows[0].id!r})" in str(caught.value)
+        assert flows[0].id not in d.workflows.live and flows[1].id in d.workflows.live
+        stopped = True
+        await d.stop(drain_timeout=1.0)
+        with pytest.raises(ReactorError, match="left to its group by a stopping distributor"):
+            await asyncio.wait_for(flows[1], 1)
+        client = sync_redis.Redis.from_url(redis_url)
+        try:  # the flow is still the group's to continue, not failed
+            assert client.hget(group_flows_key("fence"), flows[1].id) is not None
+            assert not client.hexists(flow_key(flows[1].id), "end")
+        finally:
+            client.close()
+    finally:
+        if not stopped:
+            await d.stop()
