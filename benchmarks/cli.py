@@ -10,7 +10,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from benchmarks import cpu_bound, instructions, peer_cases, reactor_cases
+from benchmarks import cpu_bound, instructions, peer_cases, reactor_cases, start_latency
 from benchmarks.harness import Options, Result, note
 from benchmarks.profiling import py_spy
 from benchmarks.report import Figures, header, json_line, peer_table, reactor_table
@@ -24,6 +24,7 @@ CASES: dict[str, tuple[CaseFn, bool, bool]] = {
     "drain_redis": (lambda o, s: reactor_cases.drain(o, s, redis=True), True, False),
     "enqueue": (reactor_cases.enqueue_rate, False, False),
     "latency": (reactor_cases.latency, False, False),
+    "start_latency": (start_latency.start_latency, False, False),
     "timers": (reactor_cases.timers, False, False),
     "memory": (reactor_cases.memory, False, False),
     "instructions": (instructions.instructions, False, False),
@@ -41,6 +42,7 @@ GROUPS = {
         "drain_redis",
         "enqueue",
         "latency",
+        "start_latency",
         "timers",
         "memory",
         "cpu_bound",

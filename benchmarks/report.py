@@ -130,6 +130,13 @@ def reactor_table(by: Figures) -> str:
     )
     row("latency", "latency enqueue->feedback p50/p99/max", lambda f: _ms(f, "feedback"))
     row(
+        "start_latency",
+        "enqueue->start p50/p99/max at half the max rate",
+        lambda f: f"{_ms(f, 'start')} at {_n(f['rate_per_s'])}/s (max {_n(f['max_jobs_per_s'])}/s)",
+        "p99 < 2 ms",
+        lambda f: bool(f["start_p99_ms"] < 2),
+    )
+    row(
         "timers",
         "deferred lateness p50/p99/max",
         lambda f: _ms(f, "late"),
@@ -168,6 +175,7 @@ def reactor_table(by: Figures) -> str:
         lambda f: bool(f["speedup"] >= 1.6),
     )
     shown = {"drain_memory", "drain_redis", "enqueue", "latency", "timers", "memory_node"}
+    shown |= {"start_latency"}
     shown |= {"memory_distributor", "cpu_bound", "instructions"}
     for case, fig in by.items():
         if case not in shown and fig.get("_failed") and not case.startswith(("dramatiq", "celery")):
