@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from reactor.jobs.sparse import Sparse
+
 NEW: Final = "new"
 IN_PROGRESS: Final = "in progress"
 QUEUED: Final = "queued"
@@ -88,35 +90,42 @@ class JobRecord:
         "args",
         "asg",
         "attempt",
-        "cancel_requested",
-        "cron",
         "defer",
         "distributor",
         "dsession",
         "due",
         "enqueued_at",
-        "failed_at",
-        "final_key",
         "id",
-        "last_error",
         "make_after",
-        "max_attempt",
         "name",
         "node",
         "period",
         "phase",
-        "priority",
-        "result_kept",
-        "revoked",
         "run_at",
         "seq",
+        "sparse",
         "status",
-        "tags",
-        "timeout",
         "timer",
-        "trace",
-        "tz",
     )
+
+    # Options and outcomes most jobs never use: stored only when set (see reactor.jobs.sparse).
+    timeout: Sparse[float | None] = Sparse(None)
+    max_attempt: Sparse[int | None] = Sparse(None)
+    cron: Sparse[str | None] = Sparse(None)
+    tz: Sparse[str | None] = Sparse(None)
+    priority: Sparse[int] = Sparse(0)
+    tags: Sparse[list[str] | None] = Sparse(None)
+    trace: Sparse[dict[str, str] | None] = Sparse(None)
+    failed_at: Sparse[float | None] = Sparse(None)
+    last_error: Sparse[str | None] = Sparse(None)
+    #: The application asked to cancel the running attempt.
+    cancel_requested: Sparse[bool] = Sparse(False)
+    #: A stale copy: its outcome is dropped.
+    revoked: Sparse[bool] = Sparse(False)
+    #: Its final outcome went to the node's result store.
+    result_kept: Sparse[bool] = Sparse(False)
+    #: The final feedback awaiting its acknowledgement.
+    final_key: Sparse[tuple[str, int, int] | None] = Sparse(None)
 
     def __init__(
         self,
@@ -158,25 +167,31 @@ class JobRecord:
         self.distributor = distributor
         self.node = node
         self.enqueued_at = enqueued_at
-        self.failed_at = failed_at
-        self.last_error = last_error
         self.seq = seq
         self.asg = asg
         self.dsession = dsession
-        self.timeout = timeout
-        self.max_attempt = max_attempt
-        self.cron = cron
-        self.tz = tz
-        self.priority = priority
-        self.tags = tags
-        self.trace = trace
         self.due = 0.0
         self.phase = STORING
-        self.cancel_requested = False
-        self.revoked = False  # a stale copy: its outcome is dropped
-        self.result_kept = False  # its final outcome went to the node's result store
-        self.final_key: tuple[str, int, int] | None = None  # the final feedback awaiting its ack
         self.timer: object | None = None  # the scheduler's token while the job waits on a timer
+        self.sparse: dict[str, Any] | None = None
+        if failed_at is not None or last_error is not None:
+            self.failed_at = failed_at
+            self.last_error = last_error
+        if timeout is not None or max_attempt is not None or cron is not None or tz or priority:
+            self.timeout = timeout
+            self.max_attempt = max_attempt
+            self.cron = cron
+            self.tz = tz
+            self.priority = priority
+        if tags is not None or trace is not None:
+            self.tags = tags
+            self.trace = trace
+
+    def __lt__(self, other: JobRecord) -> bool:
+        """Enqueue order (then id): how the node's timer heap orders jobs due at one instant."""
+        if self.enqueued_at != other.enqueued_at:
+            return self.enqueued_at < other.enqueued_at
+        return self.id < other.id
 
     def log_fields(self, node: str) -> dict[str, Any]:
         """The structured fields a log line about this job carries (``extra=``): ``job_id``,
