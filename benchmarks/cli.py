@@ -10,7 +10,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from benchmarks import cpu_bound, instructions, peer_cases, reactor_cases, start_latency
+from benchmarks import cpu_bound, idle, instructions, peer_cases, reactor_cases, start_latency
 from benchmarks.harness import Options, Result, note
 from benchmarks.profiling import py_spy
 from benchmarks.report import Figures, header, json_line, peer_table, reactor_table
@@ -28,6 +28,7 @@ CASES: dict[str, tuple[CaseFn, bool, bool]] = {
     "timers": (reactor_cases.timers, False, False),
     "memory": (reactor_cases.memory, False, False),
     "instructions": (instructions.instructions, False, False),
+    "idle": (idle.idle, False, False),
     "cpu_bound": (cpu_bound.cpu_bound, False, False),
     "cpu_bound_peers": (cpu_bound.peers, True, False),  # skips itself under --skip-peers
     "dramatiq": (lambda o, s: peer_cases.run_peer("dramatiq", o, s), True, True),
@@ -45,6 +46,7 @@ GROUPS = {
         "start_latency",
         "timers",
         "memory",
+        "idle",
         "cpu_bound",
     ),
 }

@@ -168,6 +168,14 @@ def reactor_table(by: Figures) -> str:
         lambda f: bool(f["instructions_per_job"] <= 150_000),
     )
     row(
+        "idle",
+        "idle: one node, 20 distributors, CPU",
+        lambda f: f"{f['node_cpu_pct']:.2f} % of a core over {f['node_seconds']:g} s",
+        "< 1 %",
+        lambda f: bool(f["node_cpu_pct"] < 1),
+    )
+    row("idle", "idle: 20 x 200 links (simulated), messages and CPU per link", _idle_show)
+    row(
         "cpu_bound",
         "CPU-bound jobs (2 ms), --processes 1 / 2",
         _cpu_show,
@@ -175,13 +183,22 @@ def reactor_table(by: Figures) -> str:
         lambda f: bool(f["speedup"] >= 1.6),
     )
     shown = {"drain_memory", "drain_redis", "enqueue", "latency", "timers", "memory_node"}
-    shown |= {"start_latency"}
+    shown |= {"start_latency", "idle"}
     shown |= {"memory_distributor", "cpu_bound", "instructions"}
     for case, fig in by.items():
         if case not in shown and fig.get("_failed") and not case.startswith(("dramatiq", "celery")):
             rows.append([case, "FAILED: " + str(fig.get("note", ""))[:60], "", "MISSED", "-"])
     headers = ["reactor", "figure", "target", "verdict", "exactly once"]
     return str(tabulate(rows, headers=headers, tablefmt="github"))
+
+
+def _idle_show(f: dict[str, Any]) -> str:
+    if "sim_links" not in f:
+        return "-"
+    return (
+        f"{_n(f['sim_messages_per_s'])} msg/s for {_n(f['sim_links'])} links "
+        f"({f['sim_messages_per_link_s']:g}/link/s), {f['sim_cpu_us_per_link_s']:g} us CPU/link/s"
+    )
 
 
 def _cpu_show(f: dict[str, Any]) -> str:

@@ -26,6 +26,7 @@ POSITIVE = {
     "timers": ["late_max_ms", "ran_total"],
     "memory_node": ["node_bytes_per_job"],
     "memory_distributor": ["distributor_bytes_per_job"],
+    "idle": ["sim_messages_per_s", "sim_cpu_us_per_link_s", "node_cpu_pct"],
     "cpu_bound": ["processes_1_jobs_per_s", "processes_2_jobs_per_s", "speedup", "ran_total"],
 }
 VERIFIED = {"drain_memory", "drain_redis", "enqueue", "latency", "start_latency", "timers"}
