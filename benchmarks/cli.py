@@ -10,7 +10,15 @@ import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from benchmarks import cpu_bound, instructions, limits_overhead, peer_cases, reactor_cases
+from benchmarks import (
+    cpu_bound,
+    idle,
+    instructions,
+    limits_overhead,
+    peer_cases,
+    reactor_cases,
+    start_latency,
+)
 from benchmarks.harness import Options, Result, note
 from benchmarks.profiling import py_spy
 from benchmarks.report import Figures, header, json_line, peer_table, reactor_table
@@ -24,10 +32,12 @@ CASES: dict[str, tuple[CaseFn, bool, bool]] = {
     "drain_redis": (lambda o, s: reactor_cases.drain(o, s, redis=True), True, False),
     "enqueue": (reactor_cases.enqueue_rate, False, False),
     "latency": (reactor_cases.latency, False, False),
+    "start_latency": (start_latency.start_latency, False, False),
     "timers": (reactor_cases.timers, False, False),
     "memory": (reactor_cases.memory, False, False),
     "limits": (limits_overhead.limits, False, False),  # its Redis modes skip themselves
     "instructions": (instructions.instructions, False, False),
+    "idle": (idle.idle, False, False),
     "cpu_bound": (cpu_bound.cpu_bound, False, False),
     "cpu_bound_peers": (cpu_bound.peers, True, False),  # skips itself under --skip-peers
     "dramatiq": (lambda o, s: peer_cases.run_peer("dramatiq", o, s), True, True),
@@ -42,9 +52,11 @@ GROUPS = {
         "drain_redis",
         "enqueue",
         "latency",
+        "start_latency",
         "timers",
         "memory",
         "limits",
+        "idle",
         "cpu_bound",
     ),
 }

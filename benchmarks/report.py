@@ -130,6 +130,13 @@ def reactor_table(by: Figures) -> str:
     )
     row("latency", "latency enqueue->feedback p50/p99/max", lambda f: _ms(f, "feedback"))
     row(
+        "start_latency",
+        "enqueue->start p50/p99/max at half the max rate",
+        lambda f: f"{_ms(f, 'start')} at {_n(f['rate_per_s'])}/s (max {_n(f['max_jobs_per_s'])}/s)",
+        "p99 < 2 ms",
+        lambda f: bool(f["start_p99_ms"] < 2),
+    )
+    row(
         "timers",
         "deferred lateness p50/p99/max",
         lambda f: _ms(f, "late"),
@@ -161,6 +168,14 @@ def reactor_table(by: Figures) -> str:
         lambda f: bool(f["instructions_per_job"] <= 150_000),
     )
     row(
+        "idle",
+        "idle: one node, 20 distributors, CPU",
+        lambda f: f"{f['node_cpu_pct']:.2f} % of a core over {f['node_seconds']:g} s",
+        "< 1 %",
+        lambda f: bool(f["node_cpu_pct"] < 1),
+    )
+    row("idle", "idle: 20 x 200 links (simulated), messages and CPU per link", _idle_show)
+    row(
         "cpu_bound",
         "CPU-bound jobs (2 ms), --processes 1 / 2",
         _cpu_show,
@@ -169,6 +184,7 @@ def reactor_table(by: Figures) -> str:
     )
     row("limits", "flow control: drain jobs/s, overhead per job", _limits_show)
     shown = {"drain_memory", "drain_redis", "enqueue", "latency", "timers", "memory_node", "limits"}
+    shown |= {"start_latency", "idle"}
     shown |= {"memory_distributor", "cpu_bound", "instructions"}
     for case, fig in by.items():
         if case not in shown and fig.get("_failed") and not case.startswith(("dramatiq", "celery")):
@@ -184,6 +200,15 @@ def _limits_show(f: dict[str, Any]) -> str:
             mode = key[: -len("_overhead_us_per_job")]
             parts.append(f"{mode} {_n(f[mode + '_jobs_per_s'])}/s ({value:+.1f} µs)")
     return ", ".join(parts) + f" (n={_n(f['n'])})"
+
+
+def _idle_show(f: dict[str, Any]) -> str:
+    if "sim_links" not in f:
+        return "-"
+    return (
+        f"{_n(f['sim_messages_per_s'])} msg/s for {_n(f['sim_links'])} links "
+        f"({f['sim_messages_per_link_s']:g}/link/s), {f['sim_cpu_us_per_link_s']:g} us CPU/link/s"
+    )
 
 
 def _cpu_show(f: dict[str, Any]) -> str:

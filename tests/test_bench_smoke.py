@@ -22,13 +22,16 @@ POSITIVE = {
     "drain_redis": ["jobs_per_s", "ran_total"],
     "enqueue": ["threads_1_per_s", "threads_4_per_s", "threads_1_no_node_per_s", "ran_total"],
     "latency": ["start_p50_ms", "feedback_p50_ms", "feedback_max_ms", "ran_total"],
+    "start_latency": ["max_jobs_per_s", "rate_per_s", "start_p50_ms", "start_p99_ms", "ran_total"],
     "timers": ["late_max_ms", "ran_total"],
     "memory_node": ["node_bytes_per_job"],
     "memory_distributor": ["distributor_bytes_per_job"],
+    "idle": ["sim_messages_per_s", "sim_cpu_us_per_link_s", "node_cpu_pct"],
     "cpu_bound": ["processes_1_jobs_per_s", "processes_2_jobs_per_s", "speedup", "ran_total"],
     "limits": ["plain_jobs_per_s", "concurrency_key_jobs_per_s", "rate_limit_jobs_per_s"],
 }
-VERIFIED = {"drain_memory", "drain_redis", "enqueue", "latency", "timers", "cpu_bound"}
+VERIFIED = {"drain_memory", "drain_redis", "enqueue", "latency", "start_latency", "timers"}
+VERIFIED |= {"cpu_bound"}
 
 
 @pytest.mark.slow

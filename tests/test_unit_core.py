@@ -28,6 +28,23 @@ def test_timer_heap_pops_in_due_order_and_honours_cancel() -> None:
     assert timers.pop_due(11.0) == ["c"] and timers.earliest() is None
 
 
+def test_timer_heap_forgets_cancelled_items_before_they_are_due() -> None:
+    """Cancelled entries are skipped, and once they are most of the heap it is rebuilt, so a
+    cancelled item is not held until its due time."""
+    timers: TimerHeap[int] = TimerHeap()
+    tokens = [timers.add(100.0 + k, k) for k in range(300)]
+    for k in range(0, 300, 3):
+        assert timers.cancel(tokens[k])
+    assert len(timers) == 200 and sorted(timers.items()) == [k for k in range(300) if k % 3]
+    for k in range(300):
+        if k % 3 == 1:
+            timers.cancel(tokens[k])
+    assert len(timers) == 100 and sorted(timers.items()) == [k for k in range(300) if k % 3 == 2]
+    assert timers.earliest() == 102.0
+    assert timers.pop_due(1000.0) == [k for k in range(300) if k % 3 == 2]
+    assert len(timers) == 0 and timers.earliest() is None
+
+
 def _node(name: str, load: int = 0, capacity: int = 10) -> NodeState:
     n = NodeState(name, name.encode())
     n.presence, n.load, n.capacity, n.job_names = Presence.UP, load, capacity, frozenset({"j"})

@@ -9,6 +9,7 @@ says so (revoke).
 from __future__ import annotations
 
 import logging
+import sys
 from typing import TYPE_CHECKING
 
 from reactor.core.lifecycle import args_or_empty, cron_problem
@@ -36,7 +37,7 @@ def new_record(m: P.Job, link: LinkState, node: str, now: float, wall: float) ->
         run_at = wall + m.delay
     record = JobRecord(
         m.id,
-        m.name,
+        sys.intern(m.name),  # one string per job name, not one per job (memory per held job)
         m.args,
         attempt=m.attempt,
         run_at=run_at,

@@ -62,6 +62,8 @@ class Outcomes:
         self.rng = rng  # the jitter source (None: the random module's)
         #: config["log_job_processing"], read once: checked for every job on the hot path.
         self.log_processing = bool(core.config["log_job_processing"])
+        #: Per final status, whether its record is removed (config["remove_*_jobs"], read once).
+        self.removes = {status: bool(core.config[key]) for status, key in _RETENTION.items()}
 
     def policy(self, job: JobRecord) -> RetryPolicy:
         """The retry policy of ``job``'s name on this node."""
@@ -203,7 +205,7 @@ class Outcomes:
         job.status = status
         if deleted:
             pass
-        elif self.config[_RETENTION[status]]:
+        elif self.removes[status]:
             self.port.remove(job)
         else:
             self.port.write(job)

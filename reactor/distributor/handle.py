@@ -157,7 +157,7 @@ class JobHandle:
         Called by the distributor on its loop (and by the offline test distributors).
         """
         with self._lock:
-            if self.done():
+            if self._value is not _UNSET or self._error is not None:  # done(), inlined: per job
                 return
             if error is not None:
                 self._error = error

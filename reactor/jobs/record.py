@@ -88,41 +88,53 @@ class JobRecord:
     """
 
     __slots__ = (
+        "__dict__",
         "args",
         "asg",
         "attempt",
-        "cancel_requested",
-        "cron",
-        "defer",
         "distributor",
         "dsession",
         "due",
         "enqueued_at",
-        "failed_at",
-        "final_key",
         "id",
-        "interrupted",
-        "last_error",
-        "limits",
         "make_after",
-        "max_attempt",
         "name",
         "node",
-        "period",
-        "permit",
         "phase",
-        "priority",
-        "result_kept",
-        "revoked",
         "run_at",
         "seq",
         "status",
-        "tags",
-        "timeout",
         "timer",
-        "trace",
-        "tz",
     )
+
+    # Options and outcomes most jobs never use cost no slot: a record reads these class defaults
+    # until one is set, which gives that record an instance dict (a slot costs 8 bytes on every
+    # record; a read of an unset one here costs no Python call, unlike a property).
+    period: float | None = None
+    defer: bool = False
+    timeout: float | None = None
+    max_attempt: int | None = None
+    cron: str | None = None
+    tz: str | None = None
+    priority: int = 0
+    tags: list[str] | None = None
+    trace: dict[str, str] | None = None
+    failed_at: float | None = None
+    last_error: str | None = None
+    #: The application asked to cancel the running attempt.
+    cancel_requested: bool = False
+    #: A stale copy: its outcome is dropped.
+    revoked: bool = False
+    #: Its final outcome went to the node's result store.
+    result_kept: bool = False
+    #: The final feedback awaiting its acknowledgement (set once per job, as it ends).
+    final_key: tuple[str, int, int] | None = None
+    #: The enqueue's flow-control options (the JOB message's list; None: none; issue 20).
+    limits: list[Any] | None = None
+    #: The limits it holds while it runs (issue 20).
+    permit: object | None = None
+    #: A cancel reached its running attempt: it ends cancelled.
+    interrupted: bool = False
 
     def __init__(
         self,
@@ -159,34 +171,39 @@ class JobRecord:
         self.status = status
         self.attempt = attempt
         self.run_at = run_at
-        self.period = period
         self.make_after = make_after
-        self.defer = defer
         self.distributor = distributor
         self.node = node
         self.enqueued_at = enqueued_at
-        self.failed_at = failed_at
-        self.last_error = last_error
         self.seq = seq
         self.asg = asg
         self.dsession = dsession
-        self.timeout = timeout
-        self.max_attempt = max_attempt
-        self.cron = cron
-        self.tz = tz
-        self.priority = priority
-        self.tags = tags
-        self.trace = trace
-        self.limits = limits
-        self.permit: object | None = None  # the limits it holds while it runs (issue 20)
         self.due = 0.0
         self.phase = STORING
-        self.cancel_requested = False
-        self.interrupted = False  # a cancel reached its running attempt: it ends cancelled
-        self.revoked = False  # a stale copy: its outcome is dropped
-        self.result_kept = False  # its final outcome went to the node's result store
-        self.final_key: tuple[str, int, int] | None = None  # the final feedback awaiting its ack
         self.timer: object | None = None  # the scheduler's token while the job waits on a timer
+        if period is not None or defer:
+            self.period = period
+            self.defer = defer
+        if failed_at is not None or last_error is not None:
+            self.failed_at = failed_at
+            self.last_error = last_error
+        if timeout is not None or max_attempt is not None or cron is not None or tz or priority:
+            self.timeout = timeout
+            self.max_attempt = max_attempt
+            self.cron = cron
+            self.tz = tz
+            self.priority = priority
+        if tags is not None or trace is not None:
+            self.tags = tags
+            self.trace = trace
+        if limits is not None:
+            self.limits = limits
+
+    def __lt__(self, other: JobRecord) -> bool:
+        """Enqueue order (then id): how the node's timer heap orders jobs due at one instant."""
+        if self.enqueued_at != other.enqueued_at:
+            return self.enqueued_at < other.enqueued_at
+        return self.id < other.id
 
     def log_fields(self, node: str) -> dict[str, Any]:
         """The structured fields a log line about this job carries (``extra=``): ``job_id``,
