@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
+import json
 import threading
 import time
 import urllib.request
@@ -15,13 +17,19 @@ from typing import Any
 import pytest
 
 from reactor import Config, Distributor, current_job, job
+from reactor.cli import main
 from reactor.node.driver import Node
 from reactor.node.progress_writer import ProgressWriter
 from reactor.storage.client import make_sync_client
 from reactor.storage.memory import MemoryStorage
-from reactor.storage.progress import decode_progress, progress_key, read_progress
+from reactor.storage.progress import (
+    StoredProgress,
+    decode_progress,
+    progress_key,
+    read_progress,
+)
 from reactor.testing import registry_from
-from reactor.testing.support import async_wait_until
+from reactor.testing.support import async_wait_until, wait_until
 
 from .test_dashboard import start_dashboard
 
@@ -38,6 +46,13 @@ async def halfway(args: dict[str, Any]) -> None:
     current_job().progress(0.42, note="42 of 100 rows")
     while not release.is_set():
         await asyncio.sleep(0.01)
+
+
+@job("holding")
+def holding(args: dict[str, Any]) -> None:
+    """A def job that reports, then holds the node's loop until released."""
+    current_job().progress(0.25, note="holding the loop")
+    assert release.wait(DEADLINE)
 
 
 @job("chatty")
@@ -67,7 +82,7 @@ async def redis_node(redis_url: str) -> AsyncIterator[tuple[Distributor, Node, P
         "prog-1",
         distributors=[distributor.address],
         storage=redis_url,
-        registry=registry_from([halfway, chatty, steady]),
+        registry=registry_from([halfway, holding, chatty, steady]),
         config=config,
     )
     await node.start()
@@ -103,6 +118,10 @@ async def _page_shows_progress(redis_url: str, base: str) -> None:
                 assert 'id="progress"' in page, page
                 assert '<progress value="0.42" max="1">' in page and "42%" in page
                 assert "42 of 100 rows" in page and "attempt 1, reported" in page
+            code, out = await asyncio.to_thread(_cli, "show", handle.id, redis_url)
+            assert code == 0 and "42%  42 of 100 rows  (reported " in out, out
+            code, out = await asyncio.to_thread(_cli, "show", handle.id, redis_url, "--json")
+            assert code == 0 and json.loads(out)["progress"]["fraction"] == 0.42, out
             release.set()
             await asyncio.wait_for(handle, DEADLINE)
             await async_wait_until(lambda: redis.exists(key) == 0, DEADLINE)  # deleted at the end
@@ -121,6 +140,38 @@ async def test_the_job_page_shows_a_running_jobs_progress(
     finally:
         dashboard.terminate()
         dashboard.communicate(timeout=15)
+
+
+def _cli(action: str, job_id: str, redis_url: str, *extra: str) -> tuple[int, str]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        code = main(["monitor", "--redis", redis_url, action, job_id, *extra])
+    return code, out.getvalue()
+
+
+async def test_a_def_job_holding_the_loop_shows_its_progress(redis_url: str) -> None:
+    release.clear()
+    seen: list[tuple[StoredProgress | None, bool]] = []
+
+    def look(job_id: str) -> None:
+        """In a thread: the node's loop is held, so only the writer's thread can write."""
+        redis = make_sync_client(redis_url)
+        try:
+            wait_until(lambda: redis.exists(progress_key("reactor", "prog-1", job_id)) == 1)
+            seen.append((read_progress(redis, "reactor", "prog-1", job_id), release.is_set()))
+        finally:
+            release.set()
+            redis.close()
+
+    async with redis_node(redis_url) as (distributor, _node, _writer):
+        handle = distributor.enqueue("holding", {})
+        looker = threading.Thread(target=look, args=(handle.id,))
+        looker.start()
+        await asyncio.wait_for(handle, DEADLINE + 5)
+        looker.join()
+    stored, released = seen[0]
+    assert not released  # seen while the job still held the loop
+    assert stored is not None and stored.note == "holding the loop" and stored.fraction == 0.25
 
 
 def _sets(redis_url: str) -> int:
