@@ -33,6 +33,9 @@ WRITE_EVERY: Final = 1.0
 #: The shortest lifetime of a progress key, whatever ``result_ttl`` says.
 MIN_TTL: Final = 60
 
+#: One report as the writer keeps it: fraction, note, epoch time, attempt.
+Report = tuple[float, str | None, float, int]
+
 
 class ProgressWriter:
     """Writes the latest progress of ``node``'s running jobs under ``prefix`` in the Redis at
@@ -53,7 +56,7 @@ class ProgressWriter:
         #: Redis commands sent (a SET or a DEL each): what the tests bound.
         self.writes = 0
         self._lock = threading.Lock()
-        self._latest: dict[str, bytes | None] = {}  # job id -> value to write; None: delete
+        self._latest: dict[str, Report | None] = {}  # job id -> report to write; None: delete
         self._written_at: dict[str, float] = {}  # job id -> monotonic time of its last SET
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -72,17 +75,19 @@ class ProgressWriter:
     def offer(self, job_id: str, attempt: int, fraction: float, note: str | None) -> None:
         """The latest report of ``job_id``'s running attempt (any thread; never waits for
         Redis)."""
-        value = encode_progress(fraction, note, time.time(), attempt)
+        report = (fraction, note, time.time(), attempt)  # encoded by the thread, off the loop
         with self._lock:
             if self._stop.is_set():
                 return
-            self._latest[job_id] = value
+            known = self._latest.get(job_id) is not None  # the thread has it timed already
+            self._latest[job_id] = report
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="reactor-progress", daemon=True
                 )
                 self._thread.start()
-        self._wake.set()
+        if not known:
+            self._wake.set()
 
     def end(self, job_id: str) -> None:
         """``job_id``'s attempt has ended: its key goes (a report not yet written is dropped)."""
@@ -95,10 +100,12 @@ class ProgressWriter:
         self._wake.set()
 
     def stop(self) -> None:
-        """Write what is due (deletes included) and end the thread."""
+        """Delete every key written and end the thread (the node stops: none of its attempts
+        runs on, and a job it hands back shows no stale progress)."""
         with self._lock:
             self._stop.set()
             thread = self._thread
+            self._latest = dict.fromkeys(self._written_at)
         self._wake.set()
         if thread is not None:
             thread.join(timeout=5.0)
@@ -110,15 +117,15 @@ class ProgressWriter:
             self._wake.clear()
             delay = self._flush(time.monotonic())
             if self._stop.is_set():
-                self._flush(float("inf"))  # the stop's wake may have come before the last report
+                self._flush(float("inf"))  # the deletes the stop left
                 break
             self._wake.wait(delay)
         if self._client is not None:
             self._client.close()
 
-    def _due(self, now: float) -> tuple[list[tuple[str, bytes | None]], float | None]:
+    def _due(self, now: float) -> tuple[list[tuple[str, Report | None]], float | None]:
         """Take the writes due at ``now`` and the seconds until the next one (None: none)."""
-        due: list[tuple[str, bytes | None]] = []
+        due: list[tuple[str, Report | None]] = []
         later: float | None = None
         with self._lock:
             for job_id, value in list(self._latest.items()):
@@ -141,7 +148,7 @@ class ProgressWriter:
             self._write(due)
         return later
 
-    def _write(self, due: list[tuple[str, bytes | None]]) -> None:
+    def _write(self, due: list[tuple[str, Report | None]]) -> None:
         try:
             if self._client is None:
                 self._client = make_sync_client(self.url, timeout=10.0, detect_cluster=True)
@@ -151,7 +158,7 @@ class ProgressWriter:
                 if value is None:
                     pipe.delete(key)
                 else:
-                    pipe.set(key, value, ex=self.ttl)
+                    pipe.set(key, encode_progress(*value), ex=self.ttl)
             self.writes += len(due)
             pipe.execute()
         except (RedisError, OSError) as exc:

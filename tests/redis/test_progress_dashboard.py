@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import io
 import json
+import logging
 import threading
 import time
 import urllib.request
@@ -29,7 +30,7 @@ from reactor.storage.progress import (
     read_progress,
 )
 from reactor.testing import registry_from
-from reactor.testing.support import async_wait_until, wait_until
+from reactor.testing.support import async_wait_until, free_port, wait_until
 
 from .test_dashboard import start_dashboard
 
@@ -215,3 +216,33 @@ def test_decode_progress_takes_garbage_as_no_progress() -> None:
 
 def test_a_memory_storage_node_stores_no_progress() -> None:
     assert ProgressWriter.of(MemoryStorage(), "n", 60.0) is None
+
+
+def test_the_writer_coalesces_and_its_stop_deletes_what_it_wrote(redis_url: str) -> None:
+    writer = ProgressWriter(redis_url, "reactor", "w", ttl=600)
+    redis = make_sync_client(redis_url)
+    try:
+        for i in range(REPORTS):
+            writer.offer("a", 1, i / REPORTS, None)
+        wait_until(lambda: redis.exists(progress_key("reactor", "w", "a")) == 1)
+        assert writer.writes <= 2  # the first report at once, the latest a second later
+        assert 590 <= redis.ttl(progress_key("reactor", "w", "a")) <= 600
+        writer.stop()
+        assert redis.exists(progress_key("reactor", "w", "a")) == 0  # the node stops: gone
+        writer.offer("b", 1, 0.5, None)  # after the stop: dropped
+        assert writer.writes <= 3 and redis.exists(progress_key("reactor", "w", "b")) == 0
+    finally:
+        redis.close()
+
+
+def test_an_unreachable_redis_is_logged_once_and_never_raises(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    writer = ProgressWriter(f"redis://127.0.0.1:{free_port()}/0", "reactor", "w", ttl=60)
+    with caplog.at_level(logging.WARNING, logger="reactor.node"):
+        writer.offer("a", 1, 0.5, "x")
+        wait_until(lambda: writer.writes == 1)
+        writer.end("a")
+        writer.stop()
+    warned = [r for r in caplog.records if "cannot store job progress" in r.getMessage()]
+    assert len(warned) == 1 and writer.writes == 2  # the SET and the DEL were tried
