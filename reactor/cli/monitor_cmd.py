@@ -35,7 +35,7 @@ from reactor.jobs.record import FAILED, FINISHED, STATUSES, UNFINISHED
 from reactor.ops.monitor import RETRYABLE, RedisMonitor
 from reactor.storage.base import Pruned
 from reactor.storage.client import make_client
-from reactor.storage.progress import read_progress
+from reactor.storage.progress import progress_of
 from reactor.storage.redis_layout import safe_url
 from reactor.storage.redis_resume import prune_kept
 
@@ -247,7 +247,7 @@ def _show(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
     if record is None:
         print(f"no stored job {ns.job_id!r}", file=sys.stderr)
         return exits.FAILURE
-    shown = read_progress(monitor.redis, monitor.prefix, str(record.get("node")), ns.job_id)
+    shown = progress_of(monitor.redis, monitor.prefix, record)
     if ns.json:
         progress = None if shown is None else vars(shown)
         _print_json({"job": record, "node": monitor.node_of(ns.job_id), "progress": progress})

@@ -11,9 +11,11 @@ the attempt ends; a key a node could not delete (it died) expires after the node
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from reactor.jobs.record import IN_PROGRESS
 from reactor.storage.client import SyncClient
 
 
@@ -65,3 +67,14 @@ def decode_progress(raw: bytes | str | None) -> StoredProgress | None:
 def read_progress(redis: SyncClient, prefix: str, node: str, job_id: str) -> StoredProgress | None:
     """Read one job's stored progress with a synchronous client (plain or Cluster)."""
     return decode_progress(redis.get(progress_key(prefix, node, job_id)))
+
+
+def progress_of(redis: SyncClient, prefix: str, record: Mapping[str, Any]) -> StoredProgress | None:
+    """The progress to show beside a stored job's ``record`` (as the monitor loads it): its
+    node's latest report while the record says the job is in progress and the report is of the
+    record's attempt; otherwise None (a key a dead node left behind, say, expires on its own)."""
+    node, job_id = record.get("node"), record.get("id")
+    if record.get("status") != IN_PROGRESS or not isinstance(node, str) or job_id is None:
+        return None
+    found = read_progress(redis, prefix, node, str(job_id))
+    return found if found is not None and found.attempt == record.get("attempt") else None

@@ -26,7 +26,9 @@ from reactor.storage.memory import MemoryStorage
 from reactor.storage.progress import (
     StoredProgress,
     decode_progress,
+    encode_progress,
     progress_key,
+    progress_of,
     read_progress,
 )
 from reactor.testing import registry_from
@@ -246,3 +248,17 @@ def test_an_unreachable_redis_is_logged_once_and_never_raises(
         writer.stop()
     warned = [r for r in caplog.records if "cannot store job progress" in r.getMessage()]
     assert len(warned) == 1 and writer.writes == 2  # the SET and the DEL were tried
+
+
+def test_only_a_report_of_the_running_attempt_is_shown(redis_url: str) -> None:
+    redis = make_sync_client(redis_url)
+    try:
+        redis.set(progress_key("reactor", "n", "j"), encode_progress(0.5, None, time.time(), 1))
+        running = {"id": "j", "node": "n", "status": "in progress", "attempt": 1}
+        shown = progress_of(redis, "reactor", running)
+        assert shown is not None and shown.percent == 50
+        assert progress_of(redis, "reactor", {**running, "attempt": 2}) is None  # a stale one
+        assert progress_of(redis, "reactor", {**running, "status": "queued"}) is None
+        assert progress_of(redis, "reactor", {**running, "id": "k"}) is None  # no key
+    finally:
+        redis.close()

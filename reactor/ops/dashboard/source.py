@@ -22,7 +22,7 @@ from reactor.ops.monitor import RedisMonitor
 from reactor.storage.client import Client, make_client
 from reactor.storage.discovery import Announcement, list_announcements
 from reactor.storage.flows import read_flow
-from reactor.storage.progress import StoredProgress, read_progress
+from reactor.storage.progress import StoredProgress, progress_of
 
 from .rates import Rates
 
@@ -198,12 +198,9 @@ class Source:
         return await asyncio.to_thread(self.monitor.load, job_id)
 
     async def progress(self, record: dict[str, Any]) -> StoredProgress | None:
-        """The latest progress the running job of ``record`` reported, as its node stored it
-        (about once a second), or None."""
-        node, job_id = record.get("node"), record.get("id")
-        if not isinstance(node, str) or not isinstance(job_id, str):
-            return None
-        return await asyncio.to_thread(read_progress, self.monitor.redis, self.prefix, node, job_id)
+        """The latest progress the running attempt of ``record`` reported, as its node stored
+        it (about once a second; see :func:`~reactor.storage.progress.progress_of`)."""
+        return await asyncio.to_thread(progress_of, self.monitor.redis, self.prefix, record)
 
     async def flow(self, flow_id: str) -> dict[str, Any] | None:
         """A durable flow's status and steps (``reactor.storage.flows.describe``), or None."""
