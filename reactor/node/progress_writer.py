@@ -3,9 +3,11 @@
 A node keeping its jobs in Redis hands every progress report it accepts to a
 :class:`ProgressWriter` (a dictionary update under a lock: nothing on the node's loop waits for
 Redis). A daemon thread of the writer's own, started at the first report, writes each job's
-latest report at most every :data:`WRITE_EVERY` seconds, all due jobs in one pipeline, and
-deletes a job's key when its attempt ends (see :mod:`reactor.storage.progress` for the key). A
-thread rather than a task so that a ``def`` job holding the node's loop shows its progress too.
+latest report at most every :data:`WRITE_EVERY` seconds (the first one
+:data:`FIRST_WRITE_AFTER` seconds after the job's first report, so a short job costs nothing),
+all due jobs in one pipeline, and deletes a job's key when its attempt ends (see
+:mod:`reactor.storage.progress` for the key). A thread rather than a task so that a ``def`` job
+holding the node's loop shows its progress too.
 
 Progress stays a hint: a write Redis refuses is logged once and dropped, the next report
 replaces it; a key the node could not delete (it died) expires after ``ttl`` seconds.
@@ -30,6 +32,9 @@ log = logging.getLogger("reactor.node")
 
 #: Seconds between two writes of one job's progress (the dashboard is about this fresh).
 WRITE_EVERY: Final = 1.0
+#: Seconds from a job's first report to its first write: a job that ends sooner (most do, where
+#: jobs are many) costs Redis nothing.
+FIRST_WRITE_AFTER: Final = 0.5
 #: The shortest lifetime of a progress key, whatever ``result_ttl`` says.
 MIN_TTL: Final = 60
 
@@ -58,6 +63,7 @@ class ProgressWriter:
         self._lock = threading.Lock()
         self._latest: dict[str, Report | None] = {}  # job id -> report to write; None: delete
         self._written_at: dict[str, float] = {}  # job id -> monotonic time of its last SET
+        self._first_at: dict[str, float] = {}  # job id -> monotonic time of its first report
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -81,6 +87,8 @@ class ProgressWriter:
                 return
             known = self._latest.get(job_id) is not None  # the thread has it timed already
             self._latest[job_id] = report
+            if not known and job_id not in self._written_at:
+                self._first_at.setdefault(job_id, time.monotonic())
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="reactor-progress", daemon=True
@@ -92,6 +100,7 @@ class ProgressWriter:
     def end(self, job_id: str) -> None:
         """``job_id``'s attempt has ended: its key goes (a report not yet written is dropped)."""
         with self._lock:
+            self._first_at.pop(job_id, None)
             if job_id in self._written_at:
                 self._latest[job_id] = None
             else:
@@ -106,6 +115,7 @@ class ProgressWriter:
             self._stop.set()
             thread = self._thread
             self._latest = dict.fromkeys(self._written_at)
+            self._first_at.clear()
         self._wake.set()
         if thread is not None:
             thread.join(timeout=5.0)
@@ -129,18 +139,24 @@ class ProgressWriter:
         later: float | None = None
         with self._lock:
             for job_id, value in list(self._latest.items()):
-                at = self._written_at.get(job_id)
                 if value is None:  # an end: the key goes now
                     self._written_at.pop(job_id, None)
-                elif at is not None and now < at + WRITE_EVERY:
-                    wait = at + WRITE_EVERY - now
-                    later = wait if later is None else min(later, wait)
+                elif now < (when := self._due_at(job_id)):
+                    later = when - now if later is None else min(later, when - now)
                     continue
                 else:  # marked written before the SET, so an end meanwhile deletes it after
                     self._written_at[job_id] = min(now, time.monotonic())
+                    self._first_at.pop(job_id, None)
                 del self._latest[job_id]
                 due.append((job_id, value))
         return due, later
+
+    def _due_at(self, job_id: str) -> float:
+        """When ``job_id``'s pending report may be written (monotonic; under the lock)."""
+        at = self._written_at.get(job_id)
+        if at is not None:
+            return at + WRITE_EVERY
+        return self._first_at.get(job_id, 0.0) + FIRST_WRITE_AFTER
 
     def _flush(self, now: float) -> float | None:
         due, later = self._due(now)
