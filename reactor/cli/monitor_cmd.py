@@ -35,6 +35,7 @@ from reactor.jobs.record import FAILED, FINISHED, STATUSES, UNFINISHED
 from reactor.ops.monitor import RETRYABLE, RedisMonitor
 from reactor.storage.base import Pruned
 from reactor.storage.client import make_client
+from reactor.storage.progress import progress_of
 from reactor.storage.redis_layout import safe_url
 from reactor.storage.redis_resume import prune_kept
 
@@ -246,8 +247,10 @@ def _show(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
     if record is None:
         print(f"no stored job {ns.job_id!r}", file=sys.stderr)
         return exits.FAILURE
+    shown = progress_of(monitor.redis, monitor.prefix, record)
     if ns.json:
-        _print_json({"job": record, "node": monitor.node_of(ns.job_id)})
+        progress = None if shown is None else vars(shown)
+        _print_json({"job": record, "node": monitor.node_of(ns.job_id), "progress": progress})
         return exits.OK
     table = Table.grid(padding=(0, 2))
     table.add_column(style="bold")
@@ -258,6 +261,9 @@ def _show(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
         elif field == "args":
             value = pformat(value, width=80, sort_dicts=True)
         table.add_row(field, "-" if value is None else str(value))
+    if shown is not None:  # a running job's latest report, as its node stored it (~1/s)
+        note = f"  {shown.note}" if shown.note else ""
+        table.add_row("progress", f"{shown.percent}%{note}  (reported {_when(shown.at)})")
     _out().print(table)
     return exits.OK
 

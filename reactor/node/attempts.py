@@ -5,7 +5,9 @@ A cancel that reaches a running attempt (the core's ``interrupt`` port) cancels 
 ``async def`` job (``CancelledError`` at its next await) and turns ``current_job().cancelled``
 True for every kind. Progress reports are coalesced per job: one goes out at once, later ones at
 most every :data:`PROGRESS_EVERY` seconds, and the last one before the attempt ends always goes
-out, ahead of the outcome. They are not acknowledged: progress is a hint, not a record.
+out, ahead of the outcome. They are not acknowledged: progress is a hint, not a record. A node
+keeping its jobs in Redis also stores each job's latest report for the dashboard
+(:class:`~reactor.node.progress_writer.ProgressWriter`, about once a second).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from reactor.wire import protocol as P
 
 if TYPE_CHECKING:
     from reactor.core.node import NodeCore
+    from reactor.node.progress_writer import ProgressWriter
     from reactor.node.watchdog import Watchdog
 
 #: Seconds between two progress reports of one job sent to its distributor (about 10 a second).
@@ -45,6 +48,8 @@ class Attempts:
         self.watchdog: Watchdog | None = None
         self.pending: dict[str, tuple[JobRecord, float, str | None]] = {}
         self.sent_at: dict[str, float] = {}
+        #: Stores each running job's latest progress for the dashboard (Redis storage only).
+        self.stored: ProgressWriter | None = None
 
     def attach(self, core: NodeCore, loop: asyncio.AbstractEventLoop) -> None:
         """Serve ``core``'s attempts on ``loop`` (called on the loop thread)."""
@@ -75,6 +80,8 @@ class Attempts:
         entry = self.pending.pop(job.id, None)
         if entry is not None:
             self._send(*entry)
+        if self.stored is not None:
+            self.stored.end(job.id)
 
     def interrupt(self, job: JobRecord) -> None:
         """A cancel reached ``job``'s running attempt (the core's port)."""
@@ -101,6 +108,8 @@ class Attempts:
     def _take(self, job: JobRecord, attempt: int, fraction: float, note: str | None) -> None:
         if job.attempt != attempt or job.phase != R.RUNNING or job.id not in self.contexts:
             return  # a late report: its attempt has ended
+        if self.stored is not None:
+            self.stored.offer(job.id, attempt, fraction, note)
         now = time.monotonic()
         due = self.sent_at.get(job.id, 0.0) + PROGRESS_EVERY
         if now >= due:

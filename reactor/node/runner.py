@@ -204,10 +204,13 @@ class Runner:
         self.attempts.watchdog = self.watchdog
         if self.storage is not None and self.storage.retries:  # jobs the monitor can reach
             from reactor.node.cancels import StoredCancels
+            from reactor.node.progress_writer import ProgressWriter
 
             self.cancels = StoredCancels.of(self.storage, self.name, self._cancel_stored)
             if self.cancels is not None:
                 self.cancels.start()
+            ttl = float(config["result_ttl"])
+            self.attempts.stored = ProgressWriter.of(self.storage, self.name, ttl)
 
     def holding(self) -> str | None:
         """The ``def`` job that holds the loop now and for how long, or None (from any thread:
@@ -222,10 +225,13 @@ class Runner:
         return f"def job {job.name!r} ({job.id}) holds the loop for {held:.1f} s"
 
     def unwatch(self) -> None:
-        """Stop the watchdog and the monitor's cancels (the node closes)."""
+        """Stop the watchdog, the monitor's cancels and the progress writer (the node closes)."""
         if self.cancels is not None:
             self.cancels.stop()
             self.cancels = None
+        if self.attempts.stored is not None:
+            self.attempts.stored.stop()
+            self.attempts.stored = None
         if self.watchdog is not None:
             self.watchdog.stop()
             self.watchdog = None

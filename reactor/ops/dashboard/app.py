@@ -197,10 +197,21 @@ async def node_jobs(request: web.Request) -> web.Response:
 
 async def job(request: web.Request) -> web.Response:
     job_id = request.match_info["job_id"]
-    record = await request.app[SOURCE].job(job_id)
+    source = request.app[SOURCE]
+    record = await source.job(job_id)
+    progress = await source.progress(record) if record is not None else None
     error = (record or {}).get("last_error") or ""
     summary, _, trace = error.partition("\n")
-    return _render(request, "job", job_id=job_id, r=record, summary=summary, trace=trace)
+    return _render(
+        request,
+        "job",
+        job_id=job_id,
+        r=record,
+        summary=summary,
+        trace=trace,
+        progress=progress,
+        now=time.time(),
+    )
 
 
 async def flow(request: web.Request) -> web.Response:

@@ -22,6 +22,7 @@ from reactor.ops.monitor import RedisMonitor
 from reactor.storage.client import Client, make_client
 from reactor.storage.discovery import Announcement, list_announcements
 from reactor.storage.flows import read_flow
+from reactor.storage.progress import StoredProgress, progress_of
 
 from .rates import Rates
 
@@ -195,6 +196,11 @@ class Source:
     async def job(self, job_id: str) -> dict[str, Any] | None:
         """One job's record, args decoded, or None."""
         return await asyncio.to_thread(self.monitor.load, job_id)
+
+    async def progress(self, record: dict[str, Any]) -> StoredProgress | None:
+        """The latest progress the running attempt of ``record`` reported, as its node stored
+        it (about once a second; see :func:`~reactor.storage.progress.progress_of`)."""
+        return await asyncio.to_thread(progress_of, self.monitor.redis, self.prefix, record)
 
     async def flow(self, flow_id: str) -> dict[str, Any] | None:
         """A durable flow's status and steps (``reactor.storage.flows.describe``), or None."""
