@@ -457,6 +457,7 @@ class Process:
         if self.bodies.get(job.id) != attempt:
             return  # it ended first
         del self.bodies[job.id]
+        self.world.limit_watch.ended(self.session, job)
         run = self.world.runs.get(job.id)
         if run is not None:
             run.runs.append((self.node.name, attempt, "cancelled"))
