@@ -246,3 +246,40 @@ def test_the_distributors_waiting_groups_take_turns_by_fair_key() -> None:
         order.append(sent.id)
     assert order[:6] == ["hi", "a0", "p", "b0", "a1", "b1"]
     assert len(order) == 54 and router.waiting == 0
+
+
+def test_a_jobs_limits_survive_its_redis_record() -> None:
+    from reactor.storage.redis_layout import decode_record, encode_record
+
+    limits = ["tenant:1", 2, "api", 10, 60, "tenant:1"]
+    record = JobRecord("j", "two", b"\x80", status=R.QUEUED, limits=limits)
+    pairs, _ = encode_record(record)
+    raw = {
+        str(k).encode(): v if isinstance(v, bytes) else str(v).encode()
+        for k, v in zip(pairs[::2], pairs[1::2], strict=True)
+    }
+    back = decode_record(raw)
+    assert back is not None and back.limits == limits
+    plain, _ = encode_record(JobRecord("p", "plain", b"\x80"))
+    assert "limits" not in plain  # a job without limits stores nothing more
+
+
+def test_jobs_refused_elsewhere_ask_again_on_their_timers_and_start() -> None:
+    gate = MemoryGate(lease=30.0, poll=0.5)
+    core = _core(gate)
+    # Fill both keys from elsewhere, so the two jobs below are refused and become askers.
+    assert (
+        gate.acquire("other", [Claim(SLOT, "key:x", 1, 0), Claim(SLOT, "key:y", 1, 0)], 0.0) is None
+    )
+    core.resume(
+        [
+            JobRecord("a", "plain", b"\x80", status=R.QUEUED, limits=["x", 1, None, 0, 0, None]),
+            JobRecord("b", "plain", b"\x80", status=R.QUEUED, limits=["y", 1, None, 0, 0, None]),
+        ],
+        0.0,
+        0.0,
+    )
+    assert not _start_all(core, 0.0)
+    gate.release("other", [Claim(SLOT, "key:x", 1, 0), Claim(SLOT, "key:y", 1, 0)])
+    core.fire_timers(0.6)
+    assert sorted(j.id for j in _start_all(core, 0.6)) == ["a", "b"]

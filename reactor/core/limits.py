@@ -235,6 +235,11 @@ class Limits:
         self.queue.schedule(job, now + max(denied.retry, MIN_RETRY), now)
 
     def _queue_behind(self, job: JobRecord, claim: Claim, now: float) -> None:
+        """``job`` waits behind the asker of ``claim``'s key; it gives up asking on its other
+        keys (two jobs each asking on one key and waiting behind the other would wait forever)."""
+        for key in [k for k, asker in self.askers.items() if asker is job]:
+            del self.askers[key]
+            self._wake_next(key)
         self.waited += 1
         self.since.setdefault(job.id, (now, job.name, KIND_NAMES[claim.kind]))
         job.phase = R.WAITING
