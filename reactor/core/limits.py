@@ -162,6 +162,13 @@ class Limits:
                 elif asker is None:
                     self._wake_next(claim.key)
 
+    def released(self, key: str) -> None:
+        """A slot of ``key`` was freed elsewhere (a remote gate heard it): its asker on this
+        node asks again now rather than at its timer."""
+        asker = self.askers.get(key)
+        if asker is not None and asker.id not in self.pending and asker.timer is not None:
+            self._wake(asker)
+
     def tick(self, now: float) -> None:
         """Renew the leases of held slots; settle holders and askers that went away."""
         for job in [j for j in self.held.values() if j.phase not in (R.RUNNING, R.READY)]:
