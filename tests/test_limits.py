@@ -206,13 +206,14 @@ def test_job_options_declare_name_claims() -> None:
 
 
 def test_waits_for_limits_are_metrics_by_job_name_and_limit_kind() -> None:
-    from reactor.node.views import metrics_state
+    from reactor.node.views import metrics_state, snapshot
     from reactor.ops.metrics import Metrics
 
     core = _core()
     _queue(core, *((f"j{i}", "two", None) for i in range(5)), ("r", "rated", None))
     first = _start_all(core, 0.0)
     assert core.limits.waiting_by_name() == {("two", "concurrency"): 3}
+    assert snapshot("n", core)["limit_waiting"] == {"name:two": 3}  # by limit key
     _end(core, first[0], 0.5)
     _start_all(core, 0.5)
     metrics = Metrics()
