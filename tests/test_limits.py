@@ -284,3 +284,39 @@ def test_jobs_refused_elsewhere_ask_again_on_their_timers_and_start() -> None:
     gate.release("other", [Claim(SLOT, "key:x", 1, 0), Claim(SLOT, "key:y", 1, 0)])
     core.fire_timers(0.6)
     assert sorted(j.id for j in _start_all(core, 0.6)) == ["a", "b"]
+
+
+class _RemoteGate(MemoryGate):
+    """A gate that answers later (as the Redis gate does): questions wait in ``asked``."""
+
+    def __init__(self) -> None:
+        super().__init__(lease=30.0)
+        self.asked: list[tuple[str, list[Claim]]] = []
+        self.released: list[str] = []
+
+    def acquire(self, holder: str, claims: list[Claim], now: float) -> Any:
+        from reactor.core.limits import PENDING
+
+        self.asked.append((holder, claims))
+        return PENDING
+
+    def release(self, holder: str, claims: list[Claim]) -> None:
+        self.released.append(holder)
+
+
+def test_a_remote_gate_is_asked_once_per_key_and_its_answers_start_or_park_jobs() -> None:
+    gate = _RemoteGate()
+    core = _core(gate)
+    _queue(core, ("a", "two", None), ("b", "two", None), ("c", "two", None))
+    assert not _start_all(core, 0.0)
+    assert [h for h, _ in gate.asked] == ["n/s/a"]  # one question per key; b and c wait behind a
+    core.limits.answered("a", None, 0.01)  # granted: a starts, b asks next
+    assert [j.id for j in _start_all(core, 0.01)] == ["a"]
+    assert [h for h, _ in gate.asked] == ["n/s/a", "n/s/b"]
+    core.limits.answered("b", Denied("name:two", 0.5), 0.02)  # refused: b waits on a timer
+    assert not _start_all(core, 0.02) and len(core.timers) == 1
+    core.fire_timers(0.6)
+    assert not _start_all(core, 0.6)  # b asked again (pending)
+    core.jobs["b"].revoked = True  # meanwhile its copy went stale: a late grant is given back
+    core.limits.answered("b", None, 0.7)
+    assert gate.released == ["n/s/b"] and core.jobs["b"].permit is None

@@ -137,12 +137,14 @@ class Limits:
                 self.gate.release(self.holder(job), claims)
             self._unask(job, claims)
             return
-        if verdict is None or isinstance(verdict, Pending):
+        if verdict is None:
             self._granted(job, claims, now)
             job.phase = R.READY
             self.queue.make_ready(job, front=True)
             self.core.port.kick()
             return
+        if isinstance(verdict, Pending):  # no answer is not a yes: ask again later
+            verdict = Denied(claims[0].key, 1.0)
         self._denied(job, claims, verdict, now)
 
     def release(self, job: JobRecord) -> None:
