@@ -24,8 +24,7 @@ from reactor.distributor.drain import wait_interruptibly
 from reactor.distributor.driver import Distributor
 from reactor.distributor.handle import Feedback, JobHandle
 from reactor.errors import ReactorError
-from reactor.jobs.limits import FlowOptions
-from reactor.jobs.options import options_from
+from reactor.jobs.options import FlowOptions, options_from
 from reactor.node.driver import Node
 from reactor.storage import Storage
 
