@@ -206,13 +206,14 @@ def test_job_options_declare_name_claims() -> None:
 
 
 def test_waits_for_limits_are_metrics_by_job_name_and_limit_kind() -> None:
-    from reactor.node.views import metrics_state
+    from reactor.node.views import metrics_state, snapshot
     from reactor.ops.metrics import Metrics
 
     core = _core()
     _queue(core, *((f"j{i}", "two", None) for i in range(5)), ("r", "rated", None))
     first = _start_all(core, 0.0)
     assert core.limits.waiting_by_name() == {("two", "concurrency"): 3}
+    assert snapshot("n", core)["limit_waiting"] == {"name:two": 3}  # by limit key
     _end(core, first[0], 0.5)
     _start_all(core, 0.5)
     metrics = Metrics()
@@ -246,3 +247,76 @@ def test_the_distributors_waiting_groups_take_turns_by_fair_key() -> None:
         order.append(sent.id)
     assert order[:6] == ["hi", "a0", "p", "b0", "a1", "b1"]
     assert len(order) == 54 and router.waiting == 0
+
+
+def test_a_jobs_limits_survive_its_redis_record() -> None:
+    from reactor.storage.redis_layout import decode_record, encode_record
+
+    limits = ["tenant:1", 2, "api", 10, 60, "tenant:1"]
+    record = JobRecord("j", "two", b"\x80", status=R.QUEUED, limits=limits)
+    pairs, _ = encode_record(record)
+    raw = {
+        str(k).encode(): v if isinstance(v, bytes) else str(v).encode()
+        for k, v in zip(pairs[::2], pairs[1::2], strict=True)
+    }
+    back = decode_record(raw)
+    assert back is not None and back.limits == limits
+    plain, _ = encode_record(JobRecord("p", "plain", b"\x80"))
+    assert "limits" not in plain  # a job without limits stores nothing more
+
+
+def test_jobs_refused_elsewhere_ask_again_on_their_timers_and_start() -> None:
+    gate = MemoryGate(lease=30.0, poll=0.5)
+    core = _core(gate)
+    # Fill both keys from elsewhere, so the two jobs below are refused and become askers.
+    assert (
+        gate.acquire("other", [Claim(SLOT, "key:x", 1, 0), Claim(SLOT, "key:y", 1, 0)], 0.0) is None
+    )
+    core.resume(
+        [
+            JobRecord("a", "plain", b"\x80", status=R.QUEUED, limits=["x", 1, None, 0, 0, None]),
+            JobRecord("b", "plain", b"\x80", status=R.QUEUED, limits=["y", 1, None, 0, 0, None]),
+        ],
+        0.0,
+        0.0,
+    )
+    assert not _start_all(core, 0.0)
+    gate.release("other", [Claim(SLOT, "key:x", 1, 0), Claim(SLOT, "key:y", 1, 0)])
+    core.fire_timers(0.6)
+    assert sorted(j.id for j in _start_all(core, 0.6)) == ["a", "b"]
+
+
+class _RemoteGate(MemoryGate):
+    """A gate that answers later (as the Redis gate does): questions wait in ``asked``."""
+
+    def __init__(self) -> None:
+        super().__init__(lease=30.0)
+        self.asked: list[tuple[str, list[Claim]]] = []
+        self.released: list[str] = []
+
+    def acquire(self, holder: str, claims: list[Claim], now: float) -> Any:
+        from reactor.core.limits import PENDING
+
+        self.asked.append((holder, claims))
+        return PENDING
+
+    def release(self, holder: str, claims: list[Claim]) -> None:
+        self.released.append(holder)
+
+
+def test_a_remote_gate_is_asked_once_per_key_and_its_answers_start_or_park_jobs() -> None:
+    gate = _RemoteGate()
+    core = _core(gate)
+    _queue(core, ("a", "two", None), ("b", "two", None), ("c", "two", None))
+    assert not _start_all(core, 0.0)
+    assert [h for h, _ in gate.asked] == ["n/s/a"]  # one question per key; b and c wait behind a
+    core.limits.answered("a", None, 0.01)  # granted: a starts, b asks next
+    assert [j.id for j in _start_all(core, 0.01)] == ["a"]
+    assert [h for h, _ in gate.asked] == ["n/s/a", "n/s/b"]
+    core.limits.answered("b", Denied("name:two", 0.5), 0.02)  # refused: b waits on a timer
+    assert not _start_all(core, 0.02) and len(core.timers) == 1
+    core.fire_timers(0.6)
+    assert not _start_all(core, 0.6)  # b asked again (pending)
+    core.jobs["b"].revoked = True  # meanwhile its copy went stale: a late grant is given back
+    core.limits.answered("b", None, 0.7)
+    assert gate.released == ["n/s/b"] and core.jobs["b"].permit is None

@@ -28,8 +28,7 @@ from reactor.distributor.flows import FlowHandle
 from reactor.distributor.handle import Feedback, JobHandle, ProgressFeedback
 from reactor.errors import ReactorError
 from reactor.jobs.flow import Flow
-from reactor.jobs.limits import FlowOptions
-from reactor.jobs.options import options_from
+from reactor.jobs.options import FlowOptions, options_from
 from reactor.node.driver import Node
 from reactor.storage import Storage
 

@@ -137,12 +137,14 @@ class Limits:
                 self.gate.release(self.holder(job), claims)
             self._unask(job, claims)
             return
-        if verdict is None or isinstance(verdict, Pending):
+        if verdict is None:
             self._granted(job, claims, now)
             job.phase = R.READY
             self.queue.make_ready(job, front=True)
             self.core.port.kick()
             return
+        if isinstance(verdict, Pending):  # no answer is not a yes: ask again later
+            verdict = Denied(claims[0].key, 1.0)
         self._denied(job, claims, verdict, now)
 
     def release(self, job: JobRecord) -> None:
@@ -161,6 +163,13 @@ class Limits:
                     self._wake(asker)  # ask again now rather than at its timer
                 elif asker is None:
                     self._wake_next(claim.key)
+
+    def released(self, key: str) -> None:
+        """A slot of ``key`` was freed elsewhere (a remote gate heard it): its asker on this
+        node asks again now rather than at its timer."""
+        asker = self.askers.get(key)
+        if asker is not None and asker.id not in self.pending and asker.timer is not None:
+            self._wake(asker)
 
     def tick(self, now: float) -> None:
         """Renew the leases of held slots; settle holders and askers that went away."""
@@ -235,6 +244,11 @@ class Limits:
         self.queue.schedule(job, now + max(denied.retry, MIN_RETRY), now)
 
     def _queue_behind(self, job: JobRecord, claim: Claim, now: float) -> None:
+        """``job`` waits behind the asker of ``claim``'s key; it gives up asking on its other
+        keys (two jobs each asking on one key and waiting behind the other would wait forever)."""
+        for key in [k for k, asker in self.askers.items() if asker is job]:
+            del self.askers[key]
+            self._wake_next(key)
         self.waited += 1
         self.since.setdefault(job.id, (now, job.name, KIND_NAMES[claim.kind]))
         job.phase = R.WAITING

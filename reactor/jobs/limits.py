@@ -55,12 +55,10 @@ def parse_rate(text: Any, where: str) -> tuple[int, int]:
     """
     match = _RATE.match(text) if isinstance(text, str) else None
     if match is None:
-        raise ConfigError(
-            f"{where}: a rate limit is 'N/s', 'N/m' or 'N/h' (e.g. '20/s'), not {text!r:.40}"
-        )
+        raise ConfigError(f"{where} must be 'N/s', 'N/m' or 'N/h' (e.g. '20/s'), not {text!r:.40}")
     count = int(match.group(1))
     if not 1 <= count < 2**31:
-        raise ConfigError(f"{where}: a rate limit allows at least 1 start, not {text!r:.40}")
+        raise ConfigError(f"{where} must allow at least 1 start, not {text!r:.40}")
     return count, UNITS[match.group(2)]
 
 

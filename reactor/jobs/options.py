@@ -13,7 +13,8 @@ from typing import Any, NamedTuple
 
 from reactor.errors import ConfigError
 from reactor.jobs.cron import cron_schedule
-from reactor.jobs.limits import FlowOptions, limits_wire
+from reactor.jobs.limits import FlowOptions as FlowOptions  # re-exported for the enqueues
+from reactor.jobs.limits import limits_wire
 from reactor.wire import protocol as P
 
 #: A feedback callable: called with the job's final (or periodic run's) args.

@@ -155,7 +155,7 @@ def job(
         give_up_on: these exceptions fail the job at once, without retries (they win over
             ``retry_on``).
         concurrency: at most this many attempts of this job name run at once (cluster-wide
-            with a shared ``limits_store``; see docs/guide/flow-control.md).
+            with a shared ``limits_store``; see docs/guides/flow-control.md).
         rate_limit: at most N starts in any window, ``"N/s"``, ``"N/m"`` or ``"N/h"``.
 
     Raises:

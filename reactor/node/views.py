@@ -61,4 +61,5 @@ def snapshot(name: str, core: NodeCore | None) -> dict[str, Any]:
         "timers": len(core.timers),
         "distributors": {key: s.welcomed for key, s in core.links.items()},
         "stats": dict(core.stats),
+        "limit_waiting": core.limits.waiting(),  # jobs waiting per limit key (issue 20)
     }

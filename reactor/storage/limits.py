@@ -6,12 +6,16 @@ with skewed clocks agree. A concurrency limit is a sorted set of holders scored 
 a holder renews its lease while its attempt runs, and a node that dies stops renewing, so its
 slots lapse within ``node_lost_after``. A rate limit is a sorted set of start times (a sliding
 log). Every key carries the hash tag ``{reactor:limits}``: one Cluster slot holds them all, so a
-script may touch several. When Redis cannot answer, the gate says "wait" (never "go"): jobs
-wait, and none is lost.
+script may touch several. A release is published on :data:`RELEASED`, so a node whose job waits
+for that slot asks again at once rather than at its timer (the timer stays as a safety net, for a
+missed message and for a holder that died). When Redis cannot answer, the gate says "wait"
+(never "go"): jobs wait, and none is lost.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -22,7 +26,7 @@ from redis.exceptions import RedisError
 from reactor.core.gate import window
 from reactor.core.limits import PENDING, Denied, Pending
 from reactor.jobs.limits import SLOT, Claim
-from reactor.storage.client import Client, make_client, safe_url
+from reactor.storage.client import Client, make_client, pubsub, safe_url
 
 if TYPE_CHECKING:
     from reactor.core.limits import Limits
@@ -33,9 +37,11 @@ log = logging.getLogger("reactor.limits")
 PREFIX = "{reactor:limits}"
 #: Seconds a job waits before asking again when Redis did not answer.
 OUTAGE_RETRY = 1.0
-#: The longest a refused slot claim waits before asking again: a slot freed on another node is
-#: seen within it (one freed on this node wakes its waiter at once).
-SLOT_POLL = 0.25
+#: The longest a refused slot claim waits before asking again when no release is heard (a
+#: release anywhere is published and wakes the waiter at once; this covers a missed message).
+SLOT_POLL = 2.0
+#: The channel slot releases are published on (the message is the claim's key).
+RELEASED = f"{PREFIX}:released"
 
 #: ARGV: lease ms, holder, then (kind, limit, window ms) per KEYS entry. Returns {0, 0} when
 #: granted, else {index of the full claim (1-based), ms until asking again may succeed}.
@@ -73,6 +79,16 @@ for i, key in ipairs(KEYS) do
   end
 end
 return {0, 0}
+"""
+#: ARGV: the channel, the holder, then the claim key of each KEYS entry: free the holder's slots
+#: and publish each freed key.
+RELEASE_LUA = """
+for i, key in ipairs(KEYS) do
+  if redis.call('ZREM', key, ARGV[2]) == 1 then
+    redis.call('PUBLISH', ARGV[1], ARGV[i + 2])
+  end
+end
+return #KEYS
 """
 #: ARGV: lease ms, then one holder per KEYS entry: extend leases still held (never revive one).
 RENEW_LUA = """
@@ -114,8 +130,31 @@ class RedisGate:
         self._warned_at = -1e18
 
     def attach(self, limits: Limits) -> None:
-        """The node's limits, told each answer."""
+        """The node's limits, told each answer and each release heard (from now on)."""
         self.limits = limits
+        self.spawn(self._listen())
+
+    async def _listen(self) -> None:
+        """Hear slot releases (reconnecting after an outage) and wake their waiters."""
+        while True:
+            channel = None
+            try:
+                channel = await pubsub(self._client())
+                await channel.subscribe(RELEASED)
+                while True:
+                    message = await channel.get_message(ignore_subscribe_messages=True, timeout=30)
+                    if message is not None and message.get("type") == "message":
+                        data = message["data"]
+                        key = data.decode() if isinstance(data, bytes) else str(data)
+                        if self.limits is not None:
+                            self.limits.released(key)
+            except (RedisError, OSError) as exc:
+                self._warn(exc)
+                await asyncio.sleep(OUTAGE_RETRY)
+            finally:
+                if channel is not None:
+                    with contextlib.suppress(RedisError, OSError):
+                        await channel.aclose()
 
     def acquire(self, holder: str, claims: list[Claim], now: float) -> Pending:
         """Ask Redis; the answer reaches :meth:`Limits.answered` (always pending)."""
@@ -141,12 +180,16 @@ class RedisGate:
 
     def release(self, holder: str, claims: list[Claim]) -> None:
         """Free ``holder``'s slots (if Redis is down, their leases lapse instead)."""
-        self.spawn(self._release(holder, [limit_key(c) for c in claims if c.kind == SLOT]))
+        slots = [c for c in claims if c.kind == SLOT]
+        if slots:
+            self.spawn(self._release(holder, slots))
 
-    async def _release(self, holder: str, keys: list[str]) -> None:
+    async def _release(self, holder: str, slots: list[Claim]) -> None:
+        keys = [limit_key(c) for c in slots]
         try:
-            for key in keys:
-                await self._client().zrem(key, holder)
+            await self._client().eval(
+                RELEASE_LUA, len(keys), *keys, RELEASED, holder, *(c.key for c in slots)
+            )
         except (RedisError, OSError) as exc:
             self._warn(exc)
 

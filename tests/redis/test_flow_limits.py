@@ -89,6 +89,7 @@ async def test_a_concurrency_limit_of_two_holds_across_distributors_and_nodes(
     for _, delta in sorted([(t, 1) for t, _ in starts] + [(t, -1) for t, _ in ends]):
         running += delta
         most = max(most, running)
+    print(f"concurrency: at most {most} running; 200 jobs in {ends[-1][0] - starts[0][0]:.2f}s")
     assert most == 2, f"{most} attempts ran at once under a limit of 2"
 
 
@@ -110,6 +111,7 @@ async def test_a_node_killed_while_holding_slots_frees_them_within_its_lease(
     killed = time.time()
     await asyncio.wait_for(probe, LEASE + 10)
     started = dict((tag, at) for at, tag in _events(path, "start"))["probe"]
+    print(f"slots of a SIGKILLed node free after {started - killed:.2f}s (lease {LEASE}s)")
     assert started - killed <= LEASE + 1.0, f"the slots came free {started - killed:.2f}s after"
 
 
@@ -125,6 +127,7 @@ async def test_a_rate_limit_of_20_per_second_over_300_jobs(
     times = [t for t, _ in _events(path, "start")]
     assert len(times) == 300
     busiest = max(bisect.bisect_left(times, t + 1.0) - i for i, t in enumerate(times))
+    print(f"rate: busiest 1 s window {busiest} starts; 300 jobs at 20/s took {took:.2f}s")
     assert busiest <= 20, f"{busiest} starts in one 1-second window"
     assert 13.5 <= took <= 16.5, f"300 jobs at 20/s took {took:.1f}s"
 
@@ -149,6 +152,9 @@ async def test_a_fair_key_never_waits_behind_another_keys_backlog(
     b_starts = [t for t, tag in _events(path, "start") if tag.startswith("b")]
     a_left = 5000 - sum(1 for _, tag in _events(path, "start") if tag.startswith("a"))
     assert len(b_starts) == 20
+    print(
+        f"fair ({capacity=}): B's last start {max(b_starts) - enqueued:.2f}s after; A left {a_left}"
+    )
     assert max(b_starts) - enqueued <= 2.0, (
         f"B's last job started {max(b_starts) - enqueued:.2f}s late"
     )

@@ -14,7 +14,7 @@ import pytest
 from reactor import Distributor
 from reactor.core.limits import Denied, Verdict
 from reactor.jobs.limits import SLOT, START, Claim
-from reactor.storage.limits import OUTAGE_RETRY, RedisGate
+from reactor.storage.limits import OUTAGE_RETRY, SLOT_POLL, RedisGate
 from reactor.testing import async_wait_until
 
 from ..conftest import NodeFactory, lines, wait_for_node
@@ -28,9 +28,13 @@ class _Answers:
 
     def __init__(self) -> None:
         self.got: dict[str, Verdict] = {}
+        self.heard: list[str] = []
 
     def answered(self, job_id: str, verdict: Verdict, now: float) -> None:
         self.got[job_id] = verdict
+
+    def released(self, key: str) -> None:
+        self.heard.append(key)
 
 
 class _Gate:
@@ -39,6 +43,7 @@ class _Gate:
         self.gate = RedisGate(url, lease=lease, spawn=self.spawn)
         self.answers = _Answers()
         self.gate.attach(self.answers)  # type: ignore[arg-type]
+        self.listener = self.tasks.pop()  # hears releases until close()
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         self.tasks.append(asyncio.get_running_loop().create_task(coro))
@@ -53,6 +58,11 @@ class _Gate:
         await asyncio.gather(*self.tasks)
         self.tasks.clear()
 
+    async def close(self) -> None:
+        self.listener.cancel()
+        await asyncio.gather(self.listener, return_exceptions=True)
+        await self.gate.close()
+
 
 @pytest.fixture(params=["redis", "cluster"])
 def limits_url(request: pytest.FixtureRequest) -> str:
@@ -66,9 +76,11 @@ async def test_slots_are_granted_up_to_the_limit_released_and_lapse(limits_url: 
     assert await g.ask("a", [slot]) is None
     assert await g.ask("b", [slot]) is None
     refused = await g.ask("c", [slot])
-    assert isinstance(refused, Denied) and refused.key == "tenant" and refused.retry <= 0.25
+    assert isinstance(refused, Denied) and refused.key == "tenant" and refused.retry <= SLOT_POLL
+    await asyncio.sleep(0.2)  # the listener subscribed
     g.gate.release("n/s/a", [slot])
     await g.settle()
+    await async_wait_until(lambda: g.answers.heard == ["tenant"], 5)  # the release was published
     assert await g.ask("c", [slot]) is None
     g.gate.renew([("n/s/c", [slot])], 0.0)  # c renews, b does not: only b's lease lapses
     await asyncio.sleep(0.6)
@@ -77,7 +89,7 @@ async def test_slots_are_granted_up_to_the_limit_released_and_lapse(limits_url: 
     await g.settle()
     assert await g.ask("d", [slot]) is None
     assert isinstance(await g.ask("e", [slot]), Denied)
-    await g.gate.close()
+    await g.close()
 
 
 async def test_a_rate_window_and_claims_granted_all_or_none(limits_url: str) -> None:
@@ -90,14 +102,14 @@ async def test_a_rate_window_and_claims_granted_all_or_none(limits_url: str) -> 
     assert await g.ask("c", [rate]) is None  # b took no start from the window when refused
     refused = await g.ask("d", [rate])
     assert isinstance(refused, Denied) and refused.key == "api" and 0.9 < refused.retry <= 1.1
-    await g.gate.close()
+    await g.close()
 
 
 async def test_an_unreachable_store_says_wait_never_go() -> None:
     g = _Gate("redis://127.0.0.1:1/0")
     refused = await g.ask("a", [Claim(SLOT, "k", 5, 0)])
     assert refused == Denied("k", OUTAGE_RETRY)
-    await g.gate.close()
+    await g.close()
 
 
 async def test_jobs_wait_out_a_limits_store_outage_and_none_is_lost(

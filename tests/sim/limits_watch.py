@@ -5,8 +5,10 @@ store), so "never more than N running at once" holds across the whole simulated 
 body start of a job with a ``concurrency_key`` counts the bodies of that key under way in live
 processes, and one over the limit is a violation. A process frozen longer than its lease may
 find, when it thaws, that its slots were given away (any lease-based limit does: a paused holder
-cannot tell); its bodies are left out of the count from the freeze on. After the run every slot
-must be free again: held by nobody, or lapsed ("no slot leaked after a crash").
+cannot tell), so its bodies are left out of the count from the freeze on, and so are the bodies
+it starts within a lease after it thaws (a durable node's job granted before the freeze starts
+its body once its attempt is written, after the thaw). After the run every slot must be free
+again: held by nobody, or lapsed ("no slot leaked after a crash").
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class LimitWatch:
 
     def __init__(self, gate: MemoryGate) -> None:
         self.gate = gate
+        self.thawed: dict[str, float] = {}  # session -> when its latest freeze ends
         self.live: dict[str, set[tuple[str, str]]] = {}  # key -> (session, job id)
         self.exempt: set[tuple[str, str]] = set()
         self.violations: list[str] = []
@@ -48,6 +51,8 @@ class LimitWatch:
         key, limit = limits[0], limits[1]
         live = self.live.setdefault(key, set())
         live.add((session, job.id))
+        if now < self.thawed.get(session, -1.0) + self.gate.lease:
+            self.exempt.add((session, job.id))  # granted before a freeze that outlived it
         counted = [b for b in live if b not in self.exempt]
         if len(counted) > limit:
             self.violations.append(
@@ -65,8 +70,9 @@ class LimitWatch:
             for body in [b for b in live if b[0] == session]:
                 live.discard(body)
 
-    def frozen(self, session: str) -> None:
-        """A process froze: its bodies may outlive their leases."""
+    def frozen(self, session: str, until: float) -> None:
+        """A process froze until ``until``: its bodies may outlive their leases."""
+        self.thawed[session] = until
         for live in self.live.values():
             self.exempt.update(b for b in live if b[0] == session)
 

@@ -576,7 +576,7 @@ class SimNode:
     def freeze(self, seconds: float) -> None:
         if self.process is not None:
             self.process.frozen_until = self.world.clock.now + seconds
-            self.world.limit_watch.frozen(self.process.session)
+            self.world.limit_watch.frozen(self.process.session, self.process.frozen_until)
 
     def stop(self) -> None:
         if self.process is not None and not self.stopping:
