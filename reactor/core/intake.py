@@ -226,7 +226,10 @@ class Intake:
             self.forget(job)  # READY copies are skipped when they come up
 
     def forget(self, job: JobRecord) -> None:
-        """Drop the job here and in storage."""
+        """Drop the job here and in storage (a slot granted to it and never used goes back:
+        a READY copy revoked right after its grant held it until the lease lapsed)."""
+        if job.permit is not None and job.phase != R.RUNNING:
+            self.core.limits.release(job)
         if self.jobs.get(job.id) is job:
             del self.jobs[job.id]
             self.port.remove(job)

@@ -173,10 +173,18 @@ class Limits:
 
     def tick(self, now: float) -> None:
         """Renew the leases of held slots; settle holders and askers that went away."""
-        for job in [j for j in self.held.values() if j.phase not in (R.RUNNING, R.READY)]:
+        # A granted job revoked or forgotten before it started never starts (its phase stays
+        # READY); one revoked while running keeps its slots until its body ends.
+        for job in [
+            j
+            for j in self.held.values()
+            if j.phase not in (R.RUNNING, R.READY) or (j.phase == R.READY and not self._alive(j))
+        ]:
             self.release(job)
         for key, asker in list(self.askers.items()):
-            if asker.phase != R.WAITING and asker.id not in self.pending:
+            if (
+                not self._alive(asker) or asker.phase != R.WAITING
+            ) and asker.id not in self.pending:
                 del self.askers[key]
                 self._wake_next(key)
         jobs = self.core.jobs
@@ -262,11 +270,21 @@ class Limits:
         waiters = self.waiters.get(key)
         while waiters:
             job = waiters.popleft()
-            if job.phase == R.WAITING and job.timer is None and job.id not in self.pending:
+            if (
+                job.phase == R.WAITING
+                and job.timer is None
+                and job.id not in self.pending
+                and self._alive(job)
+            ):
                 self._wake(job)
                 break
         if waiters is not None and not waiters:
             del self.waiters[key]
+
+    def _alive(self, job: JobRecord) -> bool:
+        """Whether ``job`` is still this node's: a copy revoked or forgotten while it waited
+        keeps its WAITING phase, and as a key's asker it held every job behind it forever."""
+        return not job.revoked and self.core.jobs.get(job.id) is job
 
     def _wake(self, job: JobRecord) -> None:
         if job.timer is not None:

@@ -13,7 +13,7 @@ from reactor.core.flow import FlowMachine, Launch
 from reactor.jobs.flow import Chain, Chord, Flow, Step, chain, chord, group, step
 from reactor.wire import protocol as P
 from tests.sim.scenario import FAULT_PHASE, SETTLE, finished, schedule
-from tests.sim.world import SimDistributor, World
+from tests.sim.world import LOST_AFTER, SimDistributor, World
 
 
 @dataclass
@@ -131,6 +131,8 @@ def run_flow_seed(seed: int) -> tuple[World, FlowWorkload]:
     end = FAULT_PHASE + SETTLE
     while world.clock.now < end and not finished(world):
         world.clock.run_until(world.clock.now + 1.0)
+    if world.gate.slots:  # as run_seed: a crashed holder's slots, or a stale copy still
+        world.clock.run_until(world.clock.now + LOST_AFTER + 1.0)  # running, end in a lease
     return world, workload
 
 

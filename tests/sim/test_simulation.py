@@ -56,6 +56,10 @@ REGRESSIONS = {
     # node must); back, its running copy was revoked, then assigned to it again: the adoption
     # kept the revoked flag, and the run's outcome was dropped. The job was lost.
     "adopted_copy_stayed_revoked": 3787,
+    # A job asking for a concurrency slot was revoked (its node had been cut off past
+    # node_lost_after, and the job reassigned): it kept its WAITING phase, stayed its key's
+    # asker, and every job behind it waited forever: one was lost.
+    "revoked_asker_held_its_key": 9685,
 }
 
 
