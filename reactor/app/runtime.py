@@ -328,6 +328,7 @@ class Runtime:
         outbox: str | None = None,
         unique_store: str | None = None,
         metrics_port: int | None = None,
+        limits_store: str | None = None,
     ) -> Distributor:
         """Bind a distributor on the reactor loop (starting it if needed); returns once bound
         (and registered, with ``announce=``; see :class:`Distributor` for the options).
@@ -342,6 +343,8 @@ class Runtime:
         """
         if self.distributor is not None and self.distributor.started:
             raise ReactorError(f"a distributor already runs on {self.distributor.address}")
+        if limits_store is not None:  # its welcome names it to nodes with none of their own
+            self.config["limits_store"] = limits_store
 
         def make() -> Distributor:
             return Distributor(

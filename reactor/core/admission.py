@@ -36,8 +36,16 @@ class Admission:
     """
 
     def __init__(
-        self, sender: Sender, router: Router, liveness: Liveness, *, address: str, session: str
+        self,
+        sender: Sender,
+        router: Router,
+        liveness: Liveness,
+        *,
+        address: str,
+        session: str,
+        limits_store: str = "",
     ) -> None:
+        self.limits_store = limits_store  # told to every node in its welcome (issue 20)
         self.sender = sender
         self.router = router
         self.liveness = liveness
@@ -125,6 +133,7 @@ class Admission:
             self.liveness.interval,
             hello.sent_at,
             hello.session,
+            self.limits_store,
         )
         self.sender.send(peer, welcome)
 

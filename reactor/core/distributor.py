@@ -70,7 +70,12 @@ class DistributorCore:
         self.stopping = False  # the bye was said: the session is ending
         self.saying_bye: set[str] = set()  # nodes told, yet to answer
         self.admission = Admission(
-            port, self.router, self.liveness, address=address, session=session
+            port,
+            self.router,
+            self.liveness,
+            address=address,
+            session=session,
+            limits_store=config["limits_store"] or "",
         )
         #: Who handles each kind of message from an admitted node (HELLO is admission's).
         self._handlers: dict[type, Handler] = {

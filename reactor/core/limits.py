@@ -94,6 +94,24 @@ class Limits:
         self.since: dict[str, tuple[float, str, str]] = {}
         #: Waits that ended in a grant, per (job name, limit kind): [count, seconds in all].
         self.waits: dict[tuple[str, str], list[float]] = {}
+        #: The node has no limits_store of its own: it adopts the first a distributor names.
+        self.adoptable = False
+
+    def adopting(self) -> bool:
+        """Whether a distributor's ``limits_store`` would be adopted now: the node has none of
+        its own and holds or awaits nothing from its in-memory gate (else: at a later welcome)."""
+        busy = self.held or self.pending or self.askers or self.waiters
+        return self.adoptable and not busy
+
+    def use_gate(self, gate: Gate | None) -> None:
+        """Grant from ``gate`` from now on (a distributor's ``limits_store``; None: keep)."""
+        if gate is None or not self.adopting():
+            return
+        self.adoptable = False
+        self.gate = gate
+        gate.attach(self)
+        self.renew_every = max(gate.lease / 3.0, 0.001)
+        log.info("node %s: limits held in the distributor's limits_store", self.core.name)
 
     def holder(self, job: JobRecord) -> str:
         """The name a job's slots are held under: one per node process (its session) and job,

@@ -105,6 +105,7 @@ class NodeCore:
         queue = self.queue = RunQueue(self)
         lease = float(config["node_lost_after"])
         self.limits = Limits(self, gate or MemoryGate(lease=lease))
+        self.limits.adoptable = gate is None
         start = self.start = StartRule(
             self, capacity=capacity, kinds=kinds or inline_kinds(job_names)
         )
@@ -340,6 +341,8 @@ class NodeCore:
         link.welcomed = True
         link.renew(msg.echo, self.timeout, now)
         log.info("connected to distributor %s", link.key)
+        if msg.limits_store and self.limits.adopting():
+            self.port.adopt_limits_store(msg.limits_store)
         for entry in link.feedback.values():
             entry[1] = now
             self.port.send(link.key, entry[0])

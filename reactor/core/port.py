@@ -41,6 +41,9 @@ class NodePort(Protocol):
     def interrupt(self, job: JobRecord) -> None:
         """A cancel reached ``job``'s running attempt: stop it (async) or flag it (def)."""
 
+    def adopt_limits_store(self, url: str) -> None:
+        """A distributor's welcome named its ``limits_store`` and this node has none: use it."""
+
     def unknown(self, job: JobRecord) -> str:
         """The node has no job of this name: the error message it fails with."""
 

@@ -34,11 +34,11 @@ from reactor.node.idle import IdleWaiters
 from reactor.node.keeper import StorageKeeper
 from reactor.node.reachability import Reachability
 from reactor.node.runner import Runner
-from reactor.node.views import metrics_state, not_ready, snapshot
+from reactor.node.views import metrics_state, no_such_job, not_ready, snapshot
 from reactor.node.write_ahead import WriteAhead
 from reactor.ops.health import Health
 from reactor.ops.metrics import Metrics, MetricsServer
-from reactor.storage import Storage, limits_gate, resolve_storage
+from reactor.storage import Storage, adopted_gate, limits_gate, resolve_storage
 from reactor.wire import protocol as P
 
 if TYPE_CHECKING:
@@ -61,8 +61,7 @@ class Node:
         capacity: how many jobs the node takes at once (default: ``config["node_capacity"]``).
         config: settings; a snapshot is taken at construction.
         curve: optional CURVE client settings (see ``reactor.net.security``).
-        metrics_port: serve Prometheus metrics at ``http://127.0.0.1:PORT/metrics`` (0: a free
-            port, see ``metrics_server.port``); None: no server (:attr:`metrics` still counts).
+        metrics_port: serve ``http://127.0.0.1:PORT/metrics`` (0: a free port); None: no server.
         metrics_host: the address the metrics server binds.
         discover: a Redis URL where distributors announce themselves (the node follows them).
     """
@@ -232,8 +231,7 @@ class Node:
             raise self.error
 
     async def stop(self, grace: float | None = None) -> None:
-        """Stop taking jobs, hand back every job not started, let running ones finish (up to
-        ``grace`` s) and wait until the distributors have acknowledged everything."""
+        """Stop taking jobs, hand back those not started, finish running ones; await acks."""
         if self._stopping or self.core is None:
             return
         self._stopping = True
@@ -412,10 +410,12 @@ class Node:
     def unknown(self, job: JobRecord) -> str:
         """No job of this name here: counted; the message it fails with (the core's port)."""
         self.metrics.record_failed(job)
-        return (
-            f"node {self.name!r} has no job named {job.name!r}; define it with "
-            f"@job({job.name!r}) in a file under {str(self.job_directory)!r} and restart the node"
-        )
+        return no_such_job(self.name, job.name, self.job_directory)
+
+    def adopt_limits_store(self, url: str) -> None:
+        """A distributor's ``limits_store``, for a node with none of its own (the core's port)."""
+        if self.core is not None:
+            self.core.limits.use_gate(adopted_gate(self.config, self._spawn, url))
 
     def keep_result(self, name: str, message: list[Any]) -> None:
         """Keep a final outcome in the result store (the core's port)."""

@@ -63,3 +63,11 @@ def snapshot(name: str, core: NodeCore | None) -> dict[str, Any]:
         "stats": dict(core.stats),
         "limit_waiting": core.limits.waiting(),  # jobs waiting per limit key (issue 20)
     }
+
+
+def no_such_job(node: str, name: str, directory: object) -> str:
+    """The error a job of a name the node does not know fails with: where to define it."""
+    return (
+        f"node {node!r} has no job named {name!r}; define it with "
+        f"@job({name!r}) in a file under {str(directory)!r} and restart the node"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +13,9 @@ if TYPE_CHECKING:
     from reactor.config import Config
     from reactor.storage.limits import RedisGate
 
-__all__ = ["Storage", "limits_gate", "resolve_storage"]
+__all__ = ["Storage", "adopted_gate", "limits_gate", "resolve_storage"]
+
+log = logging.getLogger("reactor.node")
 
 _NAMES = ("memory_storage", "redis_storage", "memory", "redis://...", "rediss://...", "unix://...",
           "redis+cluster://...", "rediss+cluster://...")  # fmt: skip
@@ -42,14 +45,15 @@ def resolve_storage(spec: str | Storage, *, redis_url: str) -> Storage:
 
 
 def limits_gate(
-    config: Config, spawn: Callable[[Coroutine[Any, Any, Any]], None]
+    config: Config, spawn: Callable[[Coroutine[Any, Any, Any]], None], url: str | None = None
 ) -> RedisGate | None:
-    """The gate of a node's ``config["limits_store"]`` (None: its limits are held in memory).
+    """The gate of a node's ``config["limits_store"]``, or of ``url`` (a distributor's, told in
+    its welcome), or None: its limits are held in memory.
 
     Raises:
         ConfigError: the URL does not parse (at the node's start, not at its first job).
     """
-    url = config["limits_store"]
+    url = url or config["limits_store"]
     if url is None:
         return None
     from reactor.storage.client import make_client
@@ -58,3 +62,15 @@ def limits_gate(
     gate = RedisGate(url, lease=float(config["node_lost_after"]), spawn=spawn)
     gate.client = make_client(url)
     return gate
+
+
+def adopted_gate(
+    config: Config, spawn: Callable[[Coroutine[Any, Any, Any]], None], url: str
+) -> RedisGate | None:
+    """:func:`limits_gate` of a distributor's ``limits_store`` (told in its welcome): a URL
+    that does not parse is logged, and the node keeps its limits in memory."""
+    try:
+        return limits_gate(config, spawn, url)
+    except ConfigError as exc:
+        log.error("a distributor's limits_store cannot be used: %s", exc)
+        return None

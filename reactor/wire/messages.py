@@ -86,7 +86,8 @@ class Hello(NamedTuple):
 class Welcome(NamedTuple):
     """The distributor accepts the hello of node session ``node_session``; ``echo`` is the
     hello's ``sent_at``. A welcome for another session (one that held the name a moment ago,
-    its connection since handed over) is ignored."""
+    its connection since handed over) is ignored. ``limits_store``: the distributor's
+    ``limits_store`` URL ("" none), which a node without one of its own adopts (issue 20)."""
 
     version: int
     distributor: str
@@ -94,6 +95,7 @@ class Welcome(NamedTuple):
     heartbeat_interval: float
     echo: float
     node_session: str
+    limits_store: str = ""
 
 
 class Job(NamedTuple):

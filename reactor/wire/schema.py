@@ -294,7 +294,7 @@ def _register(kind: int, cls: type[Any], *checks: Callable[[Any], bool]) -> None
 _register(
     HELLO, Hello, _is_count, _NAME, _ID, _is_count, _is_names, _is_bool, _is_bool, _TEXT, is_num
 )
-_register(WELCOME, Welcome, _is_count, _TEXT, _ID, is_num, is_num, _ID)
+_register(WELCOME, Welcome, _is_count, _TEXT, _ID, is_num, is_num, _ID, _TEXT)
 _register(
     JOB,
     Job,
