@@ -1,5 +1,4 @@
-"""`reactor monitor`: list nodes and jobs stored in Redis, show one job, retry, cancel, delete
-or prune jobs.
+"""`reactor monitor`: list stored nodes and jobs, show one job, retry, cancel, delete, prune.
 
 Tables go to stdout (or one JSON document with ``--json``); progress bars, questions and errors
 to stderr. Exit codes (reactor.cli.exits): 0 done, 1 no such job or node / refused, 2 a bad
@@ -31,6 +30,7 @@ from reactor.cli import exits, flow_cmd
 from reactor.cli.options import env_help, from_env
 from reactor.config import DEFAULTS, env_name, parse_duration
 from reactor.errors import ConfigError, StorageUnavailableError
+from reactor.jobs.limits import describe_limits
 from reactor.jobs.record import FAILED, FINISHED, STATUSES, UNFINISHED
 from reactor.ops.monitor import RETRYABLE, RedisMonitor
 from reactor.storage.base import Pruned
@@ -260,6 +260,8 @@ def _show(monitor: RedisMonitor, ns: argparse.Namespace) -> int:
             value = f"{_when(value)}  ({value!r})"
         elif field == "args":
             value = pformat(value, width=80, sort_dicts=True)
+        elif field == "limits" and value:  # what a queued job over one of them waits for
+            value = describe_limits(value)
         table.add_row(field, "-" if value is None else str(value))
     if shown is not None:  # a running job's latest report, as its node stored it (~1/s)
         note = f"  {shown.note}" if shown.note else ""

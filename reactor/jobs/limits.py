@@ -139,3 +139,24 @@ def claims_of(base: list[Claim], limits: list[Any] | None) -> list[Claim]:
 def fair_key(limits: list[Any] | None) -> str | None:
     """The job's ``fair_key=`` (None: none)."""
     return None if limits is None else limits[5]
+
+
+#: How a rate window's length reads.
+_PER = {1: "second", 60: "minute", 3600: "hour"}
+
+
+def describe_limits(wire: Any) -> str | None:
+    """An enqueue's limits (a record's ``limits``, the JOB message's list) as one line for
+    people: what a queued job over one of them waits for (the monitor's ``show``, the
+    dashboard's job page). None: none, or not such a list."""
+    if not isinstance(wire, list | tuple) or len(wire) < 6:
+        return None
+    ckey, climit, rkey, rcount, rper, fair = wire[:6]
+    parts = []
+    if ckey is not None:
+        parts.append(f"concurrency {ckey}: at most {climit} running")
+    if rkey is not None:
+        parts.append(f"rate {rkey}: at most {rcount} per {_PER.get(rper, f'{rper} s')}")
+    if fair is not None:
+        parts.append(f"fair key {fair}")
+    return "; ".join(parts) or None

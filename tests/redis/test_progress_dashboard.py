@@ -19,6 +19,7 @@ import pytest
 
 from reactor import Config, Distributor, current_job, job
 from reactor.cli import main
+from reactor.jobs.limits import describe_limits
 from reactor.node.driver import Node
 from reactor.node.progress_writer import ProgressWriter
 from reactor.storage.client import make_sync_client
@@ -262,3 +263,41 @@ def test_only_a_report_of_the_running_attempt_is_shown(redis_url: str) -> None:
         assert progress_of(redis, "reactor", {**running, "id": "k"}) is None  # no key
     finally:
         redis.close()
+
+
+def test_limits_read_as_one_line() -> None:
+    assert describe_limits(["tenant:42", 2, "api", 10, 1, "tenant:42"]) == (
+        "concurrency tenant:42: at most 2 running; rate api: at most 10 per second; "
+        "fair key tenant:42"
+    )
+    assert describe_limits([None, 0, "api", 5, 60, None]) == "rate api: at most 5 per minute"
+    assert describe_limits(None) is None and describe_limits("garbage") is None
+
+
+async def test_the_job_page_and_monitor_show_say_what_a_queued_job_waits_for(
+    redis_url: str,
+) -> None:
+    """Issue 20: a job waiting for a concurrency slot shows which limit it is under."""
+    release.clear()
+    dashboard, base = await asyncio.to_thread(start_dashboard, redis_url)
+    limit = {"concurrency_key": "tenant:7", "concurrency_limit": 1}
+    try:
+        async with redis_node(redis_url) as (distributor, _node, _writer):
+            first = distributor.enqueue("halfway", {}, **limit)  # holds the one slot
+            second = distributor.enqueue("halfway", {}, **limit)
+            redis = make_sync_client(redis_url, detect_cluster=True)
+            try:
+                key = progress_key("reactor", "prog-1", first.id)
+                await async_wait_until(lambda: redis.exists(key) == 1, DEADLINE)
+            finally:
+                redis.close()
+            page = await asyncio.to_thread(_get, f"{base}/jobs/{second.id}")
+            assert 'id="limits"' in page, page
+            assert "concurrency tenant:7: at most 1 running" in page
+            code, out = await asyncio.to_thread(_cli, "show", second.id, redis_url)
+            assert code == 0 and "concurrency tenant:7: at most 1 running" in out, out
+            release.set()
+            await asyncio.wait_for(asyncio.gather(first, second), DEADLINE)
+    finally:
+        dashboard.terminate()
+        dashboard.communicate(timeout=15)

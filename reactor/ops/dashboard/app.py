@@ -21,6 +21,7 @@ from urllib.parse import urlencode, urlsplit
 from aiohttp import BasicAuth, web
 from jinja2 import Environment, PackageLoader, select_autoescape
 
+from reactor.jobs.limits import describe_limits
 from reactor.jobs.record import STATUSES
 from reactor.wire.messages import MAX_TAG_LEN, MAX_TAGS
 
@@ -210,6 +211,7 @@ async def job(request: web.Request) -> web.Response:
         summary=summary,
         trace=trace,
         progress=progress,
+        limits=describe_limits((record or {}).get("limits")),
         now=time.time(),
     )
 
