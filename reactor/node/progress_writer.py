@@ -11,6 +11,11 @@ holding the node's loop shows its progress too.
 
 Progress stays a hint: a write Redis refuses is logged once and dropped, the next report
 replaces it; a key the node could not delete (it died) expires after ``ttl`` seconds.
+
+Not a :class:`~reactor.storage.writer.BatchWriter` (the result and flow stores' writer): that
+one runs on the loop, writes all that is pending at once and retries a refused batch until
+Redis takes it; this one must run beside a loop a ``def`` job holds, writes each job on its own
+schedule, and drops what Redis refuses (a stale report retried is worth less than the next).
 """
 
 from __future__ import annotations

@@ -18,23 +18,22 @@ first. An ended flow's record is kept for ``result_ttl`` seconds (``reactor moni
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from typing import Any
 
 import msgpack
-from redis.exceptions import RedisClusterException, RedisError
 
 from reactor.core.flow import FlowMachine
 from reactor.jobs.flow_codec import decode_flow
 from reactor.storage.client import Client, make_client, safe_url
+from reactor.storage.writer import REDIS_FAILURES, BatchWriter
 
 log = logging.getLogger("reactor.flows")
 
 PREFIX = "reactor"
-_FAILURES = (RedisError, RedisClusterException, OSError)
 #: KEYS leases, flows; ARGV session: take the group's flows whose owner holds no lease; returns
 #: those, and the flows this session owned already.
 _CLAIM = """
@@ -121,10 +120,10 @@ class FlowStore:
         self._flows = group_flows_key(group, prefix)
         self._leases = f"{prefix}:outbox:{{{group}}}:leases"
         self._client: Client | None = None
-        self._ops: list[tuple[str, str, Any]] = []
-        self._wake: asyncio.Event | None = None
-        self._idle: asyncio.Event | None = None  # set when every op is written
-        self._task: asyncio.Task[None] | None = None
+        self._seq = itertools.count()  # each op a key of its own: every one is written, in order
+        self._writer: BatchWriter[int, tuple[str, str, Any]] = BatchWriter(
+            self._write, what="flow records", where=safe_url(url), log=log
+        )
 
     @property
     def client(self) -> Client:
@@ -161,46 +160,15 @@ class FlowStore:
         return {_bytes(k): _bytes(v) for k, v in raw.items()}
 
     def _put(self, kind: str, flow_id: str, value: Any) -> None:
-        self._ops.append((kind, flow_id, value))
-        if self._task is None:
-            self._wake, self._idle = asyncio.Event(), asyncio.Event()
-            self._task = asyncio.get_running_loop().create_task(self._write_loop())
-        assert self._wake is not None and self._idle is not None
-        self._idle.clear()
-        self._wake.set()
+        self._writer.put(next(self._seq), (kind, flow_id, value))
 
-    async def _write_loop(self) -> None:
-        assert self._wake is not None and self._idle is not None
-        failures = 0
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            ops, self._ops = self._ops, []
-            if not ops:
-                self._idle.set()
-                continue
-            try:
-                await self._write(ops)
-            except _FAILURES as exc:
-                failures += 1
-                if failures == 1 or failures % 10 == 0:
-                    log.warning("cannot write %d flow records to %s (%s); retrying", len(ops),
-                                safe_url(self.url), exc)  # fmt: skip
-                self._ops = ops + self._ops
-                self._wake.set()
-                await asyncio.sleep(min(5.0, 0.1 * 2**failures))
-                continue
-            failures = 0
-            if not self._ops:
-                self._idle.set()
-
-    async def _write(self, ops: list[tuple[str, str, Any]]) -> None:
+    async def _write(self, batch: dict[int, tuple[str, str, Any]]) -> None:
         """One pipeline for the batch, one HSET per flow for its steps (a group's thousands of
         step changes in one command), each flow's end after its steps."""
         pipe = self.client.pipeline(transaction=False)
         ttl = max(1, int(self.ttl))
         steps: dict[str, dict[str, bytes]] = {}
-        for kind, flow_id, value in ops:
+        for kind, flow_id, value in batch.values():
             key = flow_key(flow_id, self._prefix)
             if kind == "step":
                 steps.setdefault(key, {})[value[0]] = value[1]
@@ -217,19 +185,9 @@ class FlowStore:
 
     async def close(self, timeout: float = 5.0) -> None:
         """Write what is pending (waiting at most ``timeout``), then close the client."""
-        task, self._task = self._task, None
-        if task is not None:
-            if self._idle is not None:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._idle.wait(), timeout)
-            if self._ops:
-                log.error("%d flow records were not written to %s before it stopped",
-                          len(self._ops), safe_url(self.url))  # fmt: skip
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._writer.close(timeout)
         if self._client is not None:
-            with contextlib.suppress(*_FAILURES):
+            with contextlib.suppress(*REDIS_FAILURES):
                 await self._client.aclose()
             self._client = None
 

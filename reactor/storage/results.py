@@ -20,26 +20,23 @@ Keys (``prefix`` defaults to ``reactor``)::
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
 from typing import Any
 
 import msgpack
-from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import RedisClusterException, RedisError
 
 from reactor.errors import JobCancelledError, JobFailed, JobTimeoutError, RemoteError
 from reactor.storage.client import Client, make_client, safe_url
 from reactor.storage.client import pubsub as make_pubsub
+from reactor.storage.writer import REDIS_FAILURES, BatchWriter
 from reactor.wire import protocol as P
 
 log = logging.getLogger("reactor.results")
 
 PREFIX = "reactor"
 SUCCESS, ERROR, CANCELLED = 0, 1, 2
-_FAILURES = (RedisError, RedisClusterException, OSError)
 #: Keep and publish one outcome: KEYS its key; ARGV the outcome, TTL ms, channel. A script, as
 #: a Cluster pipeline refuses PUBLISH; published from a script it still reaches every node.
 _KEEP = """
@@ -55,7 +52,7 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
 end
 return 1
 """
-#: Outcomes kept in memory while Redis is unreachable; older ones are dropped (and counted).
+#: Outcomes kept in memory while Redis is unreachable; older ones are dropped (counted, logged).
 MAX_PENDING = 100_000
 
 
@@ -139,13 +136,15 @@ async def wait_result(
             elif message is None:  # a quiet stretch: read again, in case a push was missed
                 raw = await client.get(result_key(job_id, prefix))
     finally:
-        with contextlib.suppress(*_FAILURES):
+        with contextlib.suppress(*REDIS_FAILURES):
             await pubsub.aclose()
     return decode(job_id, raw)
 
 
 class ResultWriter:
-    """Writes final outcomes to the result store (made and used on one loop).
+    """Writes final outcomes to the result store (made and used on one loop), batched by a
+    :class:`~reactor.storage.writer.BatchWriter`: a job's later outcome replaces one not yet
+    written, at most :data:`MAX_PENDING` wait while Redis is unreachable.
 
     A distributor writes every final outcome it receives; a node (``only_new``) writes those its
     distributor may never hear of, and never over one already kept.
@@ -164,61 +163,27 @@ class ResultWriter:
         self._script = _KEEP_NEW if only_new else _KEEP
         self._prefix = prefix
         self._client: Client | None = None
-        self._pending: dict[str, bytes] = {}
-        self._wake: asyncio.Event | None = None
-        self._idle: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
-        #: Outcomes written, and dropped (Redis unreachable too long).
-        self.written = 0
-        self.dropped = 0
+        self._writer: BatchWriter[str, bytes] = BatchWriter(
+            self._write, what="job results", where=safe_url(url), log=log, limit=MAX_PENDING
+        )
+
+    @property
+    def written(self) -> int:
+        """Outcomes written."""
+        return self._writer.written
+
+    @property
+    def dropped(self) -> int:
+        """Outcomes dropped (Redis unreachable too long)."""
+        return self._writer.dropped
 
     def record(self, job_id: str, name: str, fb: P.Feedback | None) -> None:
         """Keep ``job_id``'s final outcome (``fb`` None: cancelled by the application)."""
-        if len(self._pending) >= MAX_PENDING:
-            self._pending.pop(next(iter(self._pending)))
-            self.dropped += 1
-        self._pending[job_id] = encode(name, fb)
-        if self._task is None:
-            self._client = make_client(self.url)
-            self._wake, self._idle = asyncio.Event(), asyncio.Event()
-            self._task = asyncio.get_running_loop().create_task(self._write_loop())
-        assert self._wake is not None and self._idle is not None
-        self._idle.clear()
-        self._wake.set()
-
-    async def _write_loop(self) -> None:
-        assert self._wake is not None and self._idle is not None and self._client is not None
-        backoff = ExponentialWithJitterBackoff(cap=5.0, base=0.1)
-        failures = 0
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            batch, self._pending = self._pending, {}
-            if not batch:
-                self._idle.set()
-                continue
-            try:
-                await self._write(batch)
-            except _FAILURES as exc:
-                failures += 1
-                if failures == 1 or failures % 10 == 0:
-                    log.warning(
-                        "cannot write %d job results to %s (%s); retrying",
-                        len(batch),
-                        safe_url(self.url),
-                        exc,
-                    )
-                self._pending = {**batch, **self._pending}
-                self._wake.set()
-                await asyncio.sleep(backoff.compute(failures))
-                continue
-            failures = 0
-            self.written += len(batch)
-            if not self._pending:
-                self._idle.set()
+        self._writer.put(job_id, encode(name, fb))
 
     async def _write(self, batch: dict[str, bytes]) -> None:
-        assert self._client is not None
+        if self._client is None:
+            self._client = make_client(self.url)
         pipe = self._client.pipeline(transaction=False)
         ttl_ms = max(1, int(self.ttl * 1000))
         for job_id, raw in batch.items():
@@ -228,22 +193,8 @@ class ResultWriter:
 
     async def close(self, timeout: float = 5.0) -> None:
         """Write what is pending (waiting at most ``timeout``), then close the client."""
-        task, self._task = self._task, None
-        if task is None:
-            return
-        if self._idle is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._idle.wait(), timeout)
-        unwritten = not (self._idle is not None and self._idle.is_set())
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        if unwritten:
-            log.error(
-                "%d or more job results were not written to %s before it stopped",
-                len(self._pending),
-                safe_url(self.url),
-            )
+        await self._writer.close(timeout)
         if self._client is not None:
-            await self._client.aclose()
+            with contextlib.suppress(*REDIS_FAILURES):
+                await self._client.aclose()
             self._client = None
