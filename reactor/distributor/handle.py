@@ -31,25 +31,32 @@ class JobHandle:
     """Tracks one enqueued job from the application's side.
 
     Safe to use from any thread. The result is kept on the handle; a ``concurrent.futures.Future``
-    is made only when someone actually waits, so enqueueing stays cheap.
+    is made only when someone actually waits, so enqueueing stays cheap. A distributor holds one
+    handle per job until it ends, so the handle keeps what every job needs in slots and the rest
+    (progress, waiters, callbacks, a cancel asked for) in an instance dict made only when one of
+    them is set: a class default reads the same until then (issue 19, memory per held job).
     """
 
     __slots__ = (
-        "_aio",
-        "_callbacks",
-        "_cancel_requested",
+        "__dict__",
         "_distributor",
-        "_error",
         "_lock",
-        "_value",
-        "_waiter",
+        "_outcome",
         "id",
         "name",
         "on_error",
-        "on_progress",
         "on_success",
-        "progress",
     )
+
+    # Rare fields: these class defaults until set, then in the instance dict.
+    on_progress: ProgressFeedback | None = None
+    #: The latest progress report of the running attempt, ``(fraction, note)``, or None.
+    #: Not durable; reports are coalesced on the node (about ten a second reach here).
+    progress: tuple[float, str | None] | None = None
+    _waiter: concurrent.futures.Future[dict[str, Any]] | None = None  # made when someone waits
+    _aio: asyncio.Future[dict[str, Any]] | None = None  # when awaited on the loop
+    _callbacks: list[Callable[[Any, BaseException | None], Any]] | None = None
+    _cancel_requested = False
 
     def __init__(
         self,
@@ -65,22 +72,17 @@ class JobHandle:
         self.name = name
         self.on_success = on_success
         self.on_error = on_error
-        self.on_progress = on_progress
-        #: The latest progress report of the running attempt, ``(fraction, note)``, or None.
-        #: Not durable; reports are coalesced on the node (about ten a second reach here).
-        self.progress: tuple[float, str | None] | None = None
+        if on_progress is not None:
+            self.on_progress = on_progress
         self._distributor = distributor
         self._lock = lock
-        self._value: Any = _UNSET
-        self._error: BaseException | None = None
-        self._waiter: concurrent.futures.Future[dict[str, Any]] | None = None
-        self._cancel_requested = False
-        self._aio: asyncio.Future[dict[str, Any]] | None = None  # when awaited on the loop
-        self._callbacks: list[Callable[[Any, BaseException | None], Any]] | None = None
+        # _UNSET, then the final args (a dict or None), or the error (never a dict: one slot
+        # holds either).
+        self._outcome: Any = _UNSET
 
     def done(self) -> bool:
         """Whether the job has finished (successfully, with an error, or cancelled)."""
-        return self._value is not _UNSET or self._error is not None
+        return self._outcome is not _UNSET
 
     def cancel(self) -> None:
         """Stop the job wherever it is: waiting in the distributor, or held by a node.
@@ -109,7 +111,7 @@ class JobHandle:
                     self._callbacks = []
                 self._callbacks.append(fn)
                 return
-        fn(None if self._error is not None else self._value, self._error)
+        fn(*_split(self._outcome))
 
     def result(self, timeout: float | None = None) -> dict[str, Any]:
         """Wait for the job's final args.
@@ -133,53 +135,63 @@ class JobHandle:
         if loop is not self._distributor.loop:
             return asyncio.wrap_future(self._future()).__await__()
         # On the distributor's own loop: a plain asyncio future, settled without a thread hop.
-        if self._aio is None:
-            self._aio = loop.create_future()
-            if self._error is not None:
-                self._aio.set_exception(self._error)
-            elif self._value is not _UNSET:
-                self._aio.set_result(self._value)
-        return self._aio.__await__()
+        aio = self._aio
+        if aio is None:
+            aio = self._aio = loop.create_future()
+            if self._outcome is not _UNSET:
+                _settle(aio, self._outcome)
+        return aio.__await__()
 
     def _future(self) -> concurrent.futures.Future[dict[str, Any]]:
         with self._lock:
-            if self._waiter is None:
-                self._waiter = concurrent.futures.Future()
-                if self._error is not None:
-                    self._waiter.set_exception(self._error)
-                elif self._value is not _UNSET:
-                    self._waiter.set_result(self._value)
-            return self._waiter
+            waiter = self._waiter
+            if waiter is None:
+                waiter = self._waiter = concurrent.futures.Future()
+                if self._outcome is not _UNSET:
+                    _settle(waiter, self._outcome)
+            return waiter
 
     def resolve(self, value: dict[str, Any] | None, error: BaseException | None = None) -> None:
         """Settle the handle: with ``error`` when given, else with ``value`` (the final args).
 
         Called by the distributor on its loop (and by the offline test distributors).
         """
+        outcome = value if error is None else error
         with self._lock:
-            if self._value is not _UNSET or self._error is not None:  # done(), inlined: per job
+            if self._outcome is not _UNSET:  # done(), inlined: per job
                 return
-            if error is not None:
-                self._error = error
-            else:
-                self._value = value
+            self._outcome = outcome
             waiter = self._waiter
-            callbacks, self._callbacks = self._callbacks, None
+            callbacks = self._callbacks
+            if callbacks is not None:
+                self._callbacks = None
         aio = self._aio
         if aio is not None and not aio.done():
-            if error is not None:
-                aio.set_exception(error)
-            else:
-                aio.set_result(self._value)
+            _settle(aio, outcome)
         if waiter is not None:
-            if error is not None:
-                waiter.set_exception(error)
-            else:
-                waiter.set_result(self._value)
+            _settle(waiter, outcome)
         if callbacks is not None:
             for fn in callbacks:
-                fn(None if error is not None else self._value, error)
+                fn(None if error is not None else value, error)
 
     def __repr__(self) -> str:
         state = "done" if self.done() else "pending"
         return f"<JobHandle {self.id} {self.name!r} {state}>"
+
+
+def _split(outcome: Any) -> tuple[Any, BaseException | None]:
+    """A settled handle's ``(value, error)``: the error when it holds one, else its value."""
+    if isinstance(outcome, BaseException):
+        return None, outcome
+    return outcome, None
+
+
+def _settle(
+    future: asyncio.Future[dict[str, Any]] | concurrent.futures.Future[dict[str, Any]],
+    outcome: Any,
+) -> None:
+    """Settle a waiter with a handle's outcome (an error, or the final args)."""
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
