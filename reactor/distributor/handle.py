@@ -27,19 +27,33 @@ class Canceller(Protocol):
         """Cancel job ``job_id``."""
 
 
+class _Extras:
+    """What only some handles need: progress, waiters, callbacks, a cancel asked for."""
+
+    __slots__ = ("aio", "callbacks", "cancel_requested", "on_progress", "progress", "waiter")
+
+    def __init__(self) -> None:
+        self.on_progress: ProgressFeedback | None = None
+        self.progress: tuple[float, str | None] | None = None
+        self.waiter: concurrent.futures.Future[dict[str, Any]] | None = None
+        self.aio: asyncio.Future[dict[str, Any]] | None = None  # when awaited on the loop
+        self.callbacks: list[Callable[[Any, BaseException | None], Any]] | None = None
+        self.cancel_requested = False
+
+
 class JobHandle:
     """Tracks one enqueued job from the application's side.
 
     Safe to use from any thread. The result is kept on the handle; a ``concurrent.futures.Future``
     is made only when someone actually waits, so enqueueing stays cheap. A distributor holds one
     handle per job until it ends, so the handle keeps what every job needs in slots and the rest
-    (progress, waiters, callbacks, a cancel asked for) in an instance dict made only when one of
-    them is set: a class default reads the same until then (issue 19, memory per held job).
+    (progress, waiters, callbacks, a cancel asked for) in one small object made the first time
+    one of them is set (issue 19, memory per held job).
     """
 
     __slots__ = (
-        "__dict__",
         "_distributor",
+        "_extras",
         "_lock",
         "_outcome",
         "id",
@@ -47,16 +61,6 @@ class JobHandle:
         "on_error",
         "on_success",
     )
-
-    # Rare fields: these class defaults until set, then in the instance dict.
-    on_progress: ProgressFeedback | None = None
-    #: The latest progress report of the running attempt, ``(fraction, note)``, or None.
-    #: Not durable; reports are coalesced on the node (about ten a second reach here).
-    progress: tuple[float, str | None] | None = None
-    _waiter: concurrent.futures.Future[dict[str, Any]] | None = None  # made when someone waits
-    _aio: asyncio.Future[dict[str, Any]] | None = None  # when awaited on the loop
-    _callbacks: list[Callable[[Any, BaseException | None], Any]] | None = None
-    _cancel_requested = False
 
     def __init__(
         self,
@@ -72,13 +76,43 @@ class JobHandle:
         self.name = name
         self.on_success = on_success
         self.on_error = on_error
-        if on_progress is not None:
-            self.on_progress = on_progress
         self._distributor = distributor
         self._lock = lock
         # _UNSET, then the final args (a dict or None), or the error (never a dict: one slot
         # holds either).
         self._outcome: Any = _UNSET
+        self._extras: _Extras | None = None
+        if on_progress is not None:
+            self._more().on_progress = on_progress
+
+    def _more(self) -> _Extras:
+        """The handle's extras, made on first use (under the lock: any thread may be first)."""
+        extras = self._extras
+        if extras is None:
+            with self._lock:
+                extras = self._extras
+                if extras is None:
+                    extras = self._extras = _Extras()
+        return extras
+
+    @property
+    def on_progress(self) -> ProgressFeedback | None:
+        """``on_progress(fraction, note)``, called as the running attempt reports progress."""
+        extras = self._extras
+        return None if extras is None else extras.on_progress
+
+    @property
+    def progress(self) -> tuple[float, str | None] | None:
+        """The latest progress report of the running attempt, ``(fraction, note)``, or None.
+
+        Not durable; reports are coalesced on the node (about ten a second reach here).
+        """
+        extras = self._extras
+        return None if extras is None else extras.progress
+
+    @progress.setter
+    def progress(self, report: tuple[float, str | None] | None) -> None:
+        self._more().progress = report
 
     def done(self) -> bool:
         """Whether the job has finished (successfully, with an error, or cancelled)."""
@@ -94,22 +128,24 @@ class JobHandle:
         ``result()`` then raises :class:`~reactor.errors.JobCancelledError`.
         """
         if not self.done():
-            self._cancel_requested = True
+            self._more().cancel_requested = True
             self._distributor.cancel(self.id)
 
     def _cancel_pending(self) -> bool:
         """Whether a cancel was asked for and the job has not finished yet."""
-        return self._cancel_requested and not self.done()
+        extras = self._extras
+        return extras is not None and extras.cancel_requested and not self.done()
 
     def add_done_callback(self, fn: Callable[[Any, BaseException | None], Any]) -> None:
         """Call ``fn(value, error)`` once the job ends (at once when it has): on the thread that
         settles the handle (the distributor's loop), or here when it ended already. Workflows
         follow their steps with it."""
+        extras = self._more()
         with self._lock:
             if not self.done():
-                if self._callbacks is None:
-                    self._callbacks = []
-                self._callbacks.append(fn)
+                if extras.callbacks is None:
+                    extras.callbacks = []
+                extras.callbacks.append(fn)
                 return
         fn(*_split(self._outcome))
 
@@ -135,18 +171,20 @@ class JobHandle:
         if loop is not self._distributor.loop:
             return asyncio.wrap_future(self._future()).__await__()
         # On the distributor's own loop: a plain asyncio future, settled without a thread hop.
-        aio = self._aio
+        extras = self._more()
+        aio = extras.aio
         if aio is None:
-            aio = self._aio = loop.create_future()
+            aio = extras.aio = loop.create_future()
             if self._outcome is not _UNSET:
                 _settle(aio, self._outcome)
         return aio.__await__()
 
     def _future(self) -> concurrent.futures.Future[dict[str, Any]]:
+        extras = self._more()
         with self._lock:
-            waiter = self._waiter
+            waiter = extras.waiter
             if waiter is None:
-                waiter = self._waiter = concurrent.futures.Future()
+                waiter = extras.waiter = concurrent.futures.Future()
                 if self._outcome is not _UNSET:
                     _settle(waiter, self._outcome)
             return waiter
@@ -161,15 +199,15 @@ class JobHandle:
             if self._outcome is not _UNSET:  # done(), inlined: per job
                 return
             self._outcome = outcome
-            waiter = self._waiter
-            callbacks = self._callbacks
-            if callbacks is not None:
-                self._callbacks = None
-        aio = self._aio
+            extras = self._extras
+            if extras is None:  # nobody waits: the common case
+                return
+            callbacks, extras.callbacks = extras.callbacks, None
+        aio = extras.aio
         if aio is not None and not aio.done():
             _settle(aio, outcome)
-        if waiter is not None:
-            _settle(waiter, outcome)
+        if extras.waiter is not None:
+            _settle(extras.waiter, outcome)
         if callbacks is not None:
             for fn in callbacks:
                 fn(None if error is not None else value, error)
