@@ -38,15 +38,17 @@ def test_announcements_round_trip_and_snapshots_become_json_safe() -> None:
 
 def test_outbox_entries_keep_routing_and_turn_delays_into_instants() -> None:
     wire = [P.JOB, "j1", 0, "name", b"\x80", 30.0, 0.0, None, False, 0, time.time()]
-    job = JobState(
-        "j1", "name", wire, None, node="n", not_node="m", due=time.monotonic() + 30,
-        deferred=True, periodic=False,
-    )  # fmt: skip
+    job = JobState.from_wire(
+        wire, None, node="n", not_node="m", due=time.monotonic() + 30, deferred=True
+    )
     raw = encode_entry(job)
     back = decode_entry(raw, lambda job_id, name: (job_id, name))
     assert (back.id, back.name, back.handle) == ("j1", "name", ("j1", "name"))
     assert (back.node, back.not_node, back.deferred, back.periodic) == ("n", "m", True, False)
-    assert 29.0 < back.wire[JOB_DELAY] <= 30.0 and back.due > time.monotonic() + 29
+    assert (
+        29.0 < back.message(time.monotonic())[JOB_DELAY] <= 30.0
+        and back.due > time.monotonic() + 29
+    )
     with pytest.raises(ValueError):
         decode_entry(b"\x01", lambda job_id, name: None)
 

@@ -232,7 +232,7 @@ def test_the_distributors_waiting_groups_take_turns_by_fair_key() -> None:
         limits = None if fair is None else [None, 0, None, 0, 0, fair]
         options = P.job_options_wire(None, None, None, None, priority, None, None, limits)
         wire = P.new_job_wire(job_id, "plain", b"\x80", 0.0, 0.0, None, False, 0.0, options)
-        return JobState(job_id, "plain", wire, None, None, None, 0.0, False, False, priority)
+        return JobState.from_wire(wire, None, priority=priority)
 
     router = Router(lambda: False)
     node = router.nodes["n"] = NodeState("n", b"n")

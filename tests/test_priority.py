@@ -60,10 +60,9 @@ def test_plain_jobs_keep_the_deque_path_and_async_slots_wait_by_priority() -> No
 
 
 def _state(job_id: str, priority: int) -> JobState:
-    return JobState(
-        job_id, "j", [], None, node=None, not_node=None, due=0.0, deferred=False,
-        periodic=False, priority=priority,
-    )  # fmt: skip
+    job = JobState(job_id, "j", b"\x80", None, 0.0)
+    job.route(None, None, priority, periodic=False)
+    return job
 
 
 def test_distributor_buffer_sends_higher_priorities_first_fifo_within() -> None:

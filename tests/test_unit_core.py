@@ -52,9 +52,9 @@ def _node(name: str, load: int = 0, capacity: int = 10) -> NodeState:
 
 
 def _job(node: str | None = None, not_node: str | None = None) -> JobState:
-    return JobState(
-        "id", "j", [], None, node=node, not_node=not_node, due=0.0, deferred=False, periodic=False
-    )
+    job = JobState("id", "j", b"\x80", None, 0.0)
+    job.route(node, not_node, 0, periodic=False)
+    return job
 
 
 def test_router_prefers_least_loaded_and_round_robins_ties() -> None:

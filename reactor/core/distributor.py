@@ -19,7 +19,6 @@ from reactor.core.liveness import Liveness, Verdict
 from reactor.core.resync import on_sync
 from reactor.core.routing import JobState, NodeState, Presence, Router
 from reactor.wire import protocol as P
-from reactor.wire.layout import JOB_ARGS, JOB_ASG, JOB_ATTEMPT, JOB_DELAY, JOB_RUN_AT
 
 log = logging.getLogger("reactor.distributor")
 
@@ -136,15 +135,9 @@ class DistributorCore:
     # -- assignment -------------------------------------------------------------------------------
 
     def _assign(self, job: JobState, node: NodeState, now: float) -> None:
-        wire = job.wire
-        if wire[JOB_ASG]:  # a new list: a copy queued for the previous owner keeps its number
-            wire = job.wire = wire.copy()
+        if job.asg:
             self.stats["reassigned"] += 1
-        wire[JOB_ASG] += 1
-        if job.due:
-            wire[JOB_DELAY] = max(0.0, job.due - now)
-        if job.attempt:
-            wire[JOB_ATTEMPT] = job.attempt
+        job.asg += 1  # a copy still queued for the previous owner carries the old number
         job.owner = node
         job.acked = False
         job.last_seq = 0
@@ -152,9 +145,9 @@ class DistributorCore:
         self.router.charge(job, node)
         node.unacked[job.id] = job
         node.owned[job.id] = job
-        self.port.send(node.peer, wire)
+        self.port.send(node.peer, job.message(now))
         if job.cancel:
-            self.port.send(node.peer, P.Cancel([(job.id, wire[JOB_ASG])]))
+            self.port.send(node.peer, P.Cancel([(job.id, job.asg)]))
 
     def _unassign(self, job: JobState) -> None:
         """Detach the job from its owner: credit, unacknowledged and held lists."""
@@ -187,7 +180,7 @@ class DistributorCore:
     def current(self, node: NodeState, job_id: str, asg: int) -> JobState | None:
         """The job if ``(job_id, asg)`` is its current assignment, to ``node``; else None."""
         job = self.jobs.get(job_id)
-        if job is not None and job.owner is node and job.wire[JOB_ASG] == asg:
+        if job is not None and job.owner is node and job.asg == asg:
             return job
         return None
 
@@ -266,7 +259,7 @@ class DistributorCore:
         unacked = node.unacked
         for job_id, asg in msg.items:
             job = jobs.get(job_id)
-            if job is None or job.owner is not node or job.wire[JOB_ASG] != asg:
+            if job is None or job.owner is not node or job.asg != asg:
                 stale.append((job_id, asg))
                 continue
             if not job.acked:
@@ -288,7 +281,7 @@ class DistributorCore:
         if job is None:
             stats["feedback_unknown"] += 1
             return
-        if job.owner is not node or job.wire[JOB_ASG] != fb.asg:
+        if job.owner is not node or job.asg != fb.asg:
             stats["feedback_stale"] += 1  # never an outcome: the job is assigned elsewhere now
             if not fb.final:
                 self._revoke(node, [(fb.id, fb.asg)])
@@ -303,7 +296,7 @@ class DistributorCore:
         if fb.final:
             self._forget(job)
         elif job.periodic and fb.outcome == P.SUCCESS:
-            job.wire[JOB_ARGS] = fb.args  # the next run's args, should the job move
+            job.args = fb.args  # the next run's args, should the job move
         self.port.feedback(job, fb)
 
     def _on_progress(self, node: NodeState, msg: P.Progress, peer: bytes, now: float) -> None:
@@ -353,11 +346,7 @@ class DistributorCore:
             job = self.current(node, job_id, asg)
             if job is None:
                 continue
-            job.wire = job.wire.copy()
-            job.wire[JOB_RUN_AT] = 0.0  # the node says when it is due, as a duration
-            job.due = now + delay if delay > 0 else 0.0
-            job.wire[JOB_DELAY] = 0.0
-            job.attempt = attempt
+            job.handed_back(now + delay if delay > 0 else 0.0, attempt)  # due as a duration
             self.take_back(job)
             taken += 1
         self.port.send(node.peer, P.HandBackAck(acks))
@@ -419,9 +408,7 @@ class DistributorCore:
             del unacked[job.id]
             unacked[job.id] = job  # oldest send first
             job.sent_at = now
-            if job.due:
-                job.wire[JOB_DELAY] = max(0.0, job.due - now)
-            self.port.send(node.peer, job.wire)
+            self.port.send(node.peer, job.message(now))
         self.stats["resent"] += len(again)
 
     def unreachable(self, peer: bytes) -> None:

@@ -15,71 +15,9 @@ from collections.abc import Callable, Iterator
 from enum import Enum
 from typing import Any
 
-from reactor.wire.layout import JOB_ASG, JOB_LIMITS
+from reactor.core.jobstate import JobState
 
-
-class JobState:
-    """A job the distributor owns, from enqueue to its final feedback (DESIGN §3).
-
-    ``wire`` is the JOB message of the current assignment; a new assignment gets a new list, so
-    a copy still queued for the previous owner keeps its old assignment number.
-    """
-
-    __slots__ = (
-        "acked",
-        "attempt",
-        "cancel",
-        "counted",
-        "deferred",
-        "due",
-        "handle",
-        "id",
-        "last_seq",
-        "name",
-        "node",
-        "not_node",
-        "owner",
-        "periodic",
-        "priority",
-        "sent_at",
-        "wire",
-    )
-
-    def __init__(
-        self,
-        job_id: str,
-        name: str,
-        wire: list[Any],
-        handle: Any,
-        node: str | None,
-        not_node: str | None,
-        due: float,
-        deferred: bool,
-        periodic: bool,
-        priority: int = 0,
-    ) -> None:
-        self.id = job_id
-        self.name = name
-        self.wire = wire
-        self.handle = handle
-        self.node = node
-        self.not_node = not_node
-        self.due = due  # monotonic instant an after= job is due (0: none)
-        self.deferred = deferred
-        self.periodic = periodic
-        self.priority = priority  # higher first where jobs wait (also in the wire's options)
-        self.owner: NodeState | None = None  # the node of the current assignment
-        self.acked = False  # the owner has stored the current assignment
-        self.counted = False  # it holds one of the owner's credits
-        self.cancel = False  # the application asked to cancel it
-        self.attempt = 0  # attempts made, as last reported
-        self.last_seq = 0  # the highest feedback sequence handled for this assignment
-        self.sent_at = 0.0  # when the current assignment was last sent
-
-    @property
-    def asg(self) -> int:
-        """The current assignment number (0: never assigned)."""
-        return int(self.wire[JOB_ASG])
+__all__ = ["Contender", "GroupKey", "JobState", "NodeState", "Presence", "Router", "group_key"]
 
 
 class Presence(Enum):
@@ -193,8 +131,7 @@ def _higher_first(key: GroupKey) -> int:
 
 def group_key(job: JobState) -> GroupKey:
     """Where ``job`` waits: its routing constraints, priority and fair key (issue 20)."""
-    wire = job.wire
-    limits = wire[JOB_LIMITS] if len(wire) > JOB_LIMITS else None
+    limits = job.limits
     return job.node, job.not_node, job.priority, None if limits is None else limits[5]
 
 

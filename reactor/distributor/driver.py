@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Unpack
 
 from reactor.config import Config
 from reactor.core.distributor import DistributorCore
-from reactor.core.routing import JobState
+from reactor.core.jobstate import JobState, make_spec
 from reactor.distributor import views
 from reactor.distributor.drain import DrainState, report_lost, wait_stored
 from reactor.distributor.farewell import say_goodbye
@@ -333,9 +333,8 @@ class Distributor:
                 check_feedback(on_success, on_error)
             packed = P.pack_args({} if args is None else args, max_size=self._max_args)
             job_id = f"{self._id_prefix}{next(self._ids):x}"
-            wire = P.new_job_wire(job_id, name, packed, 0.0, 0.0, None, False, time.time(), [])
             handle = JobHandle(job_id, name, self, self._lock, on_success, on_error)
-            self._accept(JobState(job_id, name, wire, handle, None, None, 0.0, False, False))
+            self._accept(JobState(job_id, name, packed, handle, time.time()))
             return handle
         delay, at, job_options = options.check()
         # One unpack reads every option at the cost of one attribute read.
@@ -344,9 +343,7 @@ class Distributor:
         period = None if period is None else float(period)
         packed = P.pack_args({} if args is None else args, max_size=self._max_args)
         job_id = f"{self._id_prefix}{next(self._ids):x}"
-        wire = P.new_job_wire(
-            job_id, name, packed, delay, at, period, bool(defer), time.time(), job_options
-        )
+        spec = make_spec(at, period, bool(defer), job_options)
         handle = JobHandle(job_id, name, self, self._lock, on_success, on_error, on_progress)
         if unique_key is not None:
             foreign = functools.partial(
@@ -362,9 +359,8 @@ class Distributor:
         due = time.monotonic() + delay if delay else 0.0
         deferred = delay > 0.0 or at > 0.0 or period is not None
         periodic = period is not None or cron is not None
-        job = JobState(
-            job_id, name, wire, handle, node, not_node, due, deferred, periodic, priority
-        )
+        job = JobState(job_id, name, packed, handle, time.time(), spec, due=due, deferred=deferred)
+        job.route(node, not_node, priority, periodic=periodic)
         self._accept(job)
         return handle
 

@@ -13,7 +13,6 @@ from reactor.errors import JobCancelledError, JobFailed, ReactorError, RemoteErr
 from reactor.ops import trace_hooks
 from reactor.ops.metrics import Metrics
 from reactor.wire import protocol as P
-from reactor.wire.layout import JOB_DELAY, JOB_ENQUEUED_AT, JOB_RUN_AT
 
 if TYPE_CHECKING:
     from reactor.storage.results import ResultWriter
@@ -78,7 +77,7 @@ class Outcomes:
     def feedback(self, job: JobState, fb: P.Feedback) -> None:
         """Run the feedback callable; settle the handle on a final feedback."""
         traced = trace_hooks.feedback  # None unless reactor.tracing instrumented this process
-        scope = None if traced is None else traced(job.name, job.wire, fb)
+        scope = None if traced is None else traced(job.name, job.message(job.sent_at), fb)
         args, error = run_feedback(job.name, job.handle, fb)
         if scope is not None:
             scope.end(error)
@@ -88,9 +87,9 @@ class Outcomes:
             job.handle.resolve(args, error)
             self.finished += 1
             if not job.periodic:  # enqueue (or due time) to the end, as the application waits
-                wire = job.wire
-                due = wire[JOB_RUN_AT] or wire[JOB_ENQUEUED_AT] + wire[JOB_DELAY]
-                self.metrics.feedback_received(job.name, time.time() - due)
+                now = time.time()
+                due = job.wall_due(now, time.monotonic())
+                self.metrics.feedback_received(job.name, now - due)
 
     def cancelled(self, job: JobState) -> None:
         """The application's cancel ended the job (no node held it, or its node lost it)."""

@@ -27,28 +27,39 @@ class Canceller(Protocol):
         """Cancel job ``job_id``."""
 
 
+class _Extras:
+    """What only some handles need: progress, waiters, callbacks, a cancel asked for."""
+
+    __slots__ = ("aio", "callbacks", "cancel_requested", "on_progress", "progress", "waiter")
+
+    def __init__(self) -> None:
+        self.on_progress: ProgressFeedback | None = None
+        self.progress: tuple[float, str | None] | None = None
+        self.waiter: concurrent.futures.Future[dict[str, Any]] | None = None
+        self.aio: asyncio.Future[dict[str, Any]] | None = None  # when awaited on the loop
+        self.callbacks: list[Callable[[Any, BaseException | None], Any]] | None = None
+        self.cancel_requested = False
+
+
 class JobHandle:
     """Tracks one enqueued job from the application's side.
 
     Safe to use from any thread. The result is kept on the handle; a ``concurrent.futures.Future``
-    is made only when someone actually waits, so enqueueing stays cheap.
+    is made only when someone actually waits, so enqueueing stays cheap. A distributor holds one
+    handle per job until it ends, so the handle keeps what every job needs in slots and the rest
+    (progress, waiters, callbacks, a cancel asked for) in one small object made the first time
+    one of them is set (issue 19, memory per held job).
     """
 
     __slots__ = (
-        "_aio",
-        "_callbacks",
-        "_cancel_requested",
         "_distributor",
-        "_error",
+        "_extras",
         "_lock",
-        "_value",
-        "_waiter",
+        "_outcome",
         "id",
         "name",
         "on_error",
-        "on_progress",
         "on_success",
-        "progress",
     )
 
     def __init__(
@@ -65,22 +76,47 @@ class JobHandle:
         self.name = name
         self.on_success = on_success
         self.on_error = on_error
-        self.on_progress = on_progress
-        #: The latest progress report of the running attempt, ``(fraction, note)``, or None.
-        #: Not durable; reports are coalesced on the node (about ten a second reach here).
-        self.progress: tuple[float, str | None] | None = None
         self._distributor = distributor
         self._lock = lock
-        self._value: Any = _UNSET
-        self._error: BaseException | None = None
-        self._waiter: concurrent.futures.Future[dict[str, Any]] | None = None
-        self._cancel_requested = False
-        self._aio: asyncio.Future[dict[str, Any]] | None = None  # when awaited on the loop
-        self._callbacks: list[Callable[[Any, BaseException | None], Any]] | None = None
+        # _UNSET, then the final args (a dict or None), or the error (never a dict: one slot
+        # holds either).
+        self._outcome: Any = _UNSET
+        self._extras: _Extras | None = None
+        if on_progress is not None:
+            self._more().on_progress = on_progress
+
+    def _more(self) -> _Extras:
+        """The handle's extras, made on first use (under the lock: any thread may be first)."""
+        extras = self._extras
+        if extras is None:
+            with self._lock:
+                extras = self._extras
+                if extras is None:
+                    extras = self._extras = _Extras()
+        return extras
+
+    @property
+    def on_progress(self) -> ProgressFeedback | None:
+        """``on_progress(fraction, note)``, called as the running attempt reports progress."""
+        extras = self._extras
+        return None if extras is None else extras.on_progress
+
+    @property
+    def progress(self) -> tuple[float, str | None] | None:
+        """The latest progress report of the running attempt, ``(fraction, note)``, or None.
+
+        Not durable; reports are coalesced on the node (about ten a second reach here).
+        """
+        extras = self._extras
+        return None if extras is None else extras.progress
+
+    @progress.setter
+    def progress(self, report: tuple[float, str | None] | None) -> None:
+        self._more().progress = report
 
     def done(self) -> bool:
         """Whether the job has finished (successfully, with an error, or cancelled)."""
-        return self._value is not _UNSET or self._error is not None
+        return self._outcome is not _UNSET
 
     def cancel(self) -> None:
         """Stop the job wherever it is: waiting in the distributor, or held by a node.
@@ -92,24 +128,26 @@ class JobHandle:
         ``result()`` then raises :class:`~reactor.errors.JobCancelledError`.
         """
         if not self.done():
-            self._cancel_requested = True
+            self._more().cancel_requested = True
             self._distributor.cancel(self.id)
 
     def _cancel_pending(self) -> bool:
         """Whether a cancel was asked for and the job has not finished yet."""
-        return self._cancel_requested and not self.done()
+        extras = self._extras
+        return extras is not None and extras.cancel_requested and not self.done()
 
     def add_done_callback(self, fn: Callable[[Any, BaseException | None], Any]) -> None:
         """Call ``fn(value, error)`` once the job ends (at once when it has): on the thread that
         settles the handle (the distributor's loop), or here when it ended already. Workflows
         follow their steps with it."""
+        extras = self._more()
         with self._lock:
             if not self.done():
-                if self._callbacks is None:
-                    self._callbacks = []
-                self._callbacks.append(fn)
+                if extras.callbacks is None:
+                    extras.callbacks = []
+                extras.callbacks.append(fn)
                 return
-        fn(None if self._error is not None else self._value, self._error)
+        fn(*_split(self._outcome))
 
     def result(self, timeout: float | None = None) -> dict[str, Any]:
         """Wait for the job's final args.
@@ -133,53 +171,65 @@ class JobHandle:
         if loop is not self._distributor.loop:
             return asyncio.wrap_future(self._future()).__await__()
         # On the distributor's own loop: a plain asyncio future, settled without a thread hop.
-        if self._aio is None:
-            self._aio = loop.create_future()
-            if self._error is not None:
-                self._aio.set_exception(self._error)
-            elif self._value is not _UNSET:
-                self._aio.set_result(self._value)
-        return self._aio.__await__()
+        extras = self._more()
+        aio = extras.aio
+        if aio is None:
+            aio = extras.aio = loop.create_future()
+            if self._outcome is not _UNSET:
+                _settle(aio, self._outcome)
+        return aio.__await__()
 
     def _future(self) -> concurrent.futures.Future[dict[str, Any]]:
+        extras = self._more()
         with self._lock:
-            if self._waiter is None:
-                self._waiter = concurrent.futures.Future()
-                if self._error is not None:
-                    self._waiter.set_exception(self._error)
-                elif self._value is not _UNSET:
-                    self._waiter.set_result(self._value)
-            return self._waiter
+            waiter = extras.waiter
+            if waiter is None:
+                waiter = extras.waiter = concurrent.futures.Future()
+                if self._outcome is not _UNSET:
+                    _settle(waiter, self._outcome)
+            return waiter
 
     def resolve(self, value: dict[str, Any] | None, error: BaseException | None = None) -> None:
         """Settle the handle: with ``error`` when given, else with ``value`` (the final args).
 
         Called by the distributor on its loop (and by the offline test distributors).
         """
+        outcome = value if error is None else error
         with self._lock:
-            if self._value is not _UNSET or self._error is not None:  # done(), inlined: per job
+            if self._outcome is not _UNSET:  # done(), inlined: per job
                 return
-            if error is not None:
-                self._error = error
-            else:
-                self._value = value
-            waiter = self._waiter
-            callbacks, self._callbacks = self._callbacks, None
-        aio = self._aio
+            self._outcome = outcome
+            extras = self._extras
+            if extras is None:  # nobody waits: the common case
+                return
+            callbacks, extras.callbacks = extras.callbacks, None
+        aio = extras.aio
         if aio is not None and not aio.done():
-            if error is not None:
-                aio.set_exception(error)
-            else:
-                aio.set_result(self._value)
-        if waiter is not None:
-            if error is not None:
-                waiter.set_exception(error)
-            else:
-                waiter.set_result(self._value)
+            _settle(aio, outcome)
+        if extras.waiter is not None:
+            _settle(extras.waiter, outcome)
         if callbacks is not None:
             for fn in callbacks:
-                fn(None if error is not None else self._value, error)
+                fn(None if error is not None else value, error)
 
     def __repr__(self) -> str:
         state = "done" if self.done() else "pending"
         return f"<JobHandle {self.id} {self.name!r} {state}>"
+
+
+def _split(outcome: Any) -> tuple[Any, BaseException | None]:
+    """A settled handle's ``(value, error)``: the error when it holds one, else its value."""
+    if isinstance(outcome, BaseException):
+        return None, outcome
+    return outcome, None
+
+
+def _settle(
+    future: asyncio.Future[dict[str, Any]] | concurrent.futures.Future[dict[str, Any]],
+    outcome: Any,
+) -> None:
+    """Settle a waiter with a handle's outcome (an error, or the final args)."""
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)

@@ -98,8 +98,9 @@ def box_key(group: str, session: str, prefix: str = PREFIX) -> str:
 
 def encode(job: JobState) -> bytes:
     """A job as its outbox entry (due instants become wall-clock ones, for another process)."""
-    due = time.time() + job.wire[JOB_DELAY] if job.due else 0.0
-    entry = [job.wire, job.node, job.not_node, due, job.deferred, job.periodic]
+    wire = job.message(time.monotonic())
+    due = time.time() + wire[JOB_DELAY] if job.due else 0.0
+    entry = [wire, job.node, job.not_node, due, job.deferred, job.periodic]
     return bytes(msgpack.packb(entry))
 
 
@@ -115,10 +116,7 @@ def decode(raw: bytes, handle: Callable[[str, str], Any]) -> JobState:
     except (ValueError, TypeError, IndexError, msgpack.UnpackException) as exc:
         raise ValueError(f"not an outbox entry: {exc}") from exc
     delay = max(0.0, due - time.time()) if due else 0.0
-    wire[JOB_DELAY] = delay
-    return JobState(
-        job_id,
-        name,
+    return JobState.from_wire(
         wire,
         handle(job_id, name),
         node=node,

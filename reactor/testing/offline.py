@@ -64,7 +64,7 @@ class OfflineDistributor(Distributor):
 
     def _accept(self, job: JobState) -> None:
         """The job passed every check of ``enqueue`` (and is not a unique duplicate)."""
-        wire = P.Job(*job.wire[P.JOB_ID :])
+        wire = P.Job(*job.message(time.monotonic())[P.JOB_ID :])
         now = time.time()
         self.accept(
             EnqueuedJob(

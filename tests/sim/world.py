@@ -213,9 +213,7 @@ class SimDistributor:
         wire = P.new_job_wire(
             job_id, name, P.pack_args(spec), delay, at, period, False, EPOCH + now, options
         )
-        job = JobState(
-            job_id,
-            name,
+        job = JobState.from_wire(
             wire,
             None,
             node=node,
