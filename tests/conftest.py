@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -89,6 +91,19 @@ async def start_two(
     await wait_for_node(d, "A", proc=a)
     await wait_for_node(d, "B", proc=b)
     return a, b
+
+
+def scrape(port: int) -> str:
+    """The Prometheus exposition a node or distributor serves on ``port`` now."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        assert response.status == 200
+        return str(response.read().decode())
+
+
+def value(text: str, sample: str) -> float:
+    """The value of one exposition line (0 when the series is absent)."""
+    match = re.search(rf"^{re.escape(sample)} (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
 
 
 def lines(path: Path) -> list[str]:

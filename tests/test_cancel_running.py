@@ -24,9 +24,10 @@ from reactor import (
 )
 from reactor.app.runtime import Runtime
 from reactor.distributor.driver import Distributor
+from reactor.jobs import record as R
 from reactor.jobs.context import JobContext
 from reactor.node.driver import Node
-from reactor.testing import Cluster, registry_from
+from reactor.testing import Cluster, async_wait_until, registry_from
 
 #: What the bodies saw, by test key (bodies run in the loop, tasks and threads).
 seen: dict[str, Any] = {}
@@ -177,11 +178,15 @@ async def test_a_job_waiting_for_its_retry_is_cancelled_at_once() -> None:
     config = Config(log_job_processing=False, retry_multiplier=60)
     async with Cluster(jobs=[flaky], config=config) as cluster:
         handle = cluster.enqueue("flaky", {"key": "backoff"})
-        end = time.monotonic() + DEADLINE
-        while not seen.get("backoff"):
-            assert time.monotonic() < end
-            await asyncio.sleep(0.005)
-        await asyncio.sleep(0.05)  # its failure is handled: it waits 60 s for attempt 2
+        core = cluster.nodes[0].core
+        assert core is not None
+
+        def waiting_for_attempt_2() -> bool:
+            job = core.jobs.get(handle.id)
+            return job is not None and job.status == R.ERROR and job.timer is not None
+
+        await async_wait_until(waiting_for_attempt_2, DEADLINE)  # it waits 60 s for attempt 2
+        assert seen["backoff"] == [1]
         handle.cancel()
         with pytest.raises(JobCancelledError):
             await asyncio.wait_for(handle, DEADLINE)
@@ -230,7 +235,7 @@ async def test_a_cancel_after_the_end_is_a_no_op() -> None:
         handle.cancel()  # no error
         cluster.distributor.cancel(handle.id)  # what JR.cancel(job_id) does: no error either
         assert (await handle) == result == {"done": True}
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.05)  # the assertion's window: the late cancel reaches the node
         assert cluster.nodes[0].stats["cancelled"] == 0
 
 

@@ -14,6 +14,7 @@ import pytest
 
 import reactor as JR
 from reactor import BackPressureError, Config, ConfigError, Distributor
+from reactor.testing import async_wait_until
 
 from .conftest import JOBS
 
@@ -86,11 +87,11 @@ async def test_an_idle_distributor_with_waiting_jobs_does_not_spin() -> None:
     async with Distributor("127.0.0.1", 0, config=Config(heartbeat_interval=0.2)) as d:
         for _ in range(100):
             d.enqueue("record", {})
-        await asyncio.sleep(0.1)
+        await async_wait_until(lambda: d.snapshot()["waiting"] == 100, 5)
         me = psutil.Process()
         before = sum(me.cpu_times()[:2])
         wall = time.monotonic()
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(1.0)  # the measurement's window: CPU used while idle
         used = sum(me.cpu_times()[:2]) - before
         assert d.snapshot()["waiting"] == 100
         assert used < 0.1 * (time.monotonic() - wall), f"idle distributor used {used:.3f}s CPU"

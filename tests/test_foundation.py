@@ -151,8 +151,9 @@ async def test_node_started_before_its_distributor_connects_when_it_comes_up(
     start_node: NodeFactory, config
 ) -> None:
     port = free_port()
-    start_node("early", [f"127.0.0.1:{port}"])
-    await asyncio.sleep(0.5)  # the node is up and dialling a port nobody listens on yet
+    node = start_node("early", [f"127.0.0.1:{port}"])
+    # The node is up and dialling a port nobody listens on yet.
+    await async_wait_until(lambda: "node early started" in node.output(), 15)
     async with Distributor("127.0.0.1", port, config=config) as d:
         handle = d.enqueue("record", {"tag": "late"})
         result = await asyncio.wait_for(handle, 15)

@@ -13,7 +13,7 @@ import pytest
 from reactor import Config, Distributor
 from reactor.ops.health import Health
 from reactor.ops.metrics import Metrics
-from reactor.testing.support import free_port
+from reactor.testing.support import free_port, wait_until
 
 from .conftest import FAST, NodeFactory, wait_for_node
 
@@ -124,11 +124,16 @@ def test_liveness_fails_once_a_ping_stays_unanswered_past_the_stale_time() -> No
         assert health.ready() == (True, "ok: ready")
         health.ping_wait = 0.05
         loop.call_soon_threadsafe(release.wait, 5)  # something that is not a def job holds it
-        time.sleep(0.05)
-        alive, text = health.live()
+        alive, text = health.live()  # the ping queues behind it: unanswered after ping_wait
         assert alive and "has not answered" in text  # slow, not yet hung
-        time.sleep(0.5)
-        alive, text = health.live()
+        seen: list[tuple[bool, str]] = []
+
+        def stale() -> bool:  # the ping unanswered past stale_after (0.4 s)
+            seen.append(health.live())
+            return not seen[-1][0]
+
+        wait_until(stale, 5)
+        alive, text = seen[-1]
         assert not alive and "has not answered for" in text
         assert health.ready()[0] is False
         health.holder = lambda: "def job 'x' (1) holds the loop for 0.6 s"

@@ -51,13 +51,15 @@ async def test_sigterm_lets_the_running_job_finish_and_exits_zero(
 
 
 async def test_sigterm_hands_unstarted_jobs_back_to_run_elsewhere(
-    distributor: Distributor, start_node: NodeFactory
+    distributor: Distributor, start_node: NodeFactory, tmp_path: Path
 ) -> None:
     slow = start_node("slow", [distributor.address], capacity=1)
     await wait_for_node(distributor, "slow", proc=slow)
-    first = distributor.enqueue("async_sleep", {"seconds": 1.0}, node="slow")
+    path = tmp_path / "began.txt"
+    first = distributor.enqueue("async_sleep", {"seconds": 1.0, "path": str(path)}, node="slow")
     queued = distributor.enqueue("record", {}, node="slow")
-    await asyncio.sleep(0.3)
+    # The first runs on slow and the other waits there (stored: slow's capacity is 1).
+    await async_wait_until(lambda: len(lines(path)) == 1 and distributor.unstored_count() == 0, 10)
     fresh = start_node("fresh", [distributor.address])
     await wait_for_node(distributor, "fresh", proc=fresh)
     slow.signal(signal.SIGTERM)

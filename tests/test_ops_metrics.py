@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import re
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -13,19 +11,7 @@ from reactor import Config, Distributor
 from reactor.errors import JobCancelledError, JobFailed
 from reactor.testing import async_wait_until, free_port
 
-from .conftest import FAST, NodeFactory, wait_for_node
-
-
-def scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        assert response.status == 200
-        return str(response.read().decode())
-
-
-def value(text: str, sample: str) -> float:
-    """The value of one exposition line (0 when the series is absent)."""
-    match = re.search(rf"^{re.escape(sample)} (\S+)$", text, re.MULTILINE)
-    return float(match.group(1)) if match else 0.0
+from .conftest import FAST, NodeFactory, scrape, value, wait_for_node
 
 
 async def test_metrics_after_100_jobs(start_node: NodeFactory, tmp_path: Path) -> None:

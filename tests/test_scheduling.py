@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from reactor import Distributor, JobCancelledError, JobFailed
+from reactor.testing import async_wait_until
 
 from .conftest import NodeFactory, Recorder, lines, wait_for_node
 
@@ -26,7 +27,7 @@ async def node_up(distributor: Distributor, start_node: NodeFactory) -> None:
 async def test_after_runs_on_time_not_before(distributor: Distributor, node_up: None) -> None:
     began = time.time()
     handle = distributor.enqueue("record", {}, after=1.5)
-    await asyncio.sleep(1.0)
+    await asyncio.sleep(1.0)  # the assertion's window: not run before its time
     assert not handle.done(), "an after=1.5 job ran before 1.0 s"
     result = await asyncio.wait_for(handle, 1.5)
     assert 1.5 - 0.005 <= result["started"] - began < 2.5
@@ -90,7 +91,7 @@ async def test_periodic_job_cancelling_itself_on_third_run_gives_three_success_f
     result = await asyncio.wait_for(handle, 5)
     assert result["runs"] == 3
     assert [a["runs"] for a in ok.args] == [1, 2, 3] and not err.calls
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(0.5)  # the assertion's window: over two periods, no fourth run
     assert len(lines(path)) == 3
 
 
@@ -105,7 +106,7 @@ async def test_cancel_job_in_an_errback_gives_one_error_feedback_and_no_retry(
         )
     assert info.value.type_name == "NameError"
     assert len(err.calls) == 1 and str(err.args[0]["error"]).startswith("NameError")
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.3)  # the assertion's window: no second attempt
     assert lines(path) == ["attempt"]  # max_attempt is 3, but the errback cancelled
 
 
@@ -114,11 +115,12 @@ async def test_cancel_a_deferred_job_held_by_a_node(
 ) -> None:
     path = tmp_path / "ran.txt"
     handle = distributor.enqueue("record", {"path": str(path)}, after=0.8)
-    await asyncio.sleep(0.2)  # it reached the node and waits on the node's timer
+    # It reached the node (stored there) and waits on the node's timer.
+    await async_wait_until(lambda: distributor.unstored_count() == 0, 5)
     handle.cancel()
     with pytest.raises(JobCancelledError, match="cancelled"):
         await asyncio.wait_for(handle, 5)
-    await asyncio.sleep(0.9)
+    await asyncio.sleep(0.9)  # the assertion's window: past the due time, a live timer would fire
     assert not path.exists()
 
 

@@ -11,8 +11,7 @@ from reactor import Distributor, JobCancelledError
 from reactor.cli import main
 from reactor.testing import async_wait_until, free_port
 
-from ..conftest import NodeFactory, wait_for_node
-from ..test_ops_metrics import scrape, value
+from ..conftest import NodeFactory, scrape, value, wait_for_node
 
 pytestmark = pytest.mark.redis
 

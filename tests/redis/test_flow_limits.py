@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from reactor import Config, Distributor
-from reactor.testing import async_wait_until
+from reactor.testing import async_wait_until, free_port
 
-from ..conftest import FAST, NodeFactory, lines, wait_for_node
+from ..conftest import FAST, NodeFactory, lines, scrape, value, wait_for_node
 
 pytestmark = pytest.mark.redis
 
@@ -43,11 +43,16 @@ async def _cluster(
     redis_url: str,
     count: int = 3,
     capacity: int | None = None,
+    extra: dict[str, list[str]] | None = None,
 ) -> list[object]:
+    """``count`` nodes w1, w2, ... on ``pair`` (``extra``: more CLI arguments, by node name)."""
     settings = {"limits_store": redis_url, "node_lost_after": LEASE}
     addresses = [d.address for d in pair]
+    more = extra or {}
     nodes = [
-        start_node(f"w{i}", addresses, settings=settings, capacity=capacity)
+        start_node(
+            f"w{i}", addresses, settings=settings, capacity=capacity, extra=more.get(f"w{i}", [])
+        )
         for i in range(1, count + 1)
     ]
     for i, node in enumerate(nodes, 1):
@@ -96,7 +101,10 @@ async def test_a_concurrency_limit_of_two_holds_across_distributors_and_nodes(
 async def test_a_node_killed_while_holding_slots_frees_them_within_its_lease(
     pair: list[Distributor], start_node: NodeFactory, redis_url: str, tmp_path: Path
 ) -> None:
-    nodes = await _cluster(pair, start_node, redis_url, count=2)
+    port = free_port()
+    nodes = await _cluster(
+        pair, start_node, redis_url, count=2, extra={"w2": ["--metrics-port", str(port)]}
+    )
     path = tmp_path / "held.txt"
     limit = {"concurrency_key": "tenant:1", "concurrency_limit": 2}
     for i in range(2):
@@ -105,7 +113,8 @@ async def test_a_node_killed_while_holding_slots_frees_them_within_its_lease(
     probe = pair[0].enqueue(
         "flow_hold", {"path": str(path), "tag": "probe", "seconds": 0.1}, node="w2", **limit
     )
-    await asyncio.sleep(1.0)
+    waiting = 'reactor_limit_waiting{job_name="flow_hold",limit="concurrency"}'
+    await async_wait_until(lambda: value(scrape(port), waiting) == 1, 10, 0.05)  # w2 was refused
     assert len(_events(path, "start")) == 2, "a third attempt started under a limit of 2"
     os.kill(nodes[0].pid, signal.SIGKILL)
     killed = time.time()

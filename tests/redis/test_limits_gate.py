@@ -14,13 +14,17 @@ import pytest
 from reactor import Distributor
 from reactor.core.limits import Denied, Verdict
 from reactor.jobs.limits import SLOT, START, Claim
-from reactor.storage.limits import OUTAGE_RETRY, SLOT_POLL, RedisGate
-from reactor.testing import async_wait_until
+from reactor.storage.client import SyncClient, make_sync_client
+from reactor.storage.limits import OUTAGE_RETRY, RELEASED, SLOT_POLL, RedisGate, limit_key
+from reactor.testing import async_wait_until, free_port
 
-from ..conftest import NodeFactory, lines, wait_for_node
+from ..conftest import NodeFactory, lines, scrape, value, wait_for_node
 from .conftest import ServerFactory
 
 pytestmark = pytest.mark.redis
+
+#: Published on the release channel to learn that the gate's listener hears it (no claim's key).
+PROBE = "probe:listening"
 
 
 class _Answers:
@@ -29,12 +33,16 @@ class _Answers:
     def __init__(self) -> None:
         self.got: dict[str, Verdict] = {}
         self.heard: list[str] = []
+        self.probed = False  # heard a probe (see _listening)
 
     def answered(self, job_id: str, verdict: Verdict, now: float) -> None:
         self.got[job_id] = verdict
 
     def released(self, key: str) -> None:
-        self.heard.append(key)
+        if key == PROBE:
+            self.probed = True
+        else:
+            self.heard.append(key)
 
 
 class _Gate:
@@ -64,6 +72,23 @@ class _Gate:
         await self.gate.close()
 
 
+def _redis_ms(redis: SyncClient) -> float:
+    """Now on Redis's clock (the one leases are scored on), in ms."""
+    seconds, micros = redis.time()
+    return seconds * 1000 + micros // 1000
+
+
+async def _listening(g: _Gate, redis: SyncClient) -> None:
+    """Wait until the gate's listener hears what is published on the release channel (it
+    subscribes on its own task): a probe is published until it arrives."""
+
+    def heard() -> bool:
+        redis.publish(RELEASED, PROBE)
+        return g.answers.probed
+
+    await async_wait_until(heard, 5, interval=0.05, message="the listener never subscribed")
+
+
 @pytest.fixture(params=["redis", "cluster"])
 def limits_url(request: pytest.FixtureRequest) -> str:
     name = "redis_url" if request.param == "redis" else "redis_cluster_url"
@@ -77,18 +102,24 @@ async def test_slots_are_granted_up_to_the_limit_released_and_lapse(limits_url: 
     assert await g.ask("b", [slot]) is None
     refused = await g.ask("c", [slot])
     assert isinstance(refused, Denied) and refused.key == "tenant" and refused.retry <= SLOT_POLL
-    await asyncio.sleep(0.2)  # the listener subscribed
+    redis = make_sync_client(limits_url)
+    await _listening(g, redis)
     g.gate.release("n/s/a", [slot])
     await g.settle()
     await async_wait_until(lambda: g.answers.heard == ["tenant"], 5)  # the release was published
     assert await g.ask("c", [slot]) is None
-    g.gate.renew([("n/s/c", [slot])], 0.0)  # c renews, b does not: only b's lease lapses
-    await asyncio.sleep(0.6)
-    g.gate.renew([("n/s/c", [slot])], 0.0)
-    await asyncio.sleep(0.6)
+    first_lease = redis.zscore(limit_key(slot), "n/s/c")  # ms on Redis's clock; b's ends before
+    assert first_lease is not None
+
+    def renewed_past_first_lease() -> bool:
+        g.gate.renew([("n/s/c", [slot])], 0.0)  # c's attempt runs on and renews; b's does not
+        return _redis_ms(redis) > first_lease
+
+    await async_wait_until(renewed_past_first_lease, 5, interval=0.05)
     await g.settle()
     assert await g.ask("d", [slot]) is None
-    assert isinstance(await g.ask("e", [slot]), Denied)
+    assert isinstance(await g.ask("e", [slot]), Denied)  # c's renewals kept its slot
+    redis.close()
     await g.close()
 
 
@@ -120,15 +151,23 @@ async def test_jobs_wait_out_a_limits_store_outage_and_none_is_lost(
 ) -> None:
     store = make_redis_server()
     settings = {"limits_store": store.url, "node_lost_after": 3.0}
-    node = start_node("w1", [distributor.address], settings=settings)
+    port = free_port()
+    extra = ["--metrics-port", str(port)]
+    node = start_node("w1", [distributor.address], settings=settings, extra=extra)
     await wait_for_node(distributor, "w1", proc=node)
     path = tmp_path / "slots.txt"
     store.stop()
     handles = [
         distributor.enqueue("flow_slot", {"path": str(path), "tag": f"j{i}"}) for i in range(10)
     ]
-    await asyncio.sleep(2.0)
+    waiting = 'reactor_limit_waiting{job_name="flow_slot",limit="concurrency"}'
+    await async_wait_until(lambda: value(scrape(port), waiting) == 10, 10, 0.05)
     assert lines(path) == [], "a job with a limit ran while its limits store was down"
+    # The assertion's window, not a wait: the asker asks again every OUTAGE_RETRY, and each
+    # answer while the store is down must be "wait" too.
+    await asyncio.sleep(OUTAGE_RETRY * 1.5)
+    assert lines(path) == [], "a job with a limit ran while its limits store was down"
+    assert value(scrape(port), waiting) == 10
     store.restart()  # the same port
     began = time.monotonic()
     await asyncio.wait_for(asyncio.gather(*handles), 30)
