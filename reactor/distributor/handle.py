@@ -30,13 +30,12 @@ class Canceller(Protocol):
 class _Extras:
     """What only some handles need: progress, waiters, callbacks, a cancel asked for."""
 
-    __slots__ = ("aio", "callbacks", "cancel_requested", "on_progress", "progress", "waiter")
+    __slots__ = ("callbacks", "cancel_requested", "on_progress", "progress", "waiter")
 
     def __init__(self) -> None:
         self.on_progress: ProgressFeedback | None = None
         self.progress: tuple[float, str | None] | None = None
         self.waiter: concurrent.futures.Future[dict[str, Any]] | None = None
-        self.aio: asyncio.Future[dict[str, Any]] | None = None  # when awaited on the loop
         self.callbacks: list[Callable[[Any, BaseException | None], Any]] | None = None
         self.cancel_requested = False
 
@@ -52,6 +51,7 @@ class JobHandle:
     """
 
     __slots__ = (
+        "_aio",
         "_distributor",
         "_extras",
         "_lock",
@@ -82,6 +82,9 @@ class JobHandle:
         # holds either).
         self._outcome: Any = _UNSET
         self._extras: _Extras | None = None
+        # When awaited on the loop (a slot, not an extra: gathering handles is common, and an
+        # extra would cost an object and a lock per awaited job).
+        self._aio: asyncio.Future[dict[str, Any]] | None = None
         if on_progress is not None:
             self._more().on_progress = on_progress
 
@@ -171,10 +174,9 @@ class JobHandle:
         if loop is not self._distributor.loop:
             return asyncio.wrap_future(self._future()).__await__()
         # On the distributor's own loop: a plain asyncio future, settled without a thread hop.
-        extras = self._more()
-        aio = extras.aio
+        aio = self._aio
         if aio is None:
-            aio = extras.aio = loop.create_future()
+            aio = self._aio = loop.create_future()
             if self._outcome is not _UNSET:
                 _settle(aio, self._outcome)
         return aio.__await__()
@@ -200,12 +202,13 @@ class JobHandle:
                 return
             self._outcome = outcome
             extras = self._extras
-            if extras is None:  # nobody waits: the common case
-                return
-            callbacks, extras.callbacks = extras.callbacks, None
-        aio = extras.aio
+            if extras is not None:
+                callbacks, extras.callbacks = extras.callbacks, None
+        aio = self._aio
         if aio is not None and not aio.done():
             _settle(aio, outcome)
+        if extras is None:  # no thread waits and no callback: the common case
+            return
         if extras.waiter is not None:
             _settle(extras.waiter, outcome)
         if callbacks is not None:
