@@ -124,6 +124,10 @@ async def test_a_node_killed_while_holding_slots_frees_them_within_its_lease(
     assert started - killed <= LEASE + 1.0, f"the slots came free {started - killed:.2f}s after"
 
 
+#: The most a job's start may lag its grant in the rate test (a loaded 2-core machine).
+JITTER = 0.15
+
+
 async def test_a_rate_limit_of_20_per_second_over_300_jobs(
     pair: list[Distributor], start_node: NodeFactory, redis_url: str, tmp_path: Path
 ) -> None:
@@ -135,9 +139,14 @@ async def test_a_rate_limit_of_20_per_second_over_300_jobs(
     took = time.time() - began
     times = [t for t, _ in _events(path, "start")]
     assert len(times) == 300
-    busiest = max(bisect.bisect_left(times, t + 1.0) - i for i, t in enumerate(times))
-    print(f"rate: busiest 1 s window {busiest} starts; 300 jobs at 20/s took {took:.2f}s")
-    assert busiest <= 20, f"{busiest} starts in one 1-second window"
+    # Redis grants at most 20 starts in any 1 s of its clock; a body starts a little after its
+    # grant (a busy node, a busy machine). With that lag under JITTER, the starts of any
+    # (1 - JITTER) s window come from grants of one 1 s window: at most 20. (Counting 1 s
+    # windows of start times failed once here, 22, under load.)
+    span = 1.0 - JITTER
+    busiest = max(bisect.bisect_left(times, t + span) - i for i, t in enumerate(times))
+    print(f"rate: busiest {span} s window {busiest} starts; 300 jobs at 20/s took {took:.2f}s")
+    assert busiest <= 20, f"{busiest} starts in one {span}-second window"
     assert 13.5 <= took <= 16.5, f"300 jobs at 20/s took {took:.1f}s"
 
 
