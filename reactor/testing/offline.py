@@ -71,7 +71,9 @@ class OfflineDistributor(Distributor):
                 job.id,
                 job.name,
                 wire.args,
-                wire.delay if not wire.run_at else wire.run_at - now,
+                # The distributor keeps when the job is due, not the delay given: microseconds
+                # have passed since, and the delay reads as given to the millisecond.
+                round(wire.delay, 3) if not wire.run_at else wire.run_at - now,
                 wire.run_at,
                 wire.period,
                 wire.defer,
