@@ -16,6 +16,7 @@ SCRIPT = textwrap.dedent(
     import logging, sys
     import reactor as JR
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("reactor.distributor").setLevel(logging.INFO)  # "exiting: waiting ..."
     JR.config["drain_timeout"] = float(sys.argv[1])
     JR.start_distributor("127.0.0.1", 0)
     handles = [JR.enqueue("noop", {}) for _ in range(3)]
@@ -53,7 +54,10 @@ def test_ctrl_c_during_the_drain_says_what_it_waits_for_and_a_second_stops_waiti
     assert app.stdout is not None and app.stderr is not None
     while "exiting" not in app.stdout.readline():
         assert app.poll() is None, app.communicate()
-    time.sleep(0.5)  # the drain at exit has begun
+    # The drain at exit has begun (a Ctrl-C from now on is its own) when it says so.
+    while not (said := app.stderr.readline()).startswith("INFO reactor.distributor: exiting:"):
+        assert said, app.communicate()
+    assert "store the 3 job(s)" in said, said
     app.send_signal(signal.SIGINT)
     first = app.stderr.readline()
     assert first.startswith("WARNING reactor.distributor: Ctrl-C: waiting ("), first

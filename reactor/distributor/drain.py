@@ -136,6 +136,13 @@ def wait_interruptibly(
             raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGINT, on_interrupt)
+    unstored = distributor.unstored_count()
+    if unstored:  # an exit that waits says why (and a Ctrl-C from now on is the one above)
+        log.info(
+            "exiting: waiting (drain_timeout) for a node to store the %d job(s) this "
+            "distributor holds; Ctrl-C twice to stop waiting",
+            unstored,
+        )
     try:
         return shutdown.result(bound)
     finally:

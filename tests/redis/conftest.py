@@ -9,14 +9,17 @@ import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 
 import pytest
+import redis as sync_redis
+from redis.cluster import RedisCluster
 
 from reactor.jobs.record import JobRecord
 from reactor.storage.base import Storage
 from reactor.storage.memory import MemoryStorage
 from reactor.storage.redis import RedisStorage
+from reactor.storage.redis_layout import cluster_url
 from reactor.testing.support import async_wait_until, wait_until
 
-__all__ = ["async_wait_until", "make_job", "store_many", "wait_until"]
+__all__ = ["async_wait_until", "make_job", "store_many", "sync_client", "wait_until"]
 from reactor.testing.redis_server import RedisClusterServers, RedisServer, redis_server_available
 
 _DATABASES = 256
@@ -65,6 +68,23 @@ def redis_cluster_url(redis_cluster: RedisClusterServers) -> Iterator[str]:
     redis_cluster.flush()
     yield redis_cluster.url
     redis_cluster.flush()
+
+
+@pytest.fixture
+def any_redis_url(request: pytest.FixtureRequest) -> str:
+    """A single server's URL, or a Cluster's (``redis+cluster://``): the test's ``backend``
+    parameter (``redis`` or ``redis-cluster``) says which."""
+    fixture = {"redis": "redis_url", "redis-cluster": "redis_cluster_url"}[request.param]
+    url: str = request.getfixturevalue(fixture)
+    return url
+
+
+def sync_client(url: str) -> sync_redis.Redis | RedisCluster:
+    """A synchronous client for a test's checks: a :class:`RedisCluster` for a Cluster URL."""
+    client_url, cluster = cluster_url(url)
+    if cluster:
+        return RedisCluster.from_url(client_url)
+    return sync_redis.Redis.from_url(client_url)
 
 
 #: Opens a started storage of the backend under test (``open_storage``).

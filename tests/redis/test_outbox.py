@@ -21,6 +21,7 @@ from reactor.testing import async_wait_until
 from reactor.testing.redis_server import RedisServer
 
 from ..conftest import FAST, NodeFactory, lines, wait_for_node
+from .conftest import sync_client
 
 pytestmark = pytest.mark.redis
 
@@ -102,9 +103,13 @@ async def test_restarted_application_delivers_every_job_of_a_killed_one(
         client.close()
 
 
+@pytest.mark.parametrize("any_redis_url", ["redis", "redis-cluster"], indirect=True)
 async def test_a_live_member_takes_over_a_killed_members_outbox(
-    start_node: NodeFactory, redis_url: str, tmp_path: Path, apps: list
+    start_node: NodeFactory, any_redis_url: str, tmp_path: Path, apps: list
 ) -> None:
+    """Also on a 3-master Cluster: the group's keys share its hash tag, so the take-over script
+    sees every key it touches on one master."""
+    redis_url = any_redis_url
     d = Distributor("127.0.0.1", 0, config=Config(**FAST), outbox=redis_url, group="web")
     await d.start()
     node = start_node("w1", [d.address])
@@ -124,6 +129,11 @@ async def test_a_live_member_takes_over_a_killed_members_outbox(
     result = await asyncio.wait_for(d.enqueue("record", {"tag": "live"}), 10)
     assert result["result"] == "ok"
     await d.stop()
+    client = sync_client(redis_url)
+    try:  # the group has no member left
+        assert client.zcard(leases_key("web")) == 0
+    finally:
+        client.close()
 
 
 async def test_enqueue_raises_when_the_outbox_cannot_take_the_job(
