@@ -175,7 +175,8 @@ async def test_a_valid_key_cannot_claim_another_nodes_name(
 
     # With the real node connected, an impostor cannot take its connection over either.
     again = await start_node(cleanup, "w2", d.address, job_dir, config, curve=keys.client("w1"))
-    await asyncio.sleep(0.5)
+    again_peer = repr(P.routing_id("w2", again.session))
+    await async_wait_until(lambda: rejected.get(again_peer, 0) >= 1, 10)  # it tried, refused
     results = await asyncio.wait_for(
         asyncio.gather(*(d.enqueue("echo", {"text": "x"}, node="w2") for _ in range(5))), 15
     )
@@ -209,8 +210,10 @@ async def test_removing_a_key_and_reloading_stops_that_node(
 
     # A fresh connection with the removed key is refused at the handshake.
     await w1.close()
+    w1_key = read_key_file(keys.public("w1"))[0].decode()
+    refused = server.denied.get(w1_key, 0)
     w1 = await start_node(cleanup, "w1", d.address, job_dir, config, curve=keys.client("w1"))
-    await asyncio.sleep(1.0)
+    await async_wait_until(lambda: server.denied.get(w1_key, 0) > refused, 10)
     assert "w1" not in alive_nodes(d) and not w1.snapshot()["distributors"][d.address]
 
     # Putting the key back lets it in again (the node redials after the refusal).
