@@ -8,7 +8,7 @@ import pytest
 
 from reactor import JobCancelledError, JobFailed
 from reactor.cli import build_parser
-from reactor.core.routing import JobState
+from reactor.core.jobstate import JobState
 from reactor.distributor.outbox import decode as decode_entry
 from reactor.distributor.outbox import encode as encode_entry
 from reactor.storage.discovery import Announcement, advertised_address, json_safe

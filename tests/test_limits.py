@@ -225,7 +225,8 @@ def test_waits_for_limits_are_metrics_by_job_name_and_limit_kind() -> None:
 
 
 def test_the_distributors_waiting_groups_take_turns_by_fair_key() -> None:
-    from reactor.core.routing import JobState, NodeState, Presence, Router
+    from reactor.core.jobstate import JobState
+    from reactor.core.routing import NodeState, Presence, Router
     from reactor.wire import protocol as P
 
     def waiting(job_id: str, fair: str | None, priority: int = 0) -> JobState:

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from reactor import Config, Distributor
+from reactor.core.jobstate import JobState
 from reactor.core.node import NodeCore
-from reactor.core.routing import JobState, NodeState, Presence, Router
+from reactor.core.routing import NodeState, Presence, Router
 from reactor.jobs import record as R
 from reactor.jobs.record import JobRecord
 from reactor.testing.support import async_wait_until

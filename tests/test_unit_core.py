@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from reactor import Config, ConfigError
-from reactor.core.routing import JobState, NodeState, Presence, Router
+from reactor.core.jobstate import JobState
+from reactor.core.routing import NodeState, Presence, Router
 from reactor.core.schedule import TimerHeap
 from reactor.jobs.loader import load_jobs
 

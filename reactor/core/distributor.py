@@ -15,9 +15,10 @@ from typing import Any, Protocol
 
 from reactor.config import Config
 from reactor.core.admission import Admission, Sender
+from reactor.core.jobstate import JobState
 from reactor.core.liveness import Liveness, Verdict
 from reactor.core.resync import on_sync
-from reactor.core.routing import JobState, NodeState, Presence, Router
+from reactor.core.routing import NodeState, Presence, Router
 from reactor.wire import protocol as P
 
 log = logging.getLogger("reactor.distributor")

@@ -17,7 +17,7 @@ from typing import Any
 
 from reactor.core.jobstate import JobState
 
-__all__ = ["Contender", "GroupKey", "JobState", "NodeState", "Presence", "Router", "group_key"]
+__all__ = ["Contender", "GroupKey", "NodeState", "Presence", "Router", "group_key"]
 
 
 class Presence(Enum):

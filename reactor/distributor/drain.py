@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from reactor.core.routing import JobState
+from reactor.core.jobstate import JobState
 
 log = logging.getLogger("reactor.distributor")
 

@@ -7,7 +7,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from reactor.core.routing import JobState
+from reactor.core.jobstate import JobState
 from reactor.distributor.handle import JobHandle
 from reactor.errors import JobCancelledError, JobFailed, ReactorError, RemoteError
 from reactor.ops import trace_hooks

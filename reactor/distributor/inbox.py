@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import Callable
 
 from reactor.core.distributor import DistributorCore
-from reactor.core.routing import JobState
+from reactor.core.jobstate import JobState
 from reactor.errors import JobCancelledError
 
 

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from reactor.core.routing import JobState
+from reactor.core.jobstate import JobState
 from reactor.distributor.handle import JobHandle
 
 if TYPE_CHECKING:

@@ -31,7 +31,7 @@ import msgpack
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError, ResponseError
 
-from reactor.core.routing import JobState
+from reactor.core.jobstate import JobState
 from reactor.errors import ReactorError, StorageUnavailableError
 from reactor.storage.client import Client, make_client, safe_url
 from reactor.wire.layout import JOB_DELAY, JOB_ID, JOB_NAME

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from reactor.core.distributor import DistributorCore
-from reactor.core.routing import JobState
+from reactor.core.jobstate import JobState
 from reactor.ops.health import Health
 from reactor.ops.metrics import State
 

@@ -27,7 +27,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from reactor.core.routing import JobState
+from reactor.core.jobstate import JobState
 from reactor.errors import MetricsPortError
 from reactor.jobs import record as R
 from reactor.jobs.record import JobRecord

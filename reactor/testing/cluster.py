@@ -10,7 +10,7 @@ from typing import Any
 
 from reactor.app.runtime import Runtime
 from reactor.config import Config
-from reactor.core.routing import JobState
+from reactor.core.jobstate import JobState
 from reactor.distributor.drain import summary
 from reactor.distributor.driver import Distributor
 from reactor.distributor.handle import JobHandle

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Self
 
 from reactor.config import Config
-from reactor.core.routing import JobState
+from reactor.core.jobstate import JobState
 from reactor.distributor.driver import Distributor
 from reactor.distributor.handle import JobHandle
 from reactor.testing.facade import facade_routed_to

@@ -21,8 +21,8 @@ from typing import Any
 from reactor.config import Config
 from reactor.core.distributor import DistributorCore
 from reactor.core.gate import MemoryGate
+from reactor.core.jobstate import JobState
 from reactor.core.node import NodeCore
-from reactor.core.routing import JobState
 from reactor.jobs import record as R
 from reactor.jobs.options import EnqueueOptions
 from reactor.jobs.outcome import Attempt, Outcome
